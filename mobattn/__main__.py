@@ -1,0 +1,3 @@
+from mobattn.cli import run
+
+run()

@@ -1,0 +1,24 @@
+"""Token mixers: one file per mechanism, all registered by name."""
+
+from .base import Cost, TokenMixer
+from .eaa import EfficientAdditiveAttention
+from .external import ExternalAttention, ExternalAttentionBlock
+from .hilo import HiLo
+from .mhsa import MultiHeadSelfAttention
+from .registry import create_attention, get_attention_class, list_attentions, register_attention
+from .ufo import UFOAttention
+
+__all__ = [
+    "Cost",
+    "TokenMixer",
+    "EfficientAdditiveAttention",
+    "ExternalAttention",
+    "ExternalAttentionBlock",
+    "HiLo",
+    "MultiHeadSelfAttention",
+    "UFOAttention",
+    "create_attention",
+    "get_attention_class",
+    "list_attentions",
+    "register_attention",
+]

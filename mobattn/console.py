@@ -1,0 +1,42 @@
+"""Where output goes: rich tables for people on stdout, plain JSON for programs,
+one red line on stderr for errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_json(obj: Any) -> None:
+    """Plain JSON on stdout (no rich wrapping or colour, so programs can parse it)."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def print_error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False, soft_wrap=True)
+
+
+def make_table(title: str, columns: list[str], rows: list[list[Any]], right: set[str] | None = None) -> Table:
+    """A rich table; numeric columns named in ``right`` are right-aligned."""
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col, justify="right" if right and col in right else "left")
+    for row in rows:
+        table.add_row(*[str(c) for c in row])
+    return table
+
+
+def human_count(n: float) -> str:
+    """3475360 -> '3.48 M'."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n:.0f}"

@@ -1,0 +1,20 @@
+"""The one exception type for user errors.
+
+The CLI turns a :class:`MobattnError` into one red line on stderr and exit code 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+
+class MobattnError(Exception):
+    """A problem with what the user asked for (bad name, size, file...)."""
+
+
+def unknown_name_error(kind: str, name: str, valid: list[str]) -> MobattnError:
+    """An error for an unknown registry name that suggests the closest valid names."""
+    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.4)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return MobattnError(f"unknown {kind} '{name}'{hint} (valid: {', '.join(valid)})")

@@ -1,0 +1,68 @@
+"""Name -> model constructor and its default config, in the manner of timm."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from mobattn.errors import unknown_name_error
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Published:
+    """Figures the authors published for the official model, with their source."""
+
+    top1: float  # ImageNet-1K top-1, %
+    params_m: float  # millions
+    gmacs: float  # at the default input size
+    latency_ms: float
+    latency_device: str
+    source: str
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Preprocessing and provenance a model carries (timm's ``default_cfg``)."""
+
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    crop_pct: float = 0.95
+    interpolation: str = "bicubic"
+    num_classes: int = 1000
+    published: Published | None = None
+    extra: dict = field(default_factory=dict)
+
+
+_MODELS: dict[str, tuple[Callable[..., nn.Module], ModelConfig]] = {}
+
+
+def register_model(name: str, config: ModelConfig):
+    """Function decorator: ``fn(**kwargs) -> nn.Module`` becomes model ``name``."""
+
+    def wrap(fn):
+        if name in _MODELS:
+            raise RuntimeError(f"model '{name}' registered twice")
+        _MODELS[name] = (fn, config)
+        return fn
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def get_model_entry(name: str) -> tuple[Callable[..., nn.Module], ModelConfig]:
+    if name not in _MODELS:
+        raise unknown_name_error("model", name, list_models())
+    return _MODELS[name]
+
+
+def get_model_config(name: str) -> ModelConfig:
+    return get_model_entry(name)[1]

@@ -1,0 +1,83 @@
+"""The `mobattn` command: output for people and programs, and its handling of bad input."""
+
+import subprocess
+import sys
+
+import pytest
+
+import mobattn
+from conftest import assert_one_line_error
+
+
+def test_version_and_module_entry_point():
+    out = subprocess.run([sys.executable, "-m", "mobattn", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and mobattn.__version__ in out.stdout
+
+
+def test_help_lists_the_commands(cli):
+    result = cli("--help")
+    assert result.code == 0
+    for command in ("info", "list"):
+        assert command in result.out
+
+
+def test_list_attentions_json(cli):
+    result = cli("list", "attentions", "--dim", "64", "--hw", "8x8", "--json")
+    assert result.code == 0
+    rows = result.json()
+    assert [r["attention"] for r in rows] == mobattn.list_attentions()
+    assert all(r["macs"] == r["measured_macs"] and r["tokens"] == 64 for r in rows)
+
+
+def test_list_models_table(cli):
+    result = cli("list", "models")
+    assert result.code == 0
+    for name in mobattn.list_models():
+        assert name in result.out
+    assert "75.7" in result.out
+
+
+def test_info_attention_json(cli):
+    result = cli("info", "--attention", "hilo", "--dim", "96", "--hw", "14x14", "--heads", "6", "--json")
+    assert result.code == 0
+    info = result.json()
+    assert info["settings"] == {"num_heads": 6, "window_size": 2, "alpha": 0.5}
+    assert info["params"] > 0 and info["macs"] == info["measured_macs"]
+
+
+def test_info_model_shows_swap_rule_and_published(cli):
+    result = cli("info", "--model", "swiftformer_s", "--attention", "hilo", "--resolution", "320", "--json")
+    info = result.json()
+    assert info["resolution"] == [320, 320] and info["attention"] == "hilo"
+    assert [m["dim"] for m in info["mixers"]] == [48, 64, 168, 224]
+    assert info["mixers"][0]["tokens"] == 80 * 80
+    assert info["published_top1"] == 78.5
+    table = cli("info", "--model", "swiftformer_s", "--attention", "hilo")
+    assert "window_size=2" in table.out and "78.5" not in table.out  # no published accuracy for a swap
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["info", "--attention", "hil", "--dim", "96", "--hw", "14x14"], ["unknown attention", "hilo"]),
+        (["info", "--attention", "hilo", "--dim", "96", "--hw", "14by14"], ["--hw", "HxW"]),
+        (["info", "--attention", "hilo", "--dim", "0", "--hw", "14x14"], ["--dim", "positive"]),
+        (["info", "--attention", "hilo", "--dim", "96", "--hw", "0x14"], ["positive"]),
+        (["info", "--attention", "hilo", "--dim", "96", "--hw", "14x14", "--heads", "5"], ["divisible"]),
+        (["info", "--model", "swiftformer_m"], ["unknown model", "swiftformer_s"]),
+        (["info", "--model", "swiftformer_s", "--resolution", "16"], ["at least 32"]),
+        (["info", "--dim", "abc"], ["--dim"]),
+        (["info", "--nope"], ["--nope"]),
+        (["info"], ["--model"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(cli, args, fragments):
+    assert_one_line_error(cli(*args), *fragments)
+
+
+def test_bad_input_in_a_real_process_has_no_traceback():
+    out = subprocess.run(
+        [sys.executable, "-m", "mobattn", "info", "--model", "nope"], capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
