@@ -11,7 +11,7 @@ import sys
 import click
 
 from mobattn import __version__
-from mobattn.console import console, human_count, make_table, print_error, print_json
+from mobattn.console import console, err_console, human_count, make_table, print_error, print_json
 from mobattn.errors import MobattnError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -156,6 +156,155 @@ def info_cmd(model, attention, dim, hw, heads, resolution, json_out) -> None:
     )
     if info.published_source:
         console.print(f"[dim]published: {info.published_source}[/dim]")
+
+
+# --- export -------------------------------------------------------------------------
+
+
+def subject_options(func):
+    """The options that name what to export or measure: a model or a bare attention."""
+    options = [
+        click.option("--model", help="Model name (see `mobattn list models`)."),
+        click.option("--attention", help="Attention name; with --model, the swapped-in token mixer."),
+        click.option("--dim", type=int, help="Channels of a bare attention (no --model)."),
+        click.option("--hw", help="Token grid HxW of a bare attention."),
+        click.option("--heads", type=int, help="Heads of a bare attention (default: the swap rule)."),
+        click.option("--batch", type=int, default=1, show_default=True, help="Batch size."),
+        click.option("--weights", type=click.Path(dir_okay=False), help="Local checkpoint for --model."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_subject(model, attention, dim, hw, heads, batch, weights, resolution: tuple[int, int]):
+    from mobattn.exporters import attention_subject, model_subject
+    from mobattn.parsing import parse_hw
+
+    if model is not None:
+        if dim is not None or hw is not None or heads is not None:
+            raise MobattnError("--dim/--hw/--heads describe a bare attention; drop them with --model")
+        return model_subject(model, attention, resolution, _positive(batch, "--batch"), weights)
+    if attention is None or dim is None or hw is None:
+        raise MobattnError("give --model NAME, or --attention NAME --dim D --hw HxW")
+    if weights is not None:
+        raise MobattnError("--weights applies to --model only")
+    return attention_subject(
+        attention, _positive(dim, "--dim"), parse_hw(hw), heads, _positive(batch, "--batch")
+    )
+
+
+@app.command("export", context_settings=CONTEXT)
+@subject_options
+@click.option("--resolution", default="224", show_default=True, help="Model input resolution, N or HxW.")
+@click.option(
+    "--to", "targets", default="onnx", show_default=True, help="onnx, coreml, or both: onnx,coreml."
+)
+@click.option("--out", "out_dir", default="exports", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--precision", type=click.Choice(["fp32", "fp16"]), help="Default: fp32 (ONNX), fp16 (Core ML)."
+)
+@click.option("--force", is_flag=True, help="Replace an existing artifact.")
+@click.option("--dynamic", is_flag=True, help="ONNX: dynamic batch (and H, W for models).")
+@click.option("--no-simplify", is_flag=True, help="ONNX: skip onnxsim.")
+@click.option("--opset", type=int, default=20, show_default=True, help="ONNX opset (17 or newer).")
+@click.option(
+    "--min-target", default="iOS16", show_default=True, help="Core ML: iOS16, iOS17, iOS18 or iOS26."
+)
+@click.option(
+    "--image-input", is_flag=True, help="Core ML: take an RGB image; mean/std folded into the input."
+)
+@click.option("--compress", help="Core ML weights: int8, palettize4, palettize6 or palettize8.")
+@json_option
+def export_cmd(
+    model,
+    attention,
+    dim,
+    hw,
+    heads,
+    batch,
+    weights,
+    resolution,
+    targets,
+    out_dir,
+    precision,
+    force,
+    dynamic,
+    no_simplify,
+    opset,
+    min_target,
+    image_input,
+    compress,
+    json_out,
+) -> int:
+    """Export a model or a bare attention to ONNX and/or Core ML, then validate it.
+
+    \b
+      mobattn export --model swiftformer_s --to coreml
+      mobattn export --model swiftformer_xs --attention hilo --to onnx --dynamic
+      mobattn export --attention ufo --dim 64 --hw 14x14 --to onnx,coreml
+
+    Exit code 0 if every artifact validates, 1 if one fails (nothing is kept for it).
+    """
+    from pathlib import Path
+
+    from mobattn.exporters import export
+    from mobattn.exporters.export import check_target
+    from mobattn.parsing import parse_resolutions
+
+    target_list = [t.strip() for t in targets.split(",") if t.strip()] or ["onnx"]
+    for target in target_list:
+        check_target(target)
+    (res,) = parse_resolutions(resolution)
+    subject = build_subject(model, attention, dim, hw, heads, batch, weights, res)
+    records = []
+    for target in target_list:
+        with err_console.status(f"exporting {subject.stem()} to {target}..."):
+            records.append(
+                export(
+                    subject,
+                    target,
+                    Path(out_dir),
+                    precision,
+                    force,
+                    dynamic=dynamic or None,
+                    simplify=not no_simplify,
+                    opset=opset,
+                    min_target=min_target,
+                    image=image_input or None,
+                    compress=compress,
+                )
+            )
+    if json_out:
+        print_json(records[0].to_dict() if len(records) == 1 else [r.to_dict() for r in records])
+    else:
+        print_export_table(records)
+    return 0 if all(r.status == "ok" for r in records) else 1
+
+
+def print_export_table(records) -> None:
+    rows = []
+    for r in records:
+        v = r.validation
+        check = (
+            f"max rel {v['max_rel']:.1e}, cos {v['cosine']:.6f}"
+            if v
+            else r.details.get("predictions", "spec checked")
+        )
+        status = {"ok": "[green]ok[/green]", "failed": "[red]failed[/red]"}.get(r.status, "[red]error[/red]")
+        rows.append(
+            [
+                r.target,
+                status,
+                r.path if r.status == "ok" else r.reason,
+                f"{r.size_bytes / 1e6:.2f} MB",
+                r.op_count,
+                f"{r.seconds:.1f}",
+                check,
+            ]
+        )
+    cols = ["target", "status", "path", "size", "ops", "seconds", "validation"]
+    console.print(make_table("export", cols, rows, {"size", "ops", "seconds"}, fold={"path", "validation"}))
 
 
 # --- helpers ------------------------------------------------------------------------

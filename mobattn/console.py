@@ -24,11 +24,19 @@ def print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False, soft_wrap=True)
 
 
-def make_table(title: str, columns: list[str], rows: list[list[Any]], right: set[str] | None = None) -> Table:
-    """A rich table; numeric columns named in ``right`` are right-aligned."""
+def make_table(
+    title: str,
+    columns: list[str],
+    rows: list[list[Any]],
+    right: set[str] | None = None,
+    fold: set[str] | None = None,
+) -> Table:
+    """A rich table; columns in ``right`` are right-aligned, those in ``fold`` (paths)
+    are folded rather than truncated."""
     table = Table(title=title, title_justify="left")
     for col in columns:
-        table.add_column(col, justify="right" if right and col in right else "left")
+        justify = "right" if right and col in right else "left"
+        table.add_column(col, justify=justify, overflow="fold" if fold and col in fold else "ellipsis")
     for row in rows:
         table.add_row(*[str(c) for c in row])
     return table

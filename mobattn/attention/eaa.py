@@ -7,13 +7,18 @@ SwiftFormer checkpoints load strictly.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mobattn.errors import MobattnError
 
 from .base import Cost, TokenMixer, check_positive, check_tokens, count_params
 from .registry import register_attention
+
+
+def l2_normalize(x: torch.Tensor, dim: int, eps: float = 1e-12) -> torch.Tensor:
+    """``F.normalize`` by broadcasting: F.normalize expands the norm to the input's
+    shape first, which exports as a materialised Expand node."""
+    return x / torch.linalg.vector_norm(x, dim=dim, keepdim=True).clamp_min(eps)
 
 
 @register_attention("eaa")
@@ -49,11 +54,11 @@ class EfficientAdditiveAttention(TokenMixer):
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         check_tokens(x, hw)
-        query = F.normalize(self.to_query(x), dim=-1)
-        key = F.normalize(self.to_key(x), dim=-1)
+        query = l2_normalize(self.to_query(x), dim=-1)
+        key = l2_normalize(self.to_key(x), dim=-1)
         scores = (query @ self.w_g) * self.scale_factor  # (B, N, 1)
         if self.score_norm == "l2":
-            scores = F.normalize(scores, dim=1)
+            scores = l2_normalize(scores, dim=1)
         else:
             scores = scores.softmax(dim=1)
         global_query = torch.sum(scores * query, dim=1, keepdim=True)  # (B, 1, D)

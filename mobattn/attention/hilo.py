@@ -69,16 +69,21 @@ class HiLo(TokenMixer):
             self.h_proj = nn.Linear(self.h_dim, self.h_dim)
 
     def hifi(self, x: torch.Tensor) -> torch.Tensor:
-        """Window attention on a padded (B, H, W, C) map."""
+        """Window attention on a padded (B, H, W, C) map.
+
+        Windows are folded into the batch so no tensor exceeds rank 5 (Core ML's
+        limit); the arithmetic is the official code's.
+        """
         B, H, W, C = x.shape
         ws, heads = self.ws, self.h_heads
         h_groups, w_groups = H // ws, W // ws
-        x = x.reshape(B, h_groups, ws, w_groups, ws, C).transpose(2, 3)
-        qkv = self.h_qkv(x).reshape(B, h_groups * w_groups, ws * ws, 3, heads, self.head_dim)
-        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # (B, groups, heads, ws*ws, hd)
+        windows = x.reshape(B * h_groups, ws, w_groups, ws, C).transpose(1, 2)
+        windows = windows.reshape(B * h_groups * w_groups, ws * ws, C)
+        qkv = self.h_qkv(windows).reshape(-1, ws * ws, 3, heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B*groups, heads, ws*ws, hd)
         attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-        out = (attn @ v).transpose(2, 3).reshape(B, h_groups, w_groups, ws, ws, self.h_dim)
-        out = out.transpose(2, 3).reshape(B, H, W, self.h_dim)
+        out = (attn @ v).transpose(1, 2).reshape(B * h_groups, w_groups, ws, ws, self.h_dim)
+        out = out.transpose(1, 2).reshape(B, H, W, self.h_dim)
         return self.h_proj(out)
 
     def lofi(self, x: torch.Tensor) -> torch.Tensor:

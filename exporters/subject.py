@@ -1,0 +1,118 @@
+"""What gets exported: a model or a bare token mixer, as a one-input module plus the
+facts the artifact's name and metadata need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+import mobattn
+from mobattn.describe import default_attention_kwargs
+from mobattn.errors import MobattnError
+from mobattn.models import get_model_config
+
+
+class TokenMixerGraph(nn.Module):
+    """A token mixer with its grid fixed, so it has the single input exporters want."""
+
+    def __init__(self, mixer: nn.Module, hw: tuple[int, int]):
+        super().__init__()
+        self.mixer, self.hw = mixer, hw
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mixer(x, self.hw)
+
+
+@dataclass
+class Subject:
+    """A module with one input, its example input shape, and its description."""
+
+    module: nn.Module
+    input_shape: tuple[int, ...]
+    model: str | None
+    attention: str | None
+    size: str  # "224" / "224x320" for models, "dim64-14x14" for bare attentions
+    input_name: str
+    output_name: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    @property
+    def is_model(self) -> bool:
+        return self.model is not None
+
+    def example_input(self, seed: int = 0, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randn(shape or self.input_shape, generator=generator)
+
+    def stem(self, precision: str | None = None) -> str:
+        """``{model}[-{attention}]-{size}[-{precision}]``; a bare attention is
+        ``{attention}-{size}``."""
+        parts = [self.model] if self.model else []
+        if self.attention and (not self.model or self.attention != "eaa"):
+            parts.append(self.attention)
+        parts.append(self.size)
+        if precision:
+            parts.append(precision)
+        return "-".join(parts)
+
+
+def model_subject(
+    name: str,
+    attention: str | None = None,
+    resolution: tuple[int, int] = (224, 224),
+    batch: int = 1,
+    weights: str | None = None,
+) -> Subject:
+    if batch <= 0:
+        raise MobattnError(f"--batch must be positive, got {batch}")
+    module = mobattn.create_model(name, attention=attention, weights=weights).eval()
+    config = get_model_config(name)
+    h, w = resolution
+    size = str(h) if h == w else f"{h}x{w}"
+    metadata = {
+        "model": name,
+        "attention": attention or "eaa",
+        "resolution": f"{h}x{w}",
+        "mean": ",".join(map(str, config.mean)),
+        "std": ",".join(map(str, config.std)),
+        "crop_pct": str(config.crop_pct),
+        "interpolation": config.interpolation,
+        "weights": "local checkpoint" if weights else "random init",
+    }
+    return Subject(
+        module=module,
+        input_shape=(batch, 3, h, w),
+        model=name,
+        attention=attention,
+        size=size,
+        input_name="image",
+        output_name="logits",
+        metadata=metadata,
+        mean=config.mean,
+        std=config.std,
+    )
+
+
+def attention_subject(
+    name: str, dim: int, hw: tuple[int, int], heads: int | None = None, batch: int = 1
+) -> Subject:
+    for option, value in (("--dim", dim), ("--batch", batch)) + ((("--heads", heads),) if heads else ()):
+        if value <= 0:
+            raise MobattnError(f"{option} must be positive, got {value}")
+    kwargs = default_attention_kwargs(name, dim, heads)
+    mixer = mobattn.create_attention(name, dim, **kwargs).eval()
+    settings = ",".join(f"{k}={v}" for k, v in kwargs.items())
+    return Subject(
+        module=TokenMixerGraph(mixer, hw).eval(),
+        input_shape=(batch, hw[0] * hw[1], dim),
+        model=None,
+        attention=name,
+        size=f"dim{dim}-{hw[0]}x{hw[1]}",
+        input_name="tokens",
+        output_name="tokens_out",
+        metadata={"attention": name, "dim": str(dim), "hw": f"{hw[0]}x{hw[1]}", "settings": settings},
+    )

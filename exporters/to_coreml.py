@@ -1,0 +1,224 @@
+"""nn.Module -> Core ML ML Program (.mlpackage), checked and, on macOS, validated.
+
+Conversion goes through ``torch.export`` (coremltools' supported path for new
+PyTorch; its TorchScript frontend fails on this torch's shape arithmetic). Weight
+compression uses coremltools' optimize API. On Linux, Core ML cannot run a model, so
+validation checks the saved package as a spec (ML Program, input and output names and
+shapes) and reports its op histogram; on macOS, predictions are compared with torch.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mobattn import __version__
+from mobattn.errors import MobattnError
+
+from .fold import fold_for_inference
+from .subject import Subject
+from .to_onnx import quiet
+from .validate import TOLERANCE, Agreement, compare
+
+TARGETS = ("iOS16", "iOS17", "iOS18", "iOS26")
+COMPRESSIONS = ("int8", "palettize4", "palettize6", "palettize8")
+
+
+def coremltools():
+    """Import coremltools with its import-time chatter silenced."""
+    with quiet():
+        import coremltools as ct
+    return ct
+
+
+def can_predict() -> bool:
+    """Core ML runs models on macOS only."""
+    return sys.platform == "darwin"
+
+
+class ChannelScale(nn.Module):
+    """Per-channel multiplier in front of a model: what is left of std normalisation
+    once its average is folded into the Core ML image input's scalar scale."""
+
+    def __init__(self, factors: tuple[float, ...], module: nn.Module):
+        super().__init__()
+        self.register_buffer("factors", torch.tensor(factors).reshape(1, -1, 1, 1))
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x * self.factors)
+
+
+def image_input(subject: Subject, module: nn.Module):
+    """An ImageType taking 0..255 RGB with mean/std folded into its scale and bias.
+
+    Core ML's image preprocessing is ``scale * pixel + bias[c]`` with one scalar scale.
+    With s = mean(std): scale = 1 / (255 s), bias[c] = -mean[c] / s, and the model
+    multiplies channel c by s / std[c], which gives exactly (pixel/255 - mean) / std.
+    """
+    ct = coremltools()
+    avg = float(np.mean(subject.std))
+    kind = ct.ImageType(
+        name=subject.input_name,
+        shape=subject.input_shape,
+        scale=1.0 / (255.0 * avg),
+        bias=[-m / avg for m in subject.mean],
+        color_layout=ct.colorlayout.RGB,
+    )
+    return kind, ChannelScale(tuple(avg / s for s in subject.std), module).eval()
+
+
+def _compress(mlmodel, compress: str):
+    import coremltools.optimize.coreml as cto
+
+    if compress == "int8":
+        op_config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", weight_threshold=512)
+        config = cto.OptimizationConfig(global_config=op_config)
+        return cto.linear_quantize_weights(mlmodel, config)
+    nbits = int(compress.removeprefix("palettize"))
+    op_config = cto.OpPalettizerConfig(nbits=nbits, mode="kmeans", weight_threshold=512)
+    return cto.palettize_weights(mlmodel, cto.OptimizationConfig(global_config=op_config))
+
+
+def _metadata(mlmodel, subject: Subject, precision: str, compress: str | None, target: str) -> None:
+    mlmodel.author = "mobattn"
+    mlmodel.version = __version__
+    mlmodel.short_description = f"{subject.stem()} exported by mobattn {__version__}"
+    meta = {
+        **subject.metadata,
+        "precision": precision,
+        "compression": compress or "none",
+        "min_target": target,
+    }
+    for key, value in meta.items():
+        mlmodel.user_defined_metadata[key] = str(value)
+
+
+def _main_block(spec):
+    main = spec.mlProgram.functions["main"]
+    return main.block_specializations[main.opset]
+
+
+def op_histogram(spec) -> dict[str, int]:
+    return dict(Counter(op.type for op in _main_block(spec).operations if op.type != "const").most_common())
+
+
+def check_spec(path: Path, subject: Subject, image: bool) -> tuple[dict, list[str]]:
+    """Load the saved package as a spec; return (op histogram, problems)."""
+    ct = coremltools()
+    spec = ct.utils.load_spec(str(path))
+    problems = []
+    if spec.WhichOneof("Type") != "mlProgram":
+        problems.append(f"not an ML Program but {spec.WhichOneof('Type')}")
+    inputs = {i.name: i for i in spec.description.input}
+    outputs = [o.name for o in spec.description.output]
+    if list(inputs) != [subject.input_name]:
+        problems.append(f"inputs {list(inputs)} != ['{subject.input_name}']")
+    else:
+        kind = inputs[subject.input_name].type
+        if image:
+            got = (kind.imageType.height, kind.imageType.width)
+            if kind.WhichOneof("Type") != "imageType" or got != tuple(subject.input_shape[2:]):
+                problems.append(f"image input is {kind.WhichOneof('Type')} {got}")
+        elif tuple(kind.multiArrayType.shape) != tuple(subject.input_shape):
+            problems.append(f"input shape {tuple(kind.multiArrayType.shape)} != {subject.input_shape}")
+    if outputs != [subject.output_name]:
+        problems.append(f"outputs {outputs} != ['{subject.output_name}']")
+    return op_histogram(spec), problems
+
+
+def predict_and_compare(path: Path, subject: Subject, precision: str, image: bool) -> Agreement:
+    """macOS only: Core ML predictions against torch."""
+    ct = coremltools()
+    mlmodel = ct.models.MLModel(str(path))
+    outputs, references = [], []
+    for seed in range(3):
+        if image:
+            from PIL import Image
+
+            rng = np.random.default_rng(seed)
+            pixels = rng.integers(0, 256, (subject.input_shape[2], subject.input_shape[3], 3), dtype=np.uint8)
+            x = (
+                torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
+                - torch.tensor(subject.mean)[:, None, None]
+            ) / torch.tensor(subject.std)[:, None, None]
+            feed = {subject.input_name: Image.fromarray(pixels)}
+        else:
+            x = subject.example_input(seed=100 + seed)
+            feed = {subject.input_name: x.numpy()}
+        with torch.no_grad():
+            references.append(subject.module(x).numpy())
+        outputs.append(mlmodel.predict(feed)[subject.output_name])
+    return compare(outputs, references, TOLERANCE["int8" if precision == "int8" else precision])
+
+
+def export_coreml(
+    subject: Subject,
+    path: Path,
+    precision: str = "fp16",
+    min_target: str = "iOS16",
+    image: bool = False,
+    compress: str | None = None,
+) -> dict:
+    """Write ``path`` (.mlpackage) and return the facts of the export."""
+    if precision not in ("fp16", "fp32"):
+        raise MobattnError(f"Core ML precision must be fp16 or fp32, got '{precision}'")
+    if min_target not in TARGETS:
+        raise MobattnError(f"--min-target must be one of {', '.join(TARGETS)}, got '{min_target}'")
+    if compress is not None and compress not in COMPRESSIONS:
+        raise MobattnError(f"--compress must be one of {', '.join(COMPRESSIONS)}, got '{compress}'")
+    if image and not subject.is_model:
+        raise MobattnError("--image-input needs a model (a bare attention takes tokens, not an image)")
+    ct = coremltools()
+    start = time.perf_counter()
+    module = fold_for_inference(subject.module)
+    if image:
+        input_type, module = image_input(subject, module)
+    else:
+        input_type = ct.TensorType(name=subject.input_name, shape=subject.input_shape)
+    with quiet(), torch.no_grad():
+        program = torch.export.export(module, (subject.example_input(),)).run_decompositions({})
+        mlmodel = ct.convert(
+            program,
+            inputs=[input_type],
+            outputs=[ct.TensorType(name=subject.output_name)],
+            convert_to="mlprogram",
+            minimum_deployment_target=getattr(ct.target, min_target),
+            compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+        )
+        if compress:
+            mlmodel = _compress(mlmodel, compress)
+    _metadata(mlmodel, subject, precision, compress, min_target)
+    with quiet():
+        mlmodel.save(str(path))
+    seconds = time.perf_counter() - start
+    histogram, problems = check_spec(path, subject, image)
+    if problems:
+        raise MobattnError(f"Core ML package failed its spec check: {'; '.join(problems)}")
+    if can_predict():
+        agreement = predict_and_compare(path, subject, "int8" if compress else precision, image)
+        agreement.note = "Core ML predictions on macOS"
+    else:
+        agreement = None
+    return {
+        "seconds": seconds,
+        "op_histogram": histogram,
+        "op_count": sum(histogram.values()),
+        "validation": agreement,
+        "details": {
+            "min_target": min_target,
+            "image_input": image,
+            "compression": compress,
+            "spec_check": "ML Program; input/output names and shapes as expected",
+            "predictions": "compared with torch"
+            if can_predict()
+            else f"spec checked; predictions need macOS (this is {platform.system()})",
+        },
+    }

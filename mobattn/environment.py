@@ -1,0 +1,43 @@
+"""The environment a record was produced in: machine and library versions."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from importlib import metadata
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@functools.cache
+def environment() -> dict:
+    """CPU model, core count, OS, Python and the versions of the libraries that matter."""
+    from mobattn import __version__
+
+    packages = ("torch", "onnx", "onnxruntime", "onnxsim", "coremltools", "numpy", "executorch")
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "mobattn": __version__,
+        **{name: _version(name) for name in packages},
+    }
