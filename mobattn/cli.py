@@ -307,6 +307,380 @@ def print_export_table(records) -> None:
     console.print(make_table("export", cols, rows, {"size", "ops", "seconds"}, fold={"path", "validation"}))
 
 
+# --- bench and sweep ----------------------------------------------------------------
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _threads(text: str) -> list[int]:
+    try:
+        values = [int(t) for t in _csv(text)]
+    except ValueError:
+        raise MobattnError(f"--threads must be integers like 1,2, got '{text}'") from None
+    if not values or any(v <= 0 for v in values):
+        raise MobattnError(f"--threads must be positive, got '{text}'")
+    return values
+
+
+def _check_backends(names: list[str]) -> list[str]:
+    from mobattn.bench.config import BACKENDS
+    from mobattn.errors import unknown_name_error
+
+    for name in names:
+        if name not in BACKENDS:
+            raise unknown_name_error("backend", name, list(BACKENDS))
+    return names
+
+
+def _check_device(device: str) -> str:
+    from mobattn.bench.backends import check_device
+    from mobattn.bench.config import DEVICES
+    from mobattn.errors import unknown_name_error
+
+    if device not in DEVICES:
+        raise unknown_name_error("device", device, list(DEVICES))
+    check_device(device)
+    return device
+
+
+def _check_artifact(path: str) -> None:
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise MobattnError(f"artifact not found: {file}")
+    if file.suffix != ".onnx":
+        raise MobattnError(f"cannot benchmark {file.name}: only .onnx artifacts are supported")
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(file))
+    except Exception as exc:  # noqa: BLE001 - any failure to parse is a corrupt artifact
+        raise MobattnError(
+            f"{file} is not a valid ONNX model: {str(exc).strip().splitlines()[0][:160]}"
+        ) from None
+
+
+def run_with_progress(configs, isolate: bool, results_path=None, title: str = "measuring") -> list[dict]:
+    """Run configurations one by one under a progress bar; append each row to
+    ``results_path`` the moment it is measured."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from mobattn.bench.compute import matmul_peak_gflops
+    from mobattn.bench.results import append_row
+    from mobattn.bench.runner import run
+
+    rows = []
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        task = progress.add_task(title, total=len(configs))
+        for config in configs:
+            progress.update(task, description=f"{title}: {config.label()}")
+            if config.matmul_peak_gflops is None:
+                config.matmul_peak_gflops = matmul_peak_gflops(config.threads, config.device)
+            row = run(config, isolate=isolate)
+            rows.append(row)
+            if results_path is not None:
+                append_row(results_path, row)
+            progress.advance(task)
+        progress.update(task, description=title)
+    return rows
+
+
+def _fmt(value, spec: str, missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def print_bench_table(rows: list[dict], title: str = "latency (batch 1)") -> None:
+    table_rows = []
+    for r in rows:
+        if r.get("kind") == "attention":
+            subject, size = f"{r['attention']} d{r['dim']}", f"{r['hw'][0]}x{r['hw'][1]} ({r['tokens']})"
+        elif r.get("kind") == "model":
+            subject, size = (
+                r["model"] + ("" if r["attention"] == "eaa" else f"+{r['attention']}"),
+                "x".join(map(str, r["resolution"])),
+            )
+        else:
+            subject, size = r.get("file"), "x".join(map(str, r.get("details", {}).get("input_shape", [])))
+        status = (
+            r["status"] if r["status"] == "ok" else f"[red]{r['status']}[/red]: {r.get('reason', '')[:60]}"
+        )
+        fraction = r.get("fraction_of_peak")
+        table_rows.append(
+            [
+                subject,
+                size,
+                f"{r['backend']}/{r['device']}",
+                r["threads"],
+                status,
+                _fmt(r.get("median_ms"), ".3f"),
+                _fmt(r.get("p90_ms"), ".3f"),
+                _fmt(r.get("cv"), ".1%"),
+                _fmt(r.get("iterations"), "d"),
+                _fmt(r.get("peak_rss_mb"), ".1f"),
+                _fmt(r.get("gflops_per_s"), ".1f"),
+                "-" if fraction is None else f"{fraction:.0%}",
+            ]
+        )
+    cols = [
+        "subject",
+        "size",
+        "backend",
+        "thr",
+        "status",
+        "median ms",
+        "p90 ms",
+        "cv",
+        "runs",
+        "peak MB",
+        "GFLOP/s",
+        "of peak",
+    ]
+    console.print(make_table(title, cols, table_rows, set(cols[5:]) | {"thr"}))
+
+
+@app.command("bench", context_settings=CONTEXT)
+@click.argument("artifact", required=False, type=click.Path(dir_okay=False))
+@subject_options
+@click.option("--resolution", default="224", show_default=True, help="Model resolutions, e.g. 224,320.")
+@click.option(
+    "--backend", "backends", default="torch", show_default=True, help="torch, onnxruntime, or both."
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--threads", default="1", show_default=True, help="Intra-op threads, e.g. 1,2 (inter-op is 1).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
+@click.option(
+    "--profile",
+    type=click.Choice(["default", "mlperf", "quick"]),
+    default="default",
+    show_default=True,
+    help="default: a few seconds each; mlperf: >= 1024 queries (MLPerf single-stream).",
+)
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds per configuration.")
+@click.option("--no-isolate", is_flag=True, help="Measure in this process instead of a fresh one each.")
+@click.option("--results", type=click.Path(dir_okay=False), help="Also append each row to this JSONL file.")
+@json_option
+def bench_cmd(
+    artifact,
+    model,
+    attention,
+    dim,
+    hw,
+    heads,
+    batch,
+    weights,
+    resolution,
+    backends,
+    device,
+    threads,
+    precision,
+    profile,
+    timeout,
+    no_isolate,
+    results,
+    json_out,
+) -> None:
+    """Latency and memory, batch 1, few threads: a model, a bare attention, or an .onnx file.
+
+    \b
+      mobattn bench --model swiftformer_s --resolution 224,384 --backend onnxruntime --threads 1
+      mobattn bench --attention mhsa --dim 64 --hw 14x14,28x28,56x56 --backend torch,onnxruntime
+      mobattn bench exports/swiftformer_s-224.onnx --threads 1,2
+    """
+    from pathlib import Path
+
+    from mobattn.bench.config import BenchConfig
+    from mobattn.parsing import parse_hw_list, parse_resolutions
+
+    thread_list = _threads(threads)
+    backend_list = _check_backends(_csv(backends))
+    _check_device(device)
+    common = dict(
+        device=device,
+        batch=_positive(batch, "--batch"),
+        precision=precision,
+        profile=profile,
+        timeout_s=timeout,
+    )
+    configs = []
+    if artifact is not None:
+        if model or attention:
+            raise MobattnError("give an artifact file or --model/--attention, not both")
+        _check_artifact(artifact)
+        sizes = [list(r) for r in parse_resolutions(resolution)] if resolution != "224" else [None]
+        for size, t in ((s, t) for s in sizes for t in thread_list):
+            configs.append(
+                BenchConfig("file", "onnxruntime", threads=t, file=artifact, resolution=size, **common)
+            )
+    elif model is not None:
+        if dim is not None or hw is not None or heads is not None:
+            raise MobattnError("--dim/--hw/--heads describe a bare attention; drop them with --model")
+        from mobattn.models import get_model_entry
+
+        get_model_entry(model)
+        if attention is not None:
+            mobattn_attention_check(attention)
+        if weights is not None and not Path(weights).is_file():
+            raise MobattnError(f"weights file not found: {weights}")
+        for res in parse_resolutions(resolution):
+            for b in backend_list:
+                for t in thread_list:
+                    configs.append(
+                        BenchConfig(
+                            "model",
+                            b,
+                            threads=t,
+                            model=model,
+                            attention=attention,
+                            resolution=list(res),
+                            weights=weights,
+                            **common,
+                        )
+                    )
+    else:
+        if attention is None or dim is None or hw is None:
+            raise MobattnError("give an .onnx file, --model NAME, or --attention NAME --dim D --hw HxW")
+        mobattn_attention_check(attention)
+        for grid in parse_hw_list(hw):
+            for b in backend_list:
+                for t in thread_list:
+                    configs.append(
+                        BenchConfig(
+                            "attention",
+                            b,
+                            threads=t,
+                            attention=attention,
+                            dim=_positive(dim, "--dim"),
+                            hw=list(grid),
+                            heads=heads,
+                            **common,
+                        )
+                    )
+    rows = run_with_progress(configs, isolate=not no_isolate, results_path=Path(results) if results else None)
+    if json_out:
+        return print_json(rows)
+    print_bench_table(rows)
+
+
+def mobattn_attention_check(name: str) -> None:
+    from mobattn.attention import get_attention_class
+
+    get_attention_class(name)
+
+
+@app.command("sweep", context_settings=CONTEXT)
+@click.argument("grid_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--preset", help="attention-scaling, models or quick.")
+@click.option(
+    "--results",
+    default="results/sweep.jsonl",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="JSONL file the rows are appended to; rows already there are skipped.",
+)
+@click.option("--shard", help="Run only shard i of n, e.g. 2/4.")
+@click.option("--no-isolate", is_flag=True, help="Measure in this process instead of a fresh one each.")
+@click.option("--dry-run", is_flag=True, help="List the configurations that would run.")
+@json_option
+def sweep_cmd(grid_file, preset, results, shard, no_isolate, dry_run, json_out) -> None:
+    """Run a grid of measurements from a TOML file or a preset; resumable.
+
+    \b
+      mobattn sweep --preset attention-scaling
+      mobattn sweep my_grid.toml --results results/mine.jsonl --shard 1/2
+    """
+    from pathlib import Path
+
+    from mobattn.bench import sweep as sweeps
+    from mobattn.environment import environment
+
+    grid = sweeps.load_grid(preset, grid_file)
+    index, count = sweeps.parse_shard(shard)
+    for device in grid.devices:
+        _check_device(device)
+    results_path = Path(results)
+    configs = sweeps.shard(grid.configs(), index, count)
+    todo, skipped = sweeps.pending(configs, results_path, environment())
+    err_console.print(
+        f"{len(configs)} configurations in shard {index}/{count}; {skipped} already in "
+        f"{results_path}, {len(todo)} to run"
+    )
+    if dry_run:
+        for config in todo:
+            console.print(config.label())
+        return
+    run_with_progress(todo, isolate=not no_isolate, results_path=results_path, title="sweep")
+    print_sweep_summary(results_path, json_out)
+
+
+def print_sweep_summary(results_path, json_out: bool) -> None:
+    """Fitted exponents k of latency ~ a * N^k, per mechanism and setting."""
+    from dataclasses import asdict
+
+    from mobattn.bench.fit import fit_exponents
+    from mobattn.bench.results import read_rows
+
+    rows = read_rows(results_path)
+    fits = fit_exponents(rows)
+    statuses = {s: sum(r.get("status") == s for r in rows) for s in ("ok", "oom", "timeout", "error")}
+    if json_out:
+        return print_json({"results": str(results_path), "rows": statuses, "fits": [asdict(f) for f in fits]})
+    console.print(f"{results_path}: " + ", ".join(f"{n} {s}" for s, n in statuses.items()))
+    table_rows = [
+        [
+            f.group["attention"],
+            f.group["dim"],
+            f"{f.group['backend']}/{f.group['device']}",
+            f.group["threads"],
+            f"{f.k:.2f}",
+            f"{f.r2:.3f}",
+            f"{f.tokens[0]}-{f.tokens[1]}",
+            f.points,
+        ]
+        for f in fits
+    ]
+    cols = ["attention", "dim", "backend", "threads", "k", "r²", "tokens", "points"]
+    if table_rows:
+        console.print(
+            make_table("empirical complexity: latency ~ a·N^k", cols, table_rows, {"k", "r²", "points"})
+        )
+
+
+@app.command("merge", context_settings=CONTEXT)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Merged JSONL file.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def merge_cmd(inputs, out, force) -> None:
+    """Merge the JSONL results of several shards or machines (last row wins per key)."""
+    import json
+    from pathlib import Path
+
+    from mobattn.bench.results import merge
+    from mobattn.exporters.files import staged
+
+    rows = merge([Path(p) for p in inputs])
+    with staged(Path(out), force) as tmp:
+        tmp.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
+    console.print(f"{len(rows)} rows from {len(inputs)} files -> {out}")
+
+
 # --- helpers ------------------------------------------------------------------------
 
 

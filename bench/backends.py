@@ -1,0 +1,172 @@
+"""Backends turn a configuration into a prepared runner: a zero-argument callable
+doing one batch-``B`` inference, plus what is known about it."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mobattn.errors import MobattnError
+
+from .config import BenchConfig
+
+
+@dataclass
+class Prepared:
+    run: object  # () -> Any
+    sync: object = None  # () -> None, CUDA
+    module: torch.nn.Module | None = None  # the torch module, for FLOPs and tensor memory
+    example: torch.Tensor | None = None
+    artifact_bytes: int | None = None
+    details: dict = field(default_factory=dict)
+    keep: list = field(default_factory=list)  # objects that must outlive the run
+
+
+def build_subject(config: BenchConfig):
+    from mobattn.exporters import attention_subject, model_subject
+
+    if config.kind == "model":
+        return model_subject(
+            config.model, config.attention, tuple(config.resolution), config.batch, config.weights
+        )
+    return attention_subject(config.attention, config.dim, tuple(config.hw), config.heads, config.batch)
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def check_device(device: str) -> None:
+    if device == "cuda" and not cuda_available():
+        raise MobattnError(
+            "--device cuda: no CUDA GPU is available here (torch.cuda.is_available() is False)"
+        )
+
+
+def prepare_torch(config: BenchConfig) -> Prepared:
+    subject = build_subject(config)
+    device = torch.device(config.device)
+    dtype = torch.float16 if config.precision == "fp16" else torch.float32
+    if dtype == torch.float16 and device.type == "cpu":
+        raise MobattnError("torch fp16 is measured on CUDA only; use --backend onnxruntime for CPU fp16")
+    module = subject.module.to(device=device, dtype=dtype).eval()
+    x = subject.example_input().to(device=device, dtype=dtype)
+
+    def run():
+        with torch.inference_mode():
+            return module(x)
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    return Prepared(run, sync, subject.module, subject.example_input(), details={"torch": torch.__version__})
+
+
+def ort_providers(device: str) -> list[str]:
+    import onnxruntime as ort
+
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise MobattnError(
+                "--device cuda: this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
+            )
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def _session(path: Path, config: BenchConfig):
+    from mobattn.exporters.to_onnx import ort_session
+
+    return ort_session(path, config.threads, ort_providers(config.device))
+
+
+def materialize(config: BenchConfig) -> tempfile.TemporaryDirectory | None:
+    """Export what the onnxruntime backend will load, before the measuring process
+    takes its memory baseline (the exporter's own memory is not the runtime's).
+    Sets ``config.extra["onnx_path"]``; the caller keeps the returned directory alive."""
+    if config.backend != "onnxruntime" or config.kind == "file" or "onnx_path" in config.extra:
+        return None
+    from mobattn.exporters.to_onnx import export_onnx
+
+    check_device(config.device)
+    tmp = tempfile.TemporaryDirectory(prefix="mobattn-bench-")
+    path = Path(tmp.name) / "subject.onnx"
+    export_onnx(build_subject(config), path, precision=config.precision)
+    config.extra["onnx_path"] = str(path)
+    return tmp
+
+
+def prepare_onnxruntime(config: BenchConfig) -> Prepared:
+    """Time mobattn's own ONNX export of the subject (see :func:`materialize`)."""
+    keep = materialize(config)
+    path = Path(config.extra["onnx_path"])
+    session = _session(path, config)
+    spec = session.get_inputs()[0]
+    shape = [config.batch, *spec.shape[1:]]
+    feed = {spec.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    return Prepared(
+        lambda: session.run(None, feed),
+        artifact_bytes=path.stat().st_size,
+        details={"providers": session.get_providers()},
+        keep=[keep, session],
+    )
+
+
+def _file_input_shape(session, config: BenchConfig) -> tuple[list[int], np.dtype]:
+    """The artifact's input shape, with symbolic dims filled from --batch/--resolution."""
+    spec = session.get_inputs()[0]
+    shape = []
+    for i, dim in enumerate(spec.shape):
+        if isinstance(dim, int) and dim > 0:
+            shape.append(dim)
+        elif i == 0:
+            shape.append(config.batch)
+        elif config.resolution and len(spec.shape) == 4 and i in (2, 3):
+            shape.append(config.resolution[i - 2])
+        else:
+            raise MobattnError(f"input '{spec.name}' has a dynamic dimension {i} ({dim}); give --resolution")
+    dtype = np.float16 if "float16" in spec.type else np.float32
+    return shape, dtype
+
+
+def prepare_file(config: BenchConfig) -> Prepared:
+    path = Path(config.file)
+    if path.suffix != ".onnx":
+        raise MobattnError(f"cannot benchmark {path.name}: only .onnx artifacts are supported")
+    try:
+        session = _session(path, config)
+    except MobattnError:
+        raise
+    except Exception as exc:
+        raise MobattnError(f"cannot load {path}: {str(exc).strip().splitlines()[0][:200]}") from None
+    shape, dtype = _file_input_shape(session, config)
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    feed = {session.get_inputs()[0].name: x}
+    meta = session.get_modelmeta().custom_metadata_map
+    return Prepared(
+        lambda: session.run(None, feed),
+        artifact_bytes=path.stat().st_size,
+        details={"providers": session.get_providers(), "input_shape": shape, "metadata": dict(meta)},
+        keep=[session],
+    )
+
+
+def subject_for_figures(config: BenchConfig) -> tuple[torch.nn.Module | None, torch.Tensor | None]:
+    """The torch module and input behind a configuration, for FLOPs (None for files)."""
+    if config.kind == "file":
+        return None, None
+    subject = build_subject(config)
+    return subject.module, subject.example_input()
+
+
+def prepare(config: BenchConfig) -> Prepared:
+    check_device(config.device)
+    if config.kind == "file":
+        return prepare_file(config)
+    if config.backend == "torch":
+        return prepare_torch(config)
+    if config.backend == "onnxruntime":
+        return prepare_onnxruntime(config)
+    raise MobattnError(f"unknown backend '{config.backend}'")

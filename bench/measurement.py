@@ -1,0 +1,83 @@
+"""A Measurement owns its raw samples and derives every statistic from them, in the
+manner of ``torch.utils.benchmark.Measurement``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Per-run wall times of one configuration, in nanoseconds."""
+
+    samples_ns: tuple[int, ...]
+    threads: int
+    warmup_runs: int = 0
+
+    def __post_init__(self):
+        if not self.samples_ns:
+            raise ValueError("a Measurement needs at least one sample")
+
+    @property
+    def _ms(self) -> np.ndarray:
+        return np.asarray(self.samples_ns, dtype=np.float64) / 1e6
+
+    @property
+    def iterations(self) -> int:
+        return len(self.samples_ns)
+
+    @property
+    def median_ms(self) -> float:
+        return float(np.median(self._ms))
+
+    @property
+    def mean_ms(self) -> float:
+        return float(self._ms.mean())
+
+    @property
+    def std_ms(self) -> float:
+        """Sample standard deviation (ddof=1); 0 for a single sample."""
+        return float(self._ms.std(ddof=1)) if self.iterations > 1 else 0.0
+
+    @property
+    def min_ms(self) -> float:
+        return float(self._ms.min())
+
+    @property
+    def max_ms(self) -> float:
+        return float(self._ms.max())
+
+    def percentile_ms(self, q: float) -> float:
+        """The q-th percentile, by the nearest-rank rule (a latency some run really took)."""
+        ordered = np.sort(self._ms)
+        rank = int(np.ceil(q / 100 * len(ordered)))
+        return float(ordered[max(rank, 1) - 1])
+
+    @property
+    def p90_ms(self) -> float:
+        return self.percentile_ms(90)
+
+    @property
+    def p99_ms(self) -> float:
+        return self.percentile_ms(99)
+
+    @property
+    def cv(self) -> float:
+        """Coefficient of variation: std / mean."""
+        return self.std_ms / self.mean_ms if self.mean_ms else 0.0
+
+    def statistics(self) -> dict:
+        return {
+            "median_ms": self.median_ms,
+            "mean_ms": self.mean_ms,
+            "std_ms": self.std_ms,
+            "min_ms": self.min_ms,
+            "max_ms": self.max_ms,
+            "p90_ms": self.p90_ms,
+            "p99_ms": self.p99_ms,
+            "cv": self.cv,
+            "iterations": self.iterations,
+            "warmup_runs": self.warmup_runs,
+        }

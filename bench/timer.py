@@ -1,0 +1,56 @@
+"""Single-stream timing: warm-up, then one run at a time until both a minimum count
+and a minimum time are reached."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .measurement import Measurement
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    warmup_runs: int = 10
+    warmup_seconds: float = 0.5
+    min_runs: int = 50
+    min_seconds: float = 2.0
+    max_seconds: float = 30.0  # stop here even if min_runs is not reached (slow configurations)
+
+    @classmethod
+    def named(cls, profile: str) -> TimingPolicy:
+        """``default``: a few seconds a configuration. ``mlperf``: MLPerf single-stream's
+        query count (90th percentile over at least 1024 queries). ``quick``: smoke runs."""
+        profiles = {
+            "default": cls(),
+            "mlperf": cls(warmup_runs=50, min_runs=1024, min_seconds=10.0, max_seconds=600.0),
+            "quick": cls(warmup_runs=2, warmup_seconds=0.0, min_runs=5, min_seconds=0.1, max_seconds=10.0),
+        }
+        return profiles[profile]
+
+
+def measure(
+    run: Callable[[], object], threads: int, policy: TimingPolicy, sync: Callable[[], None] | None = None
+):
+    """Time ``run`` one call at a time with ``perf_counter_ns``; ``sync`` (CUDA) is
+    called before reading the clock so asynchronous work is counted."""
+    sync = sync or (lambda: None)
+    warm, start = 0, time.perf_counter()
+    while warm < policy.warmup_runs or time.perf_counter() - start < policy.warmup_seconds:
+        run()
+        warm += 1
+    sync()
+    samples: list[int] = []
+    begin = time.perf_counter_ns()
+    while True:
+        t0 = time.perf_counter_ns()
+        run()
+        sync()
+        samples.append(time.perf_counter_ns() - t0)
+        elapsed = (time.perf_counter_ns() - begin) / 1e9
+        if (
+            len(samples) >= policy.min_runs and elapsed >= policy.min_seconds
+        ) or elapsed >= policy.max_seconds:
+            break
+    return Measurement(tuple(samples), threads=threads, warmup_runs=warm)
