@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+BENCH := results/benchmarks
 
-.PHONY: venv test lint run clean
+.PHONY: venv test lint run benchmarks clean
 
 venv: $(STAMP)
 
@@ -23,9 +24,23 @@ lint: venv
 test: venv lint
 	$(BIN)/python -m pytest -q
 
+# The main job on its defaults, in a few minutes on 2 cores: export, compare, tabulate, plot.
 run: venv
-	$(BIN)/mobattn list attentions
-	$(BIN)/mobattn list models
+	$(BIN)/mobattn export --model swiftformer_s --to onnx,coreml --out exports --force
+	$(BIN)/mobattn sweep --preset quick --results results/quick.jsonl
+	$(BIN)/mobattn table --models swiftformer_xs,swiftformer_s --backend onnxruntime --profile quick \
+		--results results/quick-models.jsonl
+	$(BIN)/mobattn report results/quick.jsonl results/quick-models.jsonl --out results/quick-report
+
+# The published page: a real sweep on this machine (about an hour on 2 cores), resumable.
+benchmarks: venv
+	$(BIN)/mobattn sweep --preset attention-scaling --results $(BENCH)/attention-scaling.jsonl
+	$(BIN)/mobattn table --backend onnxruntime,torch --results $(BENCH)/models.jsonl \
+		--out $(BENCH)/models.md --force
+	$(BIN)/python -m mobattn.bench.export_speed > $(BENCH)/export_speed.txt
+	$(BIN)/python -m mobattn.bench.fidelity > $(BENCH)/fidelity.txt
+	$(BIN)/mobattn report $(BENCH)/attention-scaling.jsonl $(BENCH)/models.jsonl \
+		--out docs/benchmarks --page BENCHMARKS.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache exports
+	rm -rf $(VENV) .pytest_cache .ruff_cache exports results/quick*

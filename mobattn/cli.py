@@ -681,6 +681,244 @@ def merge_cmd(inputs, out, force) -> None:
     console.print(f"{len(rows)} rows from {len(inputs)} files -> {out}")
 
 
+# --- eval, table, report -------------------------------------------------------------
+
+
+@app.command("eval", context_settings=CONTEXT)
+@click.option("--model", required=True, help="Model name.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Local checkpoint (trained weights).")
+@click.option(
+    "--data", required=True, type=click.Path(file_okay=False), help="ImageFolder root: <class>/<image>."
+)
+@click.option("--attention", help="Swapped-in attention (needs weights trained with it).")
+@click.option("--resolution", type=int, help="Input resolution (default: the model's).")
+@click.option(
+    "--artifact", type=click.Path(dir_okay=False), help="Evaluate this .onnx export instead, vs torch."
+)
+@click.option("--batch", type=int, default=32, show_default=True)
+@click.option("--limit", type=int, help="Only the first N images.")
+@click.option("--num-classes", type=int, default=1000, show_default=True)
+@click.option(
+    "--results",
+    default="results/accuracy.jsonl",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Append the result here; `mobattn table` reads it.",
+)
+@json_option
+def eval_cmd(
+    model, weights, data, attention, resolution, artifact, batch, limit, num_classes, results, json_out
+) -> None:
+    """Top-1 and top-5 on an ImageFolder tree, with the model's own preprocessing;
+    with --artifact, the export's accuracy and its agreement with torch."""
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from mobattn.bench.results import append_row
+    from mobattn.evaluate import evaluate, image_folder
+
+    if weights is not None and not Path(weights).is_file():
+        raise MobattnError(f"weights file not found: {weights}")
+    samples, _ = image_folder(data)
+    total = min(len(samples), limit) if limit else len(samples)
+    with Progress(
+        TextColumn("evaluating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+    ) as progress:
+        task = progress.add_task("eval", total=total)
+        result = evaluate(
+            model,
+            data,
+            weights,
+            attention,
+            resolution,
+            artifact,
+            _positive(batch, "--batch"),
+            limit,
+            _positive(num_classes, "--num-classes"),
+            on_batch=lambda n: progress.advance(task, n),
+        )
+    append_row(Path(results), result.to_dict())
+    if json_out:
+        return print_json(result.to_dict())
+    rows = [
+        ["images", result.images],
+        ["classes", result.classes],
+        ["top-1", f"{result.top1:.2f} %"],
+        ["top-5", f"{result.top5:.2f} %"],
+    ]
+    if artifact:
+        rows += [
+            ["top-1 agreement with torch", f"{result.agreement_top1:.2f} %"],
+            ["max |logit difference|", f"{result.max_abs_diff:.2e}"],
+        ]
+    console.print(
+        make_table(
+            f"{model} ({result.attention}) at {result.resolution}"
+            + (f", artifact {artifact}" if artifact else ""),
+            ["", "value"],
+            rows,
+        )
+    )
+
+
+@app.command("table", context_settings=CONTEXT)
+@click.option(
+    "--models", default="swiftformer_xs,swiftformer_s,swiftformer_l1,swiftformer_l3", show_default=True
+)
+@click.option(
+    "--attention",
+    "attentions",
+    default="eaa",
+    show_default=True,
+    help="Token mixers to compare, e.g. eaa,hilo,mhsa.",
+)
+@click.option(
+    "--backend", "backends", default="onnxruntime", show_default=True, help="e.g. onnxruntime,torch."
+)
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--resolution", type=int, default=224, show_default=True)
+@click.option(
+    "--profile", type=click.Choice(["default", "mlperf", "quick"]), default="default", show_default=True
+)
+@click.option(
+    "--results",
+    type=click.Path(dir_okay=False),
+    help="Read measurements from this JSONL file; measure only what is missing and append it.",
+)
+@click.option(
+    "--accuracy",
+    default="results/accuracy.jsonl",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Results of `mobattn eval` to join.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["md", "csv", "tex", "json"]), default="md", show_default=True
+)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the table here (else print it).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def table_cmd(
+    models, attentions, backends, threads, resolution, profile, results, accuracy, fmt, out, force
+) -> None:
+    """A speed–accuracy table: params, GMACs, latency per backend, memory, top-1 and its source.
+
+    \b
+      mobattn table --models swiftformer_xs,swiftformer_s --backend onnxruntime,torch --format md
+    """
+    from pathlib import Path
+
+    from mobattn.bench.config import BenchConfig
+    from mobattn.bench.results import read_rows
+    from mobattn.bench.table import build_rows, render
+    from mobattn.exporters.files import check_writable, staged
+    from mobattn.models import list_models
+    from mobattn.parsing import parse_names
+
+    model_list = parse_names(models, list_models(), "model")
+    from mobattn.attention import list_attentions
+
+    attention_list = parse_names(attentions, list_attentions(), "attention")
+    backend_list = _check_backends(_csv(backends))
+    if resolution < 32:
+        raise MobattnError(f"--resolution must be at least 32 pixels, got {resolution}")
+    _positive(threads, "--threads")
+    if out:
+        check_writable(Path(out), force)
+    results_path = Path(results) if results else None
+    existing = read_rows(results_path) if results_path else []
+    wanted = [
+        BenchConfig(
+            "model",
+            b,
+            threads=threads,
+            model=m,
+            attention=None if a == "eaa" else a,
+            resolution=[resolution, resolution],
+            profile=profile,
+        )
+        for m in model_list
+        for a in attention_list
+        for b in backend_list
+    ]
+    have = {_row_setting(r) for r in existing if r.get("status") == "ok"}
+    missing = [c for c in wanted if _config_setting(c) not in have]
+    measured = (
+        run_with_progress(missing, isolate=True, results_path=results_path, title="table") if missing else []
+    )
+    wanted_settings = {_config_setting(c) for c in wanted}
+    rows = [r for r in existing + measured if _row_setting(r) in wanted_settings]
+    table = build_rows(rows, read_rows(Path(accuracy)), backend_list)
+    text = render(table, backend_list, fmt)
+    if out:
+        with staged(Path(out), force) as tmp:
+            tmp.write_text(text)
+        err_console.print(f"wrote {out}")
+    else:
+        sys.stdout.write(text)
+
+
+def _row_setting(row: dict) -> tuple:
+    res = row.get("resolution") or [None]
+    return (
+        row.get("kind"),
+        row.get("model"),
+        row.get("attention"),
+        res[0],
+        row.get("backend"),
+        row.get("threads"),
+        row.get("device"),
+    )
+
+
+def _config_setting(config) -> tuple:
+    return (
+        config.kind,
+        config.model,
+        config.attention or "eaa",
+        config.resolution[0],
+        config.backend,
+        config.threads,
+        config.device,
+    )
+
+
+@app.command("report", context_settings=CONTEXT)
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--out",
+    "out_dir",
+    default="results/report",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the plots (PNG and SVG) and report.md.",
+)
+@click.option(
+    "--accuracy", default="results/accuracy.jsonl", show_default=True, type=click.Path(dir_okay=False)
+)
+@click.option("--page", type=click.Path(dir_okay=False), help="Also write a benchmark page (BENCHMARKS.md).")
+def report_cmd(results, out_dir, accuracy, page) -> None:
+    """Tables and plots from results files: latency and memory against tokens (with the
+    fitted exponents) and the speed–accuracy plane with its Pareto front."""
+    from pathlib import Path
+
+    from mobattn.bench.page import write_report
+    from mobattn.bench.results import merge
+
+    rows = merge([Path(p) for p in results])
+    if not rows:
+        raise MobattnError("the results files hold no rows")
+    written = write_report(
+        rows, Path(out_dir), Path(accuracy), [Path(p) for p in results], Path(page) if page else None
+    )
+    for path in written:
+        console.print(f"wrote {path}")
+
+
 # --- helpers ------------------------------------------------------------------------
 
 

@@ -1,0 +1,197 @@
+"""From results rows to tables and plots (matplotlib, PNG and SVG)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
+
+from .fit import fit_exponents  # noqa: E402
+from .table import TableRow  # noqa: E402
+
+MARKERS = {"eaa": "o", "external": "s", "hilo": "^", "mhsa": "D", "ufo": "v"}
+
+
+def _settings(rows: list[dict]) -> list[tuple]:
+    """The (backend, device, threads, precision) settings present among attention rows."""
+    keys = {
+        (r["backend"], r["device"], r["threads"], r["precision"])
+        for r in rows
+        if r.get("kind") == "attention"
+    }
+    return sorted(keys, key=str)
+
+
+def _series(rows: list[dict], setting: tuple, value: str) -> dict[tuple, list[tuple[int, float]]]:
+    series: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
+    for r in rows:
+        if r.get("kind") != "attention" or r.get("status") != "ok" or r.get(value) is None:
+            continue
+        if (r["backend"], r["device"], r["threads"], r["precision"]) == setting:
+            series[(r["attention"], r["dim"])].append((r["tokens"], r[value]))
+    return {k: sorted(v) for k, v in sorted(series.items())}
+
+
+def _save(fig, out_dir: Path, stem: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg"]
+    for path in paths:
+        fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def _grid_figure(count: int):
+    cols = min(count, 2)
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.6 * rows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)
+
+
+def _log_axes(ax) -> None:
+    """Grid on both scales; the x ticks are the measured token counts themselves."""
+    ax.grid(True, which="both", alpha=0.3)
+    tokens = sorted({x for line in ax.get_lines() for x in line.get_xdata()})
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(tokens, [str(int(t)) for t in tokens], rotation=45 if len(tokens) > 5 else 0)
+
+
+def plot_latency(rows: list[dict], out_dir: Path) -> list[Path]:
+    """Latency against tokens, log–log, one panel per backend/threads, one line per
+    mechanism and width, with the fitted exponent k in the legend."""
+    settings = _settings(rows)
+    if not settings:
+        return []
+    fits = {
+        (
+            f.group["attention"],
+            f.group["dim"],
+            f.group["backend"],
+            f.group["device"],
+            f.group["threads"],
+            f.group["precision"],
+        ): f.k
+        for f in fit_exponents(rows)
+    }
+    fig, axes = _grid_figure(len(settings))
+    for ax, setting in zip(axes, settings, strict=False):
+        for (attention, dim), points in _series(rows, setting, "median_ms").items():
+            k = fits.get((attention, dim, *setting))
+            label = f"{attention} d{dim}" + (f" (k={k:.2f})" if k is not None else "")
+            ax.plot(
+                *zip(*points, strict=True),
+                marker=MARKERS.get(attention, "o"),
+                linestyle="-" if dim == min(r.get("dim") or 0 for r in rows if r.get("dim")) else "--",
+                label=label,
+            )
+        backend, device, threads, precision = setting
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="tokens N = H·W",
+            ylabel="median latency (ms)",
+            title=f"{backend} {device}, {threads} thread{'s' if threads > 1 else ''}, {precision}, batch 1",
+        )
+        _log_axes(ax)
+        ax.legend(fontsize=7, ncol=2)
+    fig.suptitle("Latency against tokens (latency ~ a·N^k)")
+    return _save(fig, out_dir, "latency_vs_tokens")
+
+
+def plot_memory(rows: list[dict], out_dir: Path) -> list[Path]:
+    """Peak resident memory above baseline against tokens, per mechanism."""
+    settings = [s for s in _settings(rows) if s[2] == min(x[2] for x in _settings(rows))]  # fewest threads
+    if not settings:
+        return []
+    fig, axes = _grid_figure(len(settings))
+    for ax, setting in zip(axes, settings, strict=False):
+        for (attention, dim), points in _series(rows, setting, "peak_rss_mb").items():
+            ax.plot(
+                *zip(*points, strict=True), marker=MARKERS.get(attention, "o"), label=f"{attention} d{dim}"
+            )
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="tokens N = H·W",
+            ylabel="peak RSS above baseline (MB)",
+            title=f"{setting[0]} {setting[1]}, {setting[2]} thread(s)",
+        )
+        _log_axes(ax)
+        ax.legend(fontsize=7, ncol=2)
+    fig.suptitle("Peak memory against tokens")
+    return _save(fig, out_dir, "memory_vs_tokens")
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points no other point beats on both latency (lower) and accuracy (higher)."""
+    front, best = [], float("-inf")
+    for latency, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
+        if accuracy > best:
+            front.append((latency, accuracy))
+            best = accuracy
+    return front
+
+
+def plot_speed_accuracy(table: list[TableRow], backend: str, out_dir: Path) -> list[Path]:
+    """Top-1 against median latency, with the Pareto front marked."""
+    points = [
+        (r, r.latency[backend]["median_ms"])
+        for r in table
+        if r.top1 is not None and backend in r.latency and r.latency[backend].get("median_ms")
+    ]
+    if not points:
+        return []
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for row, latency in points:
+        ax.scatter(latency, row.top1, marker=MARKERS.get(row.attention, "o"), s=40)
+        label = row.model.replace("swiftformer_", "SF-").upper() + (
+            "" if row.attention == "eaa" else f"+{row.attention}"
+        )
+        ax.annotate(label, (latency, row.top1), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    front = pareto_front([(lat, r.top1) for r, lat in points])
+    ax.plot(*zip(*front, strict=True), color="tab:red", linestyle="--", linewidth=1, label="Pareto front")
+    ax.set(
+        xlabel=f"median latency, {backend} (ms)",
+        ylabel="ImageNet-1K top-1 (%)",
+        title="Speed–accuracy (batch 1)",
+    )
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out_dir, "speed_accuracy")
+
+
+def latency_tables(rows: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Per setting and width: tokens down, mechanisms across, median ms in the cells."""
+    tables = []
+    for setting in _settings(rows):
+        dims = sorted({r["dim"] for r in rows if r.get("kind") == "attention" and r.get("dim")})
+        for dim in dims:
+            cells: dict[int, dict[str, str]] = defaultdict(dict)
+            attentions = set()
+            for r in rows:
+                if r.get("kind") != "attention" or r.get("dim") != dim:
+                    continue
+                if (r["backend"], r["device"], r["threads"], r["precision"]) != setting:
+                    continue
+                attentions.add(r["attention"])
+                hw = f"{r['hw'][0]}x{r['hw'][1]} ({r['tokens']})"
+                cells[r["tokens"], hw][r["attention"]] = (
+                    f"{r['median_ms']:.3f}" if r.get("status") == "ok" else r.get("status", "?")
+                )
+            names = sorted(attentions)
+            body = [[hw] + [c.get(a, "") for a in names] for (_, hw), c in sorted(cells.items())]
+            title = f"{setting[0]} {setting[1]}, {setting[2]} thread(s), dim {dim}: median latency (ms)"
+            tables.append((title, ["tokens"] + names, body))
+    return tables
+
+
+def markdown_table(columns: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in body]) + "\n"

@@ -1,0 +1,127 @@
+"""Speed–accuracy tables: measured rows joined with accuracy, rendered for pasting."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field
+
+from mobattn.models import get_model_config
+
+
+@dataclass
+class TableRow:
+    model: str
+    attention: str
+    resolution: int
+    params_m: float | None
+    gmacs: float | None
+    latency: dict[str, dict[str, float | None]] = field(default_factory=dict)  # backend -> median/p90
+    peak_mb: float | None = None
+    top1: float | None = None
+    accuracy_source: str = "n/a"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def accuracy_for(model: str, attention: str, resolution: int, evals: list[dict]) -> tuple[float | None, str]:
+    """In order: top-1 measured with ``mobattn eval``; the published top-1 of the
+    official model (EAA at its published resolution); else n/a (untrained variants)."""
+    for row in reversed(evals):
+        if (row.get("model"), row.get("attention"), row.get("resolution")) == (
+            model,
+            attention,
+            resolution,
+        ) and (row.get("artifact") is None):
+            return row["top1"], f"mobattn eval ({row['images']} images, {row.get('weights') or 'weights'})"
+    published = get_model_config(model).published
+    if published and attention == "eaa" and resolution == get_model_config(model).input_size[-1]:
+        return published.top1, f"published ({published.source.split(' (')[0]})"
+    return None, "n/a (no trained weights for this variant)"
+
+
+def build_rows(bench_rows: list[dict], evals: list[dict], backends: list[str]) -> list[TableRow]:
+    """One table row per (model, attention, resolution) among the ``ok`` model rows."""
+    grouped: dict[tuple, list[dict]] = {}
+    for row in bench_rows:
+        if row.get("kind") == "model" and row.get("status") == "ok" and row.get("backend") in backends:
+            key = (row["model"], row["attention"], row["resolution"][0])
+            grouped.setdefault(key, []).append(row)
+    table = []
+    for (model, attention, res), rows in grouped.items():
+        first = rows[0]
+        top1, source = accuracy_for(model, attention, res, evals)
+        table.append(
+            TableRow(
+                model=model,
+                attention=attention,
+                resolution=res,
+                params_m=first["params"] / 1e6 if first.get("params") else None,
+                gmacs=first["macs"] / 1e9 if first.get("macs") else None,
+                latency={
+                    b: {"median_ms": r["median_ms"], "p90_ms": r["p90_ms"]}
+                    for b in backends
+                    for r in rows[::-1]
+                    if r["backend"] == b
+                },
+                peak_mb=max(
+                    (r["peak_rss_mb"] for r in rows if r.get("peak_rss_mb") is not None), default=None
+                ),
+                top1=top1,
+                accuracy_source=source,
+            )
+        )
+    return table
+
+
+def _columns(backends: list[str]) -> list[str]:
+    cols = ["model", "attention", "params (M)", "GMACs", "resolution"]
+    for b in backends:
+        cols += [f"{b} median (ms)", f"{b} p90 (ms)"]
+    return cols + ["peak memory (MB)", "top-1 (%)", "accuracy source"]
+
+
+def _cells(row: TableRow, backends: list[str]) -> list[str]:
+    def f(value, spec):
+        return "n/a" if value is None else format(value, spec)
+
+    cells = [row.model, row.attention, f(row.params_m, ".2f"), f(row.gmacs, ".3f"), str(row.resolution)]
+    for b in backends:
+        lat = row.latency.get(b, {})
+        cells += [f(lat.get("median_ms"), ".2f"), f(lat.get("p90_ms"), ".2f")]
+    return cells + [f(row.peak_mb, ".0f"), f(row.top1, ".1f"), row.accuracy_source]
+
+
+def render(rows: list[TableRow], backends: list[str], fmt: str) -> str:
+    cols = _columns(backends)
+    body = [_cells(r, backends) for r in rows]
+    if fmt == "json":
+        return json.dumps([r.to_dict() for r in rows], indent=2) + "\n"
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(cols)
+        writer.writerows(body)
+        return out.getvalue()
+    if fmt == "tex":
+
+        def esc(text: str) -> str:
+            return text.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+
+        lines = [
+            r"\begin{tabular}{" + "l" * 2 + "r" * (len(cols) - 3) + "l}",
+            r"\toprule",
+            " & ".join(esc(c) for c in cols) + r" \\",
+            r"\midrule",
+        ]
+        lines += [" & ".join(esc(c) for c in cells) + r" \\" for cells in body]
+        lines += [r"\bottomrule", r"\end{tabular}"]
+        return "\n".join(lines) + "\n"
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(" --- " for _ in cols) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines) + "\n"
+
+
+FORMATS = ("md", "csv", "tex", "json")

@@ -1,0 +1,214 @@
+"""ImageNet-style evaluation on an ImageFolder tree, with the model's own
+preprocessing done in Pillow and numpy (no torchvision).
+
+Preprocessing (timm's eval transform): resize the shorter side to
+``floor(resolution / crop_pct)`` with the model's interpolation, centre-crop
+``resolution``, scale to [0, 1], normalise with the model's mean and std.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from mobattn.errors import MobattnError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
+_INTERPOLATION = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+}
+
+
+def image_folder(root: str | Path) -> tuple[list[tuple[Path, int]], list[str]]:
+    """``root/<class>/<image>`` -> (samples, classes); classes sorted, as ImageFolder does."""
+    root = Path(root)
+    if not root.is_dir():
+        raise MobattnError(f"--data {root} is not a directory")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    if not classes:
+        raise MobattnError(f"--data {root} has no class folders (expected root/<class>/<image>)")
+    samples = [
+        (path, index)
+        for index, name in enumerate(classes)
+        for path in sorted((root / name).rglob("*"))
+        if path.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if not samples:
+        raise MobattnError(f"--data {root} holds no images")
+    return samples, classes
+
+
+def preprocess(
+    image: Image.Image,
+    resolution: int,
+    crop_pct: float,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    interpolation: str = "bicubic",
+) -> np.ndarray:
+    """One RGB image -> (3, resolution, resolution) float32."""
+    image = image.convert("RGB")
+    scale_size = math.floor(resolution / crop_pct)
+    w, h = image.size
+    if w <= h:
+        new_w, new_h = scale_size, int(scale_size * h / w)
+    else:
+        new_w, new_h = int(scale_size * w / h), scale_size
+    image = image.resize((new_w, new_h), _INTERPOLATION[interpolation])
+    left = int(round((new_w - resolution) / 2.0))
+    top = int(round((new_h - resolution) / 2.0))
+    image = image.crop((left, top, left + resolution, top + resolution))
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    array = (array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def load_image(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except (UnidentifiedImageError, OSError) as exc:
+        raise MobattnError(f"cannot read image {path}: {exc}") from None
+
+
+def batches(
+    samples: list[tuple[Path, int]], size: int, prepare: Callable[[Image.Image], np.ndarray]
+) -> Iterator:
+    for start in range(0, len(samples), size):
+        chunk = samples[start : start + size]
+        images = np.stack([prepare(load_image(p)) for p, _ in chunk])
+        yield images, np.asarray([label for _, label in chunk])
+
+
+def topk_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> int:
+    """How many rows have their label among the k highest logits."""
+    k = min(k, logits.shape[1])
+    top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    return int((top == labels[:, None]).any(axis=1).sum())
+
+
+@dataclass
+class EvalResult:
+    model: str
+    attention: str
+    resolution: int
+    weights: str | None
+    artifact: str | None
+    images: int
+    classes: int
+    top1: float  # %
+    top5: float  # %
+    agreement_top1: float | None = None  # % of images where artifact and torch agree on top-1
+    max_abs_diff: float | None = None  # artifact logits vs torch logits
+    data: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Accumulator:
+    """Running top-1/top-5 and, for an artifact, agreement with torch."""
+
+    def __init__(self):
+        self.n = self.top1 = self.top5 = self.agree = 0
+        self.max_abs = 0.0
+
+    def add(self, logits: np.ndarray, labels: np.ndarray, reference: np.ndarray | None = None) -> None:
+        self.n += len(labels)
+        self.top1 += topk_correct(logits, labels, 1)
+        self.top5 += topk_correct(logits, labels, 5)
+        if reference is not None:
+            self.agree += int((logits.argmax(1) == reference.argmax(1)).sum())
+            self.max_abs = max(self.max_abs, float(np.abs(logits - reference).max()))
+
+    def percent(self, count: int) -> float:
+        return 100.0 * count / self.n if self.n else 0.0
+
+
+def evaluate(
+    model_name: str,
+    data: str | Path,
+    weights: str | None = None,
+    attention: str | None = None,
+    resolution: int | None = None,
+    artifact: str | None = None,
+    batch_size: int = 32,
+    limit: int | None = None,
+    num_classes: int = 1000,
+    on_batch: Callable[[int], None] | None = None,
+) -> EvalResult:
+    """Top-1/top-5 of the torch model, or of an .onnx artifact of it together with its
+    agreement with the torch model on the same images."""
+    import torch
+
+    from mobattn.models import create_model, get_model_config
+
+    config = get_model_config(model_name)
+    resolution = resolution or config.input_size[-1]
+    samples, classes = image_folder(data)
+    if limit:
+        samples = samples[:limit]
+    if len(classes) > num_classes:
+        raise MobattnError(f"--data has {len(classes)} classes but the model predicts {num_classes}")
+    model = create_model(model_name, attention=attention, weights=weights, num_classes=num_classes).eval()
+    session = _artifact_session(artifact) if artifact else None
+
+    def prepare(image):
+        return preprocess(image, resolution, config.crop_pct, config.mean, config.std, config.interpolation)
+
+    acc = Accumulator()
+    for images, labels in batches(samples, batch_size, prepare):
+        with torch.inference_mode():
+            reference = model(torch.from_numpy(images)).numpy()
+        if session is None:
+            acc.add(reference, labels)
+        else:
+            logits = _run_artifact(session, images)
+            acc.add(logits, labels, reference)
+        if on_batch:
+            on_batch(len(labels))
+    return EvalResult(
+        model=model_name,
+        attention=attention or "eaa",
+        resolution=resolution,
+        weights=str(weights) if weights else None,
+        artifact=str(artifact) if artifact else None,
+        images=acc.n,
+        classes=len(classes),
+        top1=acc.percent(acc.top1),
+        top5=acc.percent(acc.top5),
+        agreement_top1=acc.percent(acc.agree) if session is not None else None,
+        max_abs_diff=acc.max_abs if session is not None else None,
+        data=str(data),
+    )
+
+
+def _artifact_session(path: str):
+    import onnxruntime as ort
+
+    file = Path(path)
+    if not file.is_file():
+        raise MobattnError(f"artifact not found: {file}")
+    if file.suffix != ".onnx":
+        raise MobattnError(f"--artifact must be an .onnx file, got {file.name}")
+    try:
+        return ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - any load failure is a bad artifact
+        raise MobattnError(f"cannot load {file}: {str(exc).strip().splitlines()[0][:160]}") from None
+
+
+def _run_artifact(session, images: np.ndarray) -> np.ndarray:
+    """Run image by image if the artifact's batch is fixed at 1."""
+    name = session.get_inputs()[0].name
+    batch_dim = session.get_inputs()[0].shape[0]
+    if isinstance(batch_dim, int) and batch_dim != images.shape[0]:
+        return np.concatenate([session.run(None, {name: images[i : i + 1]})[0] for i in range(len(images))])
+    return session.run(None, {name: images})[0]

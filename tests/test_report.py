@@ -1,0 +1,164 @@
+"""Tables, plots and the benchmark page, from synthetic rows through real matplotlib."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from mobattn.bench.page import write_report
+from mobattn.bench.report import pareto_front
+from mobattn.bench.table import accuracy_for, build_rows, render
+
+ENV = {"cpu": "test cpu", "cores": 2, "torch": "2.13.0"}
+
+
+def model_row(model, attention, backend, median, peak=100.0):
+    return dict(
+        kind="model",
+        status="ok",
+        model=model,
+        attention=attention,
+        resolution=[224, 224],
+        backend=backend,
+        device="cpu",
+        threads=1,
+        precision="fp32",
+        params=3_500_000,
+        macs=600_000_000,
+        median_ms=median,
+        p90_ms=median * 1.1,
+        peak_rss_mb=peak,
+        environment=ENV,
+    )
+
+
+def attention_rows():
+    rows = []
+    for name, power in (("eaa", 1.0), ("mhsa", 2.0)):
+        for side in (14, 28, 56):
+            n = side * side
+            rows.append(
+                dict(
+                    kind="attention",
+                    status="ok",
+                    attention=name,
+                    dim=64,
+                    hw=[side, side],
+                    tokens=n,
+                    backend="torch",
+                    device="cpu",
+                    threads=1,
+                    precision="fp32",
+                    median_ms=1e-4 * n**power,
+                    peak_rss_mb=10 + n / 100,
+                    environment=ENV,
+                )
+            )
+    rows.append(dict(rows[-1], hw=[128, 128], tokens=16384, status="oom", median_ms=None))
+    return rows
+
+
+def test_accuracy_sources_in_order():
+    evals = [
+        dict(
+            model="swiftformer_xs",
+            attention="eaa",
+            resolution=224,
+            top1=74.9,
+            images=500,
+            weights="w.pth",
+            artifact=None,
+        )
+    ]
+    assert accuracy_for("swiftformer_xs", "eaa", 224, evals) == (74.9, "mobattn eval (500 images, w.pth)")
+    top1, source = accuracy_for("swiftformer_xs", "eaa", 224, [])
+    assert top1 == 75.7 and source.startswith("published") and "ICCV 2023" in source
+    assert accuracy_for("swiftformer_xs", "eaa", 320, [])[0] is None  # published only at its resolution
+    assert accuracy_for("swiftformer_xs", "hilo", 224, [])[0] is None
+
+
+@pytest.mark.parametrize("fmt", ["md", "csv", "tex", "json"])
+def test_table_formats(fmt):
+    rows = [
+        model_row("swiftformer_xs", "eaa", "onnxruntime", 10.0),
+        model_row("swiftformer_xs", "eaa", "torch", 20.0),
+        model_row("swiftformer_xs", "mhsa", "onnxruntime", 12.0),
+    ]
+    table = build_rows(rows, [], ["onnxruntime", "torch"])
+    text = render(table, ["onnxruntime", "torch"], fmt)
+    if fmt == "json":
+        data = json.loads(text)
+        assert data[0]["latency"]["torch"]["median_ms"] == 20.0 and data[1]["top1"] is None
+    elif fmt == "csv":
+        parsed = list(csv.reader(io.StringIO(text)))
+        assert parsed[0][5] == "onnxruntime median (ms)" and parsed[1][5] == "10.00" and parsed[2][7] == "n/a"
+    elif fmt == "tex":
+        assert r"\begin{tabular}" in text and r"swiftformer\_xs" in text and r"\bottomrule" in text
+    else:
+        lines = text.splitlines()
+        assert lines[0].startswith("| model | attention") and len(lines) == 4
+        assert "| 75.7 |" in lines[2] and "n/a (no trained weights" in lines[3]
+
+
+def test_pareto_front():
+    points = [(10, 75.0), (12, 74.0), (15, 78.0), (20, 77.0), (25, 80.0)]
+    assert pareto_front(points) == [(10, 75.0), (15, 78.0), (25, 80.0)]
+
+
+def test_report_writes_plots_tables_and_page(tmp_path):
+    rows = attention_rows() + [
+        model_row("swiftformer_xs", "eaa", "onnxruntime", 10.0),
+        model_row("swiftformer_s", "eaa", "onnxruntime", 14.0),
+    ]
+    page = tmp_path / "BENCHMARKS.md"
+    written = write_report(rows, tmp_path / "plots", tmp_path / "none.jsonl", [tmp_path / "r.jsonl"], page)
+    names = {p.name for p in written}
+    for stem in ("latency_vs_tokens", "memory_vs_tokens", "speed_accuracy"):
+        assert {f"{stem}.png", f"{stem}.svg"} <= names
+        assert (tmp_path / "plots" / f"{stem}.png").stat().st_size > 10_000
+    report = (tmp_path / "plots" / "report.md").read_text()
+    assert (
+        "| eaa | 64 | torch/cpu | 1 | 1.00 |" in report and "| mhsa | 64 | torch/cpu | 1 | 2.00 |" in report
+    )
+    assert "oom" in report  # the failed configuration is a recorded cell, not a gap
+    text = page.read_text()
+    assert "make benchmarks" in text and "test cpu" in text and "(plots/latency_vs_tokens.png)" in text
+
+
+def test_report_command_on_a_missing_file(cli, tmp_path):
+    from conftest import assert_one_line_error
+
+    assert_one_line_error(cli("report", tmp_path / "nope.jsonl", "--out", tmp_path / "o"), "not found")
+
+
+def test_table_command_reads_results_and_writes_once(cli, tmp_path):
+    from conftest import assert_one_line_error
+
+    results = tmp_path / "models.jsonl"
+    rows = [
+        model_row("swiftformer_xs", "eaa", "onnxruntime", 10.0),
+        model_row("swiftformer_s", "eaa", "onnxruntime", 14.0),
+    ]
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "table.csv"
+    args = [
+        "table",
+        "--models",
+        "swiftformer_xs,swiftformer_s",
+        "--results",
+        results,
+        "--format",
+        "csv",
+        "--out",
+        out,
+        "--accuracy",
+        tmp_path / "none.jsonl",
+    ]
+    result = cli(*args)
+    assert result.code == 0, result.err
+    parsed = list(csv.reader(io.StringIO(out.read_text())))
+    assert [r[0] for r in parsed[1:]] == ["swiftformer_xs", "swiftformer_s"] and parsed[2][8] == "78.5"
+    assert len(results.read_text().splitlines()) == 2  # nothing was missing, nothing measured
+    assert_one_line_error(cli(*args), "exists", "--force")
+    assert_one_line_error(cli("table", "--models", "swiftformer_xxl"), "unknown model")
