@@ -48,3 +48,21 @@ def fit_exponents(rows: list[dict], min_points: int = 3) -> list[Fit]:
             Fit(dict(zip(GROUP_KEYS, key, strict=True)), k, a, r2, len(tokens), (tokens[0], tokens[-1]))
         )
     return fits
+
+
+FIT_COLUMNS = ["attention", "dim", "backend", "threads", "k", "r²", "tokens", "points"]
+
+
+def fit_cells(fit: Fit) -> list[str]:
+    """One table row for a fit, in FIT_COLUMNS order."""
+    g = fit.group
+    return [
+        g["attention"],
+        str(g["dim"]),
+        f"{g['backend']}/{g['device']}",
+        str(g["threads"]),
+        f"{fit.k:.2f}",
+        f"{fit.r2:.3f}",
+        f"{fit.tokens[0]}–{fit.tokens[1]}",
+        str(fit.points),
+    ]

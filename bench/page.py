@@ -5,31 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .fit import fit_exponents
+from .fit import FIT_COLUMNS, fit_cells, fit_exponents
 from .report import latency_tables, markdown_table, plot_latency, plot_memory, plot_speed_accuracy
-from .results import read_rows
+from .results import read_rows, status_counts
 from .table import build_rows, render
 
 NOTES = ("export_speed.txt", "fidelity.txt")  # benchmark outputs shown verbatim when present
 
 
 def exponents_table(rows: list[dict]) -> str:
-    fits = fit_exponents(rows)
-    body = [
-        [
-            f.group["attention"],
-            f.group["dim"],
-            f"{f.group['backend']}/{f.group['device']}",
-            f.group["threads"],
-            f"{f.k:.2f}",
-            f"{f.r2:.3f}",
-            f"{f.tokens[0]}–{f.tokens[1]}",
-        ]
-        for f in fits
-    ]
-    return (
-        markdown_table(["attention", "dim", "backend", "threads", "k", "r²", "tokens"], body) if body else ""
-    )
+    body = [fit_cells(f) for f in fit_exponents(rows)]
+    return markdown_table(FIT_COLUMNS, body) if body else ""
 
 
 def machine(rows: list[dict]) -> str:
@@ -58,7 +44,7 @@ def write_report(
         sections += ["## Models", render(table, backends, "md")]
     for title, columns, body in latency_tables(rows):
         sections += [f"### {title}", markdown_table(columns, body)]
-    statuses = {s: sum(r.get("status") == s for r in rows) for s in ("ok", "oom", "timeout", "error")}
+    statuses = status_counts(rows)
     summary = ", ".join(f"{n} {s}" for s, n in statuses.items())
     report = out_dir / "report.md"
     report.write_text(

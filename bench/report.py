@@ -63,13 +63,40 @@ def _log_axes(ax) -> None:
     ax.set_xticks(tokens, [str(int(t)) for t in tokens], rotation=45 if len(tokens) > 5 else 0)
 
 
-def plot_latency(rows: list[dict], out_dir: Path) -> list[Path]:
-    """Latency against tokens, log–log, one panel per backend/threads, one line per
-    mechanism and width, with the fitted exponent k in the legend."""
-    settings = _settings(rows)
+def _plot_vs_tokens(rows, settings, value, ylabel, title, stem, out_dir, exponents=None) -> list[Path]:
+    """One log–log panel per setting, one line per mechanism and width."""
     if not settings:
         return []
-    fits = {
+    smallest_dim = min((r["dim"] for r in rows if r.get("dim")), default=0)
+    fig, axes = _grid_figure(len(settings))
+    for ax, setting in zip(axes, settings, strict=False):
+        for (attention, dim), points in _series(rows, setting, value).items():
+            k = (exponents or {}).get((attention, dim, *setting))
+            label = f"{attention} d{dim}" + (f" (k={k:.2f})" if k is not None else "")
+            ax.plot(
+                *zip(*points, strict=True),
+                marker=MARKERS.get(attention, "o"),
+                linestyle="-" if dim == smallest_dim else "--",
+                label=label,
+            )
+        backend, device, threads, precision = setting
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="tokens N = H·W",
+            ylabel=ylabel,
+            title=f"{backend} {device}, {threads} thread{'s' if threads > 1 else ''}, {precision}, batch 1",
+        )
+        _log_axes(ax)
+        ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(title)
+    return _save(fig, out_dir, stem)
+
+
+def plot_latency(rows: list[dict], out_dir: Path) -> list[Path]:
+    """Latency against tokens, log–log, one panel per backend/threads, with the fitted
+    exponent k of each mechanism in the legend."""
+    exponents = {
         (
             f.group["attention"],
             f.group["dim"],
@@ -80,53 +107,31 @@ def plot_latency(rows: list[dict], out_dir: Path) -> list[Path]:
         ): f.k
         for f in fit_exponents(rows)
     }
-    fig, axes = _grid_figure(len(settings))
-    for ax, setting in zip(axes, settings, strict=False):
-        for (attention, dim), points in _series(rows, setting, "median_ms").items():
-            k = fits.get((attention, dim, *setting))
-            label = f"{attention} d{dim}" + (f" (k={k:.2f})" if k is not None else "")
-            ax.plot(
-                *zip(*points, strict=True),
-                marker=MARKERS.get(attention, "o"),
-                linestyle="-" if dim == min(r.get("dim") or 0 for r in rows if r.get("dim")) else "--",
-                label=label,
-            )
-        backend, device, threads, precision = setting
-        ax.set(
-            xscale="log",
-            yscale="log",
-            xlabel="tokens N = H·W",
-            ylabel="median latency (ms)",
-            title=f"{backend} {device}, {threads} thread{'s' if threads > 1 else ''}, {precision}, batch 1",
-        )
-        _log_axes(ax)
-        ax.legend(fontsize=7, ncol=2)
-    fig.suptitle("Latency against tokens (latency ~ a·N^k)")
-    return _save(fig, out_dir, "latency_vs_tokens")
+    return _plot_vs_tokens(
+        rows,
+        _settings(rows),
+        "median_ms",
+        "median latency (ms)",
+        "Latency against tokens (latency ~ a·N^k)",
+        "latency_vs_tokens",
+        out_dir,
+        exponents,
+    )
 
 
 def plot_memory(rows: list[dict], out_dir: Path) -> list[Path]:
-    """Peak resident memory above baseline against tokens, per mechanism."""
-    settings = [s for s in _settings(rows) if s[2] == min(x[2] for x in _settings(rows))]  # fewest threads
-    if not settings:
-        return []
-    fig, axes = _grid_figure(len(settings))
-    for ax, setting in zip(axes, settings, strict=False):
-        for (attention, dim), points in _series(rows, setting, "peak_rss_mb").items():
-            ax.plot(
-                *zip(*points, strict=True), marker=MARKERS.get(attention, "o"), label=f"{attention} d{dim}"
-            )
-        ax.set(
-            xscale="log",
-            yscale="log",
-            xlabel="tokens N = H·W",
-            ylabel="peak RSS above baseline (MB)",
-            title=f"{setting[0]} {setting[1]}, {setting[2]} thread(s)",
-        )
-        _log_axes(ax)
-        ax.legend(fontsize=7, ncol=2)
-    fig.suptitle("Peak memory against tokens")
-    return _save(fig, out_dir, "memory_vs_tokens")
+    """Peak resident memory above baseline against tokens (at the fewest threads)."""
+    settings = _settings(rows)
+    fewest = [s for s in settings if s[2] == min(x[2] for x in settings)] if settings else []
+    return _plot_vs_tokens(
+        rows,
+        fewest,
+        "peak_rss_mb",
+        "peak RSS above baseline (MB)",
+        "Peak memory against tokens",
+        "memory_vs_tokens",
+        out_dir,
+    )
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -69,3 +69,10 @@ def merge(paths: list[Path]) -> list[dict]:
         for row in read_rows(path):
             merged[(row_key(row), env_fingerprint(row.get("environment", {})))] = row
     return list(merged.values())
+
+
+STATUSES = ("ok", "oom", "timeout", "error")
+
+
+def status_counts(rows: list[dict]) -> dict[str, int]:
+    return {s: sum(r.get("status") == s for r in rows) for s in STATUSES}

@@ -634,29 +634,17 @@ def print_sweep_summary(results_path, json_out: bool) -> None:
     """Fitted exponents k of latency ~ a * N^k, per mechanism and setting."""
     from dataclasses import asdict
 
-    from mobattn.bench.fit import fit_exponents
-    from mobattn.bench.results import read_rows
+    from mobattn.bench.fit import FIT_COLUMNS, fit_cells, fit_exponents
+    from mobattn.bench.results import read_rows, status_counts
 
     rows = read_rows(results_path)
     fits = fit_exponents(rows)
-    statuses = {s: sum(r.get("status") == s for r in rows) for s in ("ok", "oom", "timeout", "error")}
+    statuses = status_counts(rows)
     if json_out:
         return print_json({"results": str(results_path), "rows": statuses, "fits": [asdict(f) for f in fits]})
     console.print(f"{results_path}: " + ", ".join(f"{n} {s}" for s, n in statuses.items()))
-    table_rows = [
-        [
-            f.group["attention"],
-            f.group["dim"],
-            f"{f.group['backend']}/{f.group['device']}",
-            f.group["threads"],
-            f"{f.k:.2f}",
-            f"{f.r2:.3f}",
-            f"{f.tokens[0]}-{f.tokens[1]}",
-            f.points,
-        ]
-        for f in fits
-    ]
-    cols = ["attention", "dim", "backend", "threads", "k", "r²", "tokens", "points"]
+    table_rows = [fit_cells(f) for f in fits]
+    cols = FIT_COLUMNS
     if table_rows:
         console.print(
             make_table("empirical complexity: latency ~ a·N^k", cols, table_rows, {"k", "r²", "points"})
