@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) -c constraints.txt torch==2.13.0
-	$(PIP) -c constraints.txt -e '.[dev]'
+	$(PIP) -c constraints.txt -e '.[dev,executorch]'
 	touch $(STAMP)
 
 lint: venv
@@ -32,15 +32,16 @@ run: venv
 		--results results/quick-models.jsonl
 	$(BIN)/mobattn report results/quick.jsonl results/quick-models.jsonl --out results/quick-report
 
-# The published page: a real sweep on this machine (about an hour on 2 cores), resumable.
+# The published page: real sweeps on this machine (about an hour on 2 cores), resumable.
 benchmarks: venv
 	$(BIN)/mobattn sweep --preset attention-scaling --results $(BENCH)/attention-scaling.jsonl
-	$(BIN)/mobattn table --backend onnxruntime,torch --results $(BENCH)/models.jsonl \
+	$(BIN)/mobattn sweep --preset attention-scaling-executorch --results $(BENCH)/attention-scaling-executorch.jsonl
+	$(BIN)/mobattn table --backend onnxruntime,executorch,torch --results $(BENCH)/models.jsonl \
 		--out $(BENCH)/models.md --force
 	$(BIN)/python -m mobattn.bench.export_speed > $(BENCH)/export_speed.txt
 	$(BIN)/python -m mobattn.bench.fidelity > $(BENCH)/fidelity.txt
-	$(BIN)/mobattn report $(BENCH)/attention-scaling.jsonl $(BENCH)/models.jsonl \
-		--out docs/benchmarks --page BENCHMARKS.md
+	$(BIN)/mobattn report $(BENCH)/attention-scaling.jsonl $(BENCH)/attention-scaling-executorch.jsonl \
+		$(BENCH)/models.jsonl --out docs/benchmarks --page BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache exports results/quick*

@@ -40,6 +40,19 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def check_backend(backend: str, device: str, precision: str) -> None:
+    """What each backend can do here, checked before anything runs."""
+    allowed = {"torch": ("fp32", "fp16"), "onnxruntime": ("fp32", "fp16"), "executorch": ("fp32", "int8")}
+    if precision not in allowed[backend]:
+        raise MobattnError(f"--backend {backend} measures {' or '.join(allowed[backend])}, not {precision}")
+    if backend == "executorch":
+        from mobattn.exporters.to_executorch import require_executorch
+
+        require_executorch()
+        if device != "cpu":
+            raise MobattnError("--backend executorch runs XNNPACK on the CPU; use --device cpu")
+
+
 def check_device(device: str) -> None:
     if device == "cuda" and not cuda_available():
         raise MobattnError(
@@ -82,26 +95,36 @@ def _session(path: Path, config: BenchConfig):
     return ort_session(path, config.threads, ort_providers(config.device))
 
 
-def materialize(config: BenchConfig) -> tempfile.TemporaryDirectory | None:
-    """Export what the onnxruntime backend will load, before the measuring process
-    takes its memory baseline (the exporter's own memory is not the runtime's).
-    Sets ``config.extra["onnx_path"]``; the caller keeps the returned directory alive."""
-    if config.backend != "onnxruntime" or config.kind == "file" or "onnx_path" in config.extra:
-        return None
-    from mobattn.exporters.to_onnx import export_onnx
+ARTIFACT_SUFFIX = {"onnxruntime": ".onnx", "executorch": ".pte"}
 
+
+def materialize(config: BenchConfig) -> tempfile.TemporaryDirectory | None:
+    """Export what an artifact backend (onnxruntime, executorch) will load, before the
+    measuring process takes its memory baseline (the exporter's own memory is not the
+    runtime's). Sets ``config.extra["artifact_path"]``; the caller keeps the returned
+    directory alive."""
+    if config.backend not in ARTIFACT_SUFFIX or config.kind == "file" or "artifact_path" in config.extra:
+        return None
     check_device(config.device)
     tmp = tempfile.TemporaryDirectory(prefix="mobattn-bench-")
-    path = Path(tmp.name) / "subject.onnx"
-    export_onnx(build_subject(config), path, precision=config.precision)
-    config.extra["onnx_path"] = str(path)
+    path = Path(tmp.name) / f"subject{ARTIFACT_SUFFIX[config.backend]}"
+    subject = build_subject(config)
+    if config.backend == "onnxruntime":
+        from mobattn.exporters.to_onnx import export_onnx
+
+        export_onnx(subject, path, precision=config.precision)
+    else:
+        from mobattn.exporters.to_executorch import export_executorch
+
+        export_executorch(subject, path, precision=config.precision)
+    config.extra["artifact_path"] = str(path)
     return tmp
 
 
 def prepare_onnxruntime(config: BenchConfig) -> Prepared:
     """Time mobattn's own ONNX export of the subject (see :func:`materialize`)."""
     keep = materialize(config)
-    path = Path(config.extra["onnx_path"])
+    path = Path(config.extra["artifact_path"])
     session = _session(path, config)
     spec = session.get_inputs()[0]
     shape = [config.batch, *spec.shape[1:]]
@@ -112,6 +135,24 @@ def prepare_onnxruntime(config: BenchConfig) -> Prepared:
         details={"providers": session.get_providers()},
         keep=[keep, session],
     )
+
+
+def _executorch_runner(path: Path, config: BenchConfig) -> tuple[object, dict]:
+    from mobattn.exporters.to_executorch import input_shape, load_method, set_threads
+
+    set_threads(config.threads)
+    method = load_method(path)
+    shape, dtype = input_shape(method)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(dtype)
+    return (lambda: method.execute([x])), {"runtime": "ExecuTorch (XNNPACK)", "input_shape": list(shape)}
+
+
+def prepare_executorch(config: BenchConfig) -> Prepared:
+    """Time mobattn's XNNPACK-lowered .pte of the subject in ExecuTorch's runtime."""
+    keep = materialize(config)
+    path = Path(config.extra["artifact_path"])
+    run, details = _executorch_runner(path, config)
+    return Prepared(run, artifact_bytes=path.stat().st_size, details=details, keep=[keep])
 
 
 def _file_input_shape(session, config: BenchConfig) -> tuple[list[int], np.dtype]:
@@ -133,8 +174,11 @@ def _file_input_shape(session, config: BenchConfig) -> tuple[list[int], np.dtype
 
 def prepare_file(config: BenchConfig) -> Prepared:
     path = Path(config.file)
+    if path.suffix == ".pte":
+        run, details = _executorch_runner(path, config)
+        return Prepared(run, artifact_bytes=path.stat().st_size, details=details)
     if path.suffix != ".onnx":
-        raise MobattnError(f"cannot benchmark {path.name}: only .onnx artifacts are supported")
+        raise MobattnError(f"cannot benchmark {path.name}: only .onnx and .pte artifacts are supported")
     try:
         session = _session(path, config)
     except MobattnError:
@@ -169,4 +213,6 @@ def prepare(config: BenchConfig) -> Prepared:
         return prepare_torch(config)
     if config.backend == "onnxruntime":
         return prepare_onnxruntime(config)
+    if config.backend == "executorch":
+        return prepare_executorch(config)
     raise MobattnError(f"unknown backend '{config.backend}'")

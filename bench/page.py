@@ -11,6 +11,7 @@ from .results import read_rows, status_counts
 from .table import build_rows, render
 
 NOTES = ("export_speed.txt", "fidelity.txt")  # benchmark outputs shown verbatim when present
+FINDINGS = "findings.md"  # the reading of these numbers, written by whoever ran them, shown first
 
 
 def exponents_table(rows: list[dict]) -> str:
@@ -66,6 +67,7 @@ def write_page(
     page: Path, rows: list[dict], plots: list[Path], sections: list[str], sources: list[Path]
 ) -> Path:
     rel = [Path(os.path.relpath(p, page.parent)) for p in plots if p.suffix == ".png"]
+    findings = next((f.read_text().strip() for s in sources if (f := s.parent / FINDINGS).exists()), "")
     notes = []
     for source in sources:
         for name in NOTES:
@@ -81,17 +83,22 @@ def write_page(
         "single-stream runs (each configuration in a fresh process, warm-up first), memory the peak "
         "resident memory above the measuring process's baseline.",
         "",
+        *(["## Findings", "", findings, ""] if findings else []),
         "## Reproduce",
         "",
         "```",
         "make benchmarks",
         "# which runs:",
         "mobattn sweep --preset attention-scaling --results results/benchmarks/attention-scaling.jsonl",
-        "mobattn table --backend onnxruntime,torch --results results/benchmarks/models.jsonl "
+        "mobattn sweep --preset attention-scaling-executorch "
+        "--results results/benchmarks/attention-scaling-executorch.jsonl",
+        "mobattn table --backend onnxruntime,executorch,torch --results results/benchmarks/models.jsonl "
         "--out results/benchmarks/models.md --force",
         "python -m mobattn.bench.export_speed > results/benchmarks/export_speed.txt",
         "python -m mobattn.bench.fidelity > results/benchmarks/fidelity.txt",
-        "mobattn report results/benchmarks/*.jsonl --out docs/benchmarks --page BENCHMARKS.md",
+        "mobattn report results/benchmarks/attention-scaling.jsonl "
+        "results/benchmarks/attention-scaling-executorch.jsonl results/benchmarks/models.jsonl "
+        "--out docs/benchmarks --page BENCHMARKS.md",
         "```",
         "",
         "## Machine",

@@ -15,6 +15,13 @@ from .fit import fit_exponents  # noqa: E402
 from .table import TableRow  # noqa: E402
 
 MARKERS = {"eaa": "o", "external": "s", "hilo": "^", "mhsa": "D", "ufo": "v"}
+COLORS = {
+    "eaa": "tab:blue",
+    "external": "tab:orange",
+    "hilo": "tab:green",
+    "mhsa": "tab:red",
+    "ufo": "tab:purple",
+}
 
 
 def _settings(rows: list[dict]) -> list[tuple]:
@@ -49,7 +56,9 @@ def _save(fig, out_dir: Path, stem: str) -> list[Path]:
 def _grid_figure(count: int):
     cols = min(count, 2)
     rows = -(-count // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(6.4 * cols, 4.6 * rows), squeeze=False, layout="constrained"
+    )
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     return fig, list(axes.flat)
@@ -76,6 +85,7 @@ def _plot_vs_tokens(rows, settings, value, ylabel, title, stem, out_dir, exponen
             ax.plot(
                 *zip(*points, strict=True),
                 marker=MARKERS.get(attention, "o"),
+                color=COLORS.get(attention),
                 linestyle="-" if dim == smallest_dim else "--",
                 label=label,
             )
@@ -155,13 +165,15 @@ def plot_speed_accuracy(table: list[TableRow], backend: str, out_dir: Path) -> l
         return []
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     for row, latency in points:
-        ax.scatter(latency, row.top1, marker=MARKERS.get(row.attention, "o"), s=40)
+        ax.scatter(
+            latency, row.top1, marker=MARKERS.get(row.attention, "o"), color=COLORS.get(row.attention), s=40
+        )
         label = row.model.replace("swiftformer_", "SF-").upper() + (
             "" if row.attention == "eaa" else f"+{row.attention}"
         )
         ax.annotate(label, (latency, row.top1), textcoords="offset points", xytext=(5, 4), fontsize=8)
     front = pareto_front([(lat, r.top1) for r, lat in points])
-    ax.plot(*zip(*front, strict=True), color="tab:red", linestyle="--", linewidth=1, label="Pareto front")
+    ax.plot(*zip(*front, strict=True), color="black", linestyle="--", linewidth=1, label="Pareto front")
     ax.set(
         xlabel=f"median latency, {backend} (ms)",
         ylabel="ImageNet-1K top-1 (%)",
@@ -176,7 +188,15 @@ def latency_tables(rows: list[dict]) -> list[tuple[str, list[str], list[list[str
     """Per setting and width: tokens down, mechanisms across, median ms in the cells."""
     tables = []
     for setting in _settings(rows):
-        dims = sorted({r["dim"] for r in rows if r.get("kind") == "attention" and r.get("dim")})
+        dims = sorted(
+            {
+                r["dim"]
+                for r in rows
+                if r.get("kind") == "attention"
+                and r.get("dim")
+                and (r["backend"], r["device"], r["threads"], r["precision"]) == setting
+            }
+        )
         for dim in dims:
             cells: dict[int, dict[str, str]] = defaultdict(dict)
             attentions = set()

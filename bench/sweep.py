@@ -107,6 +107,14 @@ PRESETS = {
         backends=["torch", "onnxruntime"],
         threads=[1, 2],
     ),
+    # the same mechanisms under ExecuTorch's XNNPACK runtime (the mobile CPU kernels)
+    "attention-scaling-executorch": Grid(
+        attentions=["eaa", "external", "hilo", "mhsa", "ufo"],
+        dims=[64],
+        hws=_square([14, 28, 56, 80, 112, 128]),
+        backends=["executorch"],
+        threads=[1, 2],
+    ),
     # the SwiftFormer family and its attention swaps from 224 to 1024 pixels
     "models": Grid(
         models=["swiftformer_xs", "swiftformer_s", "swiftformer_l1", "swiftformer_l3"],

@@ -80,7 +80,7 @@ def _columns(backends: list[str]) -> list[str]:
     cols = ["model", "attention", "params (M)", "GMACs", "resolution"]
     for b in backends:
         cols += [f"{b} median (ms)", f"{b} p90 (ms)"]
-    return cols + ["peak memory (MB)", "top-1 (%)", "accuracy source"]
+    return cols + ["peak memory (MB, max over backends)", "top-1 (%)", "accuracy source"]
 
 
 def _cells(row: TableRow, backends: list[str]) -> list[str]:

@@ -17,6 +17,7 @@ class TimingPolicy:
     min_runs: int = 50
     min_seconds: float = 2.0
     max_seconds: float = 30.0  # stop here even if min_runs is not reached (slow configurations)
+    max_warmup_seconds: float = 10.0  # a multi-second run needs no ten warm-up runs
 
     @classmethod
     def named(cls, profile: str) -> TimingPolicy:
@@ -40,6 +41,8 @@ def measure(
     while warm < policy.warmup_runs or time.perf_counter() - start < policy.warmup_seconds:
         run()
         warm += 1
+        if time.perf_counter() - start >= policy.max_warmup_seconds:
+            break
     sync()
     samples: list[int] = []
     begin = time.perf_counter_ns()

@@ -11,8 +11,8 @@ from . import files
 from .record import ExportRecord
 from .subject import Subject
 
-TARGETS = {"onnx": ".onnx", "coreml": ".mlpackage"}
-DEFAULT_PRECISION = {"onnx": "fp32", "coreml": "fp16"}
+TARGETS = {"onnx": ".onnx", "coreml": ".mlpackage", "executorch": ".pte"}
+DEFAULT_PRECISION = {"onnx": "fp32", "coreml": "fp16", "executorch": "fp32"}
 
 
 def artifact_path(subject: Subject, target: str, out_dir: Path, precision: str, compress: str | None) -> Path:
@@ -31,6 +31,20 @@ def check_target(target: str) -> None:
         raise unknown_name_error("export target", target, sorted(TARGETS))
 
 
+def _module(target: str):
+    """The exporter module of ``target`` (imported on demand: each pulls its toolchain)."""
+    from importlib import import_module
+
+    return import_module(f".to_{target}", __package__)
+
+
+def check_request(subject: Subject, target: str, precision: str | None, **options) -> None:
+    """Every option check of ``target``, before anything is built or written, so a
+    multi-target export cannot stop half-way on a bad option."""
+    check_target(target)
+    _module(target).check_options(subject, precision or DEFAULT_PRECISION[target], **_unset_dropped(options))
+
+
 def export(
     subject: Subject,
     target: str,
@@ -42,7 +56,7 @@ def export(
     """Export ``subject`` to ``target``; the record's status is ``ok``, ``failed``
     (outside tolerance: nothing kept) or ``error`` (the converter failed: nothing kept).
     User errors (bad options, an existing file without ``force``) raise MobattnError."""
-    check_target(target)
+    check_request(subject, target, precision, **options)
     precision = precision or DEFAULT_PRECISION[target]
     path = artifact_path(subject, target, Path(out_dir), precision, options.get("compress"))
     files.check_writable(path, force)
@@ -63,10 +77,7 @@ def export(
             record.size_bytes = files.size_bytes(tmp)
     except _OutsideTolerance as exc:
         record.status = "failed"
-        record.reason = (
-            f"outputs differ from torch by {exc.agreement.max_rel:.2e} relative "
-            f"(tolerance {exc.agreement.tolerance:.0e}); nothing written"
-        )
+        record.reason = _tolerance_message(exc.agreement)
         return record
     except MobattnError:
         raise
@@ -83,6 +94,13 @@ def export(
     return record
 
 
+def _tolerance_message(a) -> str:
+    if a.criterion == "cosine":
+        return f"cosine similarity with torch {a.cosine:.4f} < {a.tolerance}; nothing written"
+    bound = f"tolerance {a.tolerance:.0e}"
+    return f"outputs differ from torch by {a.max_rel:.2e} relative ({bound}); nothing written"
+
+
 class _OutsideTolerance(Exception):
     def __init__(self, agreement):
         super().__init__("outside tolerance")
@@ -90,17 +108,22 @@ class _OutsideTolerance(Exception):
 
 
 def _convert(subject: Subject, target: str, tmp: Path, precision: str, options: dict) -> dict:
+    options = _unset_dropped(options)
     if target == "onnx":
-        from .to_onnx import export_onnx
+        keys = {"dynamic", "simplify", "opset"}
+        return _module(target).export_onnx(subject, tmp, precision=precision, **_only(options, keys))
+    if target == "executorch":
+        return _module(target).export_executorch(
+            subject, tmp, precision=precision, **_only(options, {"calibration"})
+        )
+    keys = {"min_target", "image", "compress"}
+    return _module(target).export_coreml(subject, tmp, precision=precision, **_only(options, keys))
 
-        allowed = {"dynamic", "simplify", "opset"}
-        return export_onnx(subject, tmp, precision=precision, **_only(options, allowed, target))
-    from .to_coreml import export_coreml
 
-    allowed = {"min_target", "image", "compress"}
-    return export_coreml(subject, tmp, precision=precision, **_only(options, allowed, target))
+def _unset_dropped(options: dict) -> dict:
+    return {k: v for k, v in options.items() if v is not None}
 
 
-def _only(options: dict, allowed: set[str], target: str) -> dict:
-    """The options that apply to ``target`` (unset ones dropped)."""
-    return {k: v for k, v in options.items() if k in allowed and v is not None}
+def _only(options: dict, keys: set[str]) -> dict:
+    """The options that apply to one target."""
+    return {k: v for k, v in options.items() if k in keys}

@@ -25,7 +25,7 @@ from mobattn.errors import MobattnError
 from .fold import fold_for_inference
 from .subject import Subject
 from .to_onnx import quiet
-from .validate import TOLERANCE, Agreement, compare
+from .validate import Agreement, compare
 
 TARGETS = ("iOS16", "iOS17", "iOS18", "iOS26")
 COMPRESSIONS = ("int8", "palettize4", "palettize6", "palettize8")
@@ -156,7 +156,25 @@ def predict_and_compare(path: Path, subject: Subject, precision: str, image: boo
         with torch.no_grad():
             references.append(subject.module(x).numpy())
         outputs.append(mlmodel.predict(feed)[subject.output_name])
-    return compare(outputs, references, TOLERANCE["int8" if precision == "int8" else precision])
+    return compare(outputs, references, precision)
+
+
+def check_options(
+    subject: Subject,
+    precision: str,
+    min_target: str = "iOS16",
+    image: bool = False,
+    compress: str | None = None,
+    **_,
+) -> None:
+    if precision not in ("fp16", "fp32"):
+        raise MobattnError(f"Core ML precision must be fp16 or fp32, got '{precision}'")
+    if min_target not in TARGETS:
+        raise MobattnError(f"--min-target must be one of {', '.join(TARGETS)}, got '{min_target}'")
+    if compress is not None and compress not in COMPRESSIONS:
+        raise MobattnError(f"--compress must be one of {', '.join(COMPRESSIONS)}, got '{compress}'")
+    if image and not subject.is_model:
+        raise MobattnError("--image-input needs a model (a bare attention takes tokens, not an image)")
 
 
 def export_coreml(
@@ -168,14 +186,7 @@ def export_coreml(
     compress: str | None = None,
 ) -> dict:
     """Write ``path`` (.mlpackage) and return the facts of the export."""
-    if precision not in ("fp16", "fp32"):
-        raise MobattnError(f"Core ML precision must be fp16 or fp32, got '{precision}'")
-    if min_target not in TARGETS:
-        raise MobattnError(f"--min-target must be one of {', '.join(TARGETS)}, got '{min_target}'")
-    if compress is not None and compress not in COMPRESSIONS:
-        raise MobattnError(f"--compress must be one of {', '.join(COMPRESSIONS)}, got '{compress}'")
-    if image and not subject.is_model:
-        raise MobattnError("--image-input needs a model (a bare attention takes tokens, not an image)")
+    check_options(subject, precision, min_target=min_target, image=image, compress=compress)
     ct = coremltools()
     start = time.perf_counter()
     module = fold_for_inference(subject.module)

@@ -28,7 +28,7 @@ from mobattn.errors import MobattnError
 
 from .fold import fold_for_inference
 from .subject import Subject
-from .validate import TOLERANCE, Agreement, compare
+from .validate import Agreement, compare
 
 DEFAULT_OPSET = 20
 VALIDATION_INPUTS = 3
@@ -37,7 +37,8 @@ VALIDATION_INPUTS = 3
 @contextlib.contextmanager
 def quiet():
     """Silence the exporters' progress prints and warnings; errors still raise."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "coremltools")]
+    names = ("torch.onnx", "torch.export", "torch._dynamo", "coremltools", "torchao", "executorch")
+    loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
@@ -151,9 +152,16 @@ def validate_onnx(
         with torch.no_grad():
             references.append(module(x).numpy())
         outputs.append(session.run(None, {subject.input_name: x.numpy()})[0])
-    agreement = compare(outputs, references, TOLERANCE[precision])
+    agreement = compare(outputs, references, precision)
     agreement.note = "shapes: " + ", ".join("x".join(map(str, s)) for s in dict.fromkeys(shapes))
     return agreement
+
+
+def check_options(subject: Subject, precision: str, opset: int = DEFAULT_OPSET, **_) -> None:
+    if precision not in ("fp32", "fp16"):
+        raise MobattnError(f"ONNX precision must be fp32 or fp16, got '{precision}'")
+    if opset < 17:
+        raise MobattnError(f"--opset must be 17 or newer, got {opset}")
 
 
 def export_onnx(
@@ -165,10 +173,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
 ) -> dict:
     """Write ``path`` and return the facts of the export (the caller stages the path)."""
-    if precision not in ("fp32", "fp16"):
-        raise MobattnError(f"ONNX precision must be fp32 or fp16, got '{precision}'")
-    if opset < 17:
-        raise MobattnError(f"--opset must be 17 or newer, got {opset}")
+    check_options(subject, precision, opset=opset)
     start = time.perf_counter()
     module = fold_for_inference(subject.module)
     raw = path.with_suffix(".raw.onnx")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import click
+from rich.text import Text
 
 from mobattn import __version__
 from mobattn.console import console, err_console, human_count, make_table, print_error, print_json
@@ -101,7 +102,7 @@ def info_cmd(model, attention, dim, hw, heads, resolution, json_out) -> None:
       mobattn info --attention hilo --dim 96 --hw 14x14 --heads 6
     """
     from mobattn.describe import describe_attention, describe_model
-    from mobattn.parsing import parse_hw, parse_resolutions
+    from mobattn.parsing import parse_hw, parse_resolution
 
     if model is None:
         if attention is None or dim is None or hw is None:
@@ -125,7 +126,7 @@ def info_cmd(model, attention, dim, hw, heads, resolution, json_out) -> None:
         ]
         return console.print(make_table(info.description, ["", "value"], rows))
 
-    (res,) = parse_resolutions(resolution)
+    res = parse_resolution(resolution)
     info = describe_model(model, attention, res)
     if json_out:
         return print_json(info.to_dict())
@@ -198,11 +199,17 @@ def build_subject(model, attention, dim, hw, heads, batch, weights, resolution: 
 @subject_options
 @click.option("--resolution", default="224", show_default=True, help="Model input resolution, N or HxW.")
 @click.option(
-    "--to", "targets", default="onnx", show_default=True, help="onnx, coreml, or both: onnx,coreml."
+    "--to",
+    "targets",
+    default="onnx",
+    show_default=True,
+    help="onnx, coreml, executorch, or several: onnx,coreml.",
 )
 @click.option("--out", "out_dir", default="exports", show_default=True, type=click.Path(file_okay=False))
 @click.option(
-    "--precision", type=click.Choice(["fp32", "fp16"]), help="Default: fp32 (ONNX), fp16 (Core ML)."
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    help="Default: fp32 (ONNX, ExecuTorch), fp16 (Core ML). int8: ExecuTorch (XNNPACK quantizer).",
 )
 @click.option("--force", is_flag=True, help="Replace an existing artifact.")
 @click.option("--dynamic", is_flag=True, help="ONNX: dynamic batch (and H, W for models).")
@@ -215,6 +222,11 @@ def build_subject(model, attention, dim, hw, heads, batch, weights, resolution: 
     "--image-input", is_flag=True, help="Core ML: take an RGB image; mean/std folded into the input."
 )
 @click.option("--compress", help="Core ML weights: int8, palettize4, palettize6 or palettize8.")
+@click.option(
+    "--calibration",
+    type=click.Path(file_okay=False),
+    help="ExecuTorch int8: an ImageFolder of images to calibrate on (default: random inputs).",
+)
 @json_option
 def export_cmd(
     model,
@@ -235,51 +247,66 @@ def export_cmd(
     min_target,
     image_input,
     compress,
+    calibration,
     json_out,
 ) -> int:
-    """Export a model or a bare attention to ONNX and/or Core ML, then validate it.
+    """Export a model or a bare attention to ONNX, Core ML or ExecuTorch, then validate it.
 
     \b
       mobattn export --model swiftformer_s --to coreml
       mobattn export --model swiftformer_xs --attention hilo --to onnx --dynamic
       mobattn export --attention ufo --dim 64 --hw 14x14 --to onnx,coreml
+      mobattn export --model swiftformer_s --to executorch --precision int8
 
     Exit code 0 if every artifact validates, 1 if one fails (nothing is kept for it).
     """
     from pathlib import Path
 
     from mobattn.exporters import export
-    from mobattn.exporters.export import check_target
-    from mobattn.parsing import parse_resolutions
+    from mobattn.exporters.export import check_request, check_target
+    from mobattn.parsing import parse_resolution
 
     target_list = [t.strip() for t in targets.split(",") if t.strip()] or ["onnx"]
     for target in target_list:
         check_target(target)
-    (res,) = parse_resolutions(resolution)
+    res = parse_resolution(resolution)
     subject = build_subject(model, attention, dim, hw, heads, batch, weights, res)
+    options = dict(
+        dynamic=dynamic or None,
+        simplify=not no_simplify,
+        opset=opset,
+        min_target=min_target,
+        image=image_input or None,
+        compress=compress,
+        calibration=calibration_images(subject, calibration) if calibration else None,
+    )
+    for target in target_list:  # every target's options, before the first file is written
+        check_request(subject, target, precision, **options)
     records = []
     for target in target_list:
         with err_console.status(f"exporting {subject.stem()} to {target}..."):
-            records.append(
-                export(
-                    subject,
-                    target,
-                    Path(out_dir),
-                    precision,
-                    force,
-                    dynamic=dynamic or None,
-                    simplify=not no_simplify,
-                    opset=opset,
-                    min_target=min_target,
-                    image=image_input or None,
-                    compress=compress,
-                )
-            )
+            records.append(export(subject, target, Path(out_dir), precision, force, **options))
     if json_out:
         print_json(records[0].to_dict() if len(records) == 1 else [r.to_dict() for r in records])
     else:
         print_export_table(records)
     return 0 if all(r.status == "ok" for r in records) else 1
+
+
+def calibration_images(subject, folder: str) -> list:
+    """Images of an ImageFolder, preprocessed as the model expects, for int8 calibration."""
+    from mobattn.evaluate import image_folder, load_image, preprocess
+    from mobattn.models import get_model_config
+
+    if not subject.is_model:
+        raise MobattnError("--calibration takes images, so it needs --model (a bare attention takes tokens)")
+    config = get_model_config(subject.model)
+    h = subject.input_shape[2]
+    samples, _ = image_folder(folder)
+    return [
+        preprocess(load_image(path), h, config.crop_pct, config.mean, config.std, config.interpolation)
+        for path, _ in samples[:64]
+    ]
 
 
 def print_export_table(records) -> None:
@@ -291,7 +318,7 @@ def print_export_table(records) -> None:
             if v
             else r.details.get("predictions", "spec checked")
         )
-        status = {"ok": "[green]ok[/green]", "failed": "[red]failed[/red]"}.get(r.status, "[red]error[/red]")
+        status = Text(r.status, style="green" if r.status == "ok" else "red")
         rows.append(
             [
                 r.target,
@@ -345,22 +372,32 @@ def _check_device(device: str) -> str:
     return device
 
 
-def _check_artifact(path: str) -> None:
+def _check_artifact(path: str) -> str:
+    """Refuse a missing or corrupt artifact up front; return the backend that runs it."""
     from pathlib import Path
 
     file = Path(path)
     if not file.is_file():
         raise MobattnError(f"artifact not found: {file}")
-    if file.suffix != ".onnx":
-        raise MobattnError(f"cannot benchmark {file.name}: only .onnx artifacts are supported")
-    import onnx
-
+    if file.suffix not in (".onnx", ".pte"):
+        raise MobattnError(f"cannot benchmark {file.name}: only .onnx and .pte artifacts are supported")
     try:
+        if file.suffix == ".pte":
+            from mobattn.exporters.to_executorch import load_method, require_executorch
+
+            require_executorch()
+            load_method(file)
+            return "executorch"
+        import onnx
+
         onnx.checker.check_model(str(file))
-    except Exception as exc:  # noqa: BLE001 - any failure to parse is a corrupt artifact
-        raise MobattnError(
-            f"{file} is not a valid ONNX model: {str(exc).strip().splitlines()[0][:160]}"
-        ) from None
+        return "onnxruntime"
+    except MobattnError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to load is a corrupt artifact
+        kind = "ExecuTorch program" if file.suffix == ".pte" else "ONNX model"
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise MobattnError(f"{file} is not a valid {kind}: {first}") from None
 
 
 def run_with_progress(configs, isolate: bool, results_path=None, title: str = "measuring") -> list[dict]:
@@ -420,7 +457,9 @@ def print_bench_table(rows: list[dict], title: str = "latency (batch 1)") -> Non
         else:
             subject, size = r.get("file"), "x".join(map(str, r.get("details", {}).get("input_shape", [])))
         status = (
-            r["status"] if r["status"] == "ok" else f"[red]{r['status']}[/red]: {r.get('reason', '')[:60]}"
+            Text("ok")
+            if r["status"] == "ok"
+            else Text(f"{r['status']}: {r.get('reason', '')[:60]}", style="red")
         )
         fraction = r.get("fraction_of_peak")
         table_rows.append(
@@ -459,13 +498,25 @@ def print_bench_table(rows: list[dict], title: str = "latency (batch 1)") -> Non
 @app.command("bench", context_settings=CONTEXT)
 @click.argument("artifact", required=False, type=click.Path(dir_okay=False))
 @subject_options
-@click.option("--resolution", default="224", show_default=True, help="Model resolutions, e.g. 224,320.")
 @click.option(
-    "--backend", "backends", default="torch", show_default=True, help="torch, onnxruntime, or both."
+    "--resolution", help="Resolutions, e.g. 224,320 (models: default 224; .onnx files: fills dynamic H, W)."
+)
+@click.option(
+    "--backend",
+    "backends",
+    default="torch",
+    show_default=True,
+    help="torch, onnxruntime, executorch, or several: torch,onnxruntime.",
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--threads", default="1", show_default=True, help="Intra-op threads, e.g. 1,2 (inter-op is 1).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    default="fp32",
+    show_default=True,
+    help="fp16: onnxruntime, or torch on CUDA; int8: executorch.",
+)
 @click.option(
     "--profile",
     type=click.Choice(["default", "mlperf", "quick"]),
@@ -506,12 +557,16 @@ def bench_cmd(
     """
     from pathlib import Path
 
+    from mobattn.bench.backends import check_backend
     from mobattn.bench.config import BenchConfig
     from mobattn.parsing import parse_hw_list, parse_resolutions
 
     thread_list = _threads(threads)
     backend_list = _check_backends(_csv(backends))
     _check_device(device)
+    if artifact is None:
+        for backend in backend_list:
+            check_backend(backend, device, precision)
     common = dict(
         device=device,
         batch=_positive(batch, "--batch"),
@@ -523,12 +578,11 @@ def bench_cmd(
     if artifact is not None:
         if model or attention:
             raise MobattnError("give an artifact file or --model/--attention, not both")
-        _check_artifact(artifact)
-        sizes = [list(r) for r in parse_resolutions(resolution)] if resolution != "224" else [None]
+        runtime = _check_artifact(artifact)
+        check_backend(runtime, device, precision)
+        sizes = [list(r) for r in parse_resolutions(resolution)] if resolution else [None]
         for size, t in ((s, t) for s in sizes for t in thread_list):
-            configs.append(
-                BenchConfig("file", "onnxruntime", threads=t, file=artifact, resolution=size, **common)
-            )
+            configs.append(BenchConfig("file", runtime, threads=t, file=artifact, resolution=size, **common))
     elif model is not None:
         if dim is not None or hw is not None or heads is not None:
             raise MobattnError("--dim/--hw/--heads describe a bare attention; drop them with --model")
@@ -539,7 +593,7 @@ def bench_cmd(
             mobattn_attention_check(attention)
         if weights is not None and not Path(weights).is_file():
             raise MobattnError(f"weights file not found: {weights}")
-        for res in parse_resolutions(resolution):
+        for res in parse_resolutions(resolution or "224"):
             for b in backend_list:
                 for t in thread_list:
                     configs.append(
@@ -766,7 +820,11 @@ def eval_cmd(
     help="Token mixers to compare, e.g. eaa,hilo,mhsa.",
 )
 @click.option(
-    "--backend", "backends", default="onnxruntime", show_default=True, help="e.g. onnxruntime,torch."
+    "--backend",
+    "backends",
+    default="onnxruntime",
+    show_default=True,
+    help="e.g. onnxruntime,torch,executorch.",
 )
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--resolution", type=int, default=224, show_default=True)

@@ -9,7 +9,9 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 # Piped output (files, CI logs) gets a wide table instead of rich's 80-column default.
 _WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
@@ -24,7 +26,10 @@ def print_json(obj: Any) -> None:
 
 
 def print_error(message: str) -> None:
-    err_console.print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False, soft_wrap=True)
+    """One red line; the message is escaped, so text like ``mobattn[executorch]`` survives."""
+    err_console.print(
+        f"[bold red]error:[/bold red] {escape(message)}", markup=True, highlight=False, soft_wrap=True
+    )
 
 
 def make_table(
@@ -40,8 +45,8 @@ def make_table(
     for col in columns:
         justify = "right" if right and col in right else "left"
         table.add_column(col, justify=justify, overflow="fold" if fold and col in fold else "ellipsis")
-    for row in rows:
-        table.add_row(*[str(c) for c in row])
+    for row in rows:  # plain cells are escaped: user text such as "[x]" is not markup
+        table.add_row(*[c if isinstance(c, Text) else escape(str(c)) for c in row])
     return table
 
 

@@ -42,6 +42,14 @@ def parse_resolutions(text: str, option: str = "--resolution", minimum: int = 32
     return sizes
 
 
+def parse_resolution(text: str, option: str = "--resolution") -> tuple[int, int]:
+    """Exactly one resolution: ``"224"`` or ``"224x320"``."""
+    sizes = parse_resolutions(text, option)
+    if len(sizes) != 1:
+        raise MobattnError(f"{option} takes one resolution here, got '{text}'")
+    return sizes[0]
+
+
 def parse_names(text: str, valid: list[str], kind: str) -> list[str]:
     """Comma-separated registry names, each checked against ``valid``."""
     from mobattn.errors import unknown_name_error

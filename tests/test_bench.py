@@ -304,3 +304,13 @@ def test_corrupt_artifact_and_cuda_without_gpu(tmp_path, cli):
         assert_one_line_error(
             cli("bench", "--attention", "eaa", "--dim", "8", "--hw", "2x2", "--device", "cuda"), "no CUDA GPU"
         )
+
+
+def test_warm_up_is_capped_for_slow_runs():
+    import time
+
+    policy = TimingPolicy(
+        warmup_runs=50, warmup_seconds=0, min_runs=1, min_seconds=0, max_warmup_seconds=0.05
+    )
+    m = measure(lambda: time.sleep(0.02), threads=1, policy=policy)
+    assert 1 <= m.warmup_runs <= 4 and m.iterations == 1

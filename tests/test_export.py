@@ -244,6 +244,7 @@ def test_coreml_predictions_match_torch_on_macos(tmp_path):
         (["--model", "swiftformer_xs", "--attention", "flash"], ["unknown attention"]),
         (["--model", "swiftformer_xs", "--resolution", "22O"], ["--resolution"]),
         (["--model", "swiftformer_xs", "--resolution", "8"], ["at least 32"]),
+        (["--model", "swiftformer_xs", "--resolution", "224,320"], ["one resolution"]),
         (["--model", "swiftformer_xs", "--weights", "missing.pth"], ["not found"]),
         (["--attention", "hilo", "--dim", "64"], ["--hw"]),
         (["--model", "swiftformer_xs", "--to", "coreml", "--compress", "int3"], ["--compress"]),

@@ -162,3 +162,13 @@ def test_table_command_reads_results_and_writes_once(cli, tmp_path):
     assert len(results.read_text().splitlines()) == 2  # nothing was missing, nothing measured
     assert_one_line_error(cli(*args), "exists", "--force")
     assert_one_line_error(cli("table", "--models", "swiftformer_xxl"), "unknown model")
+
+
+def test_latency_tables_only_for_widths_each_setting_measured():
+    from mobattn.bench.report import latency_tables
+
+    rows = attention_rows() + [dict(r, backend="executorch", dim=32) for r in attention_rows()[:3]]
+    titles = [title for title, _, body in latency_tables(rows) if body]
+    assert len(titles) == len(latency_tables(rows)) == 2
+    assert any("executorch" in t and "dim 32" in t for t in titles)
+    assert any("torch" in t and "dim 64" in t for t in titles)

@@ -1,0 +1,177 @@
+"""nn.Module -> ExecuTorch program (.pte) lowered to XNNPACK, validated with
+ExecuTorch's own Python runtime.
+
+XNNPACK is the CPU kernel library behind PyTorch's on-device runtime on Android and
+iOS; running the lowered program on the host is the closest thing to on-device CPU
+numbers without a phone. fp32 lowers the folded module as is; int8 first quantizes it
+post-training with the XNNPACK quantizer (symmetric, per-channel weights, calibrated on
+random inputs or on the user's images).
+
+ExecuTorch is an optional dependency: ``pip install 'mobattn[executorch]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mobattn.errors import MobattnError
+
+from .fold import fold_for_inference
+from .subject import Subject
+from .to_onnx import quiet
+from .validate import Agreement, compare
+
+INSTALL_HINT = "ExecuTorch is not installed: pip install 'mobattn[executorch]' (or: pip install executorch)"
+CALIBRATION_INPUTS = 8
+
+
+def require_executorch() -> None:
+    """A one-line user error, saying how to get it, when ExecuTorch is missing."""
+    try:
+        with quiet(), quiet_native_stderr():
+            import executorch  # noqa: F401
+            from executorch.runtime import Runtime  # noqa: F401
+    except ImportError:
+        raise MobattnError(INSTALL_HINT) from None
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence what native code writes straight to file descriptor 2 (ExecuTorch's
+    runtime logs CPU probing on load)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def set_threads(threads: int) -> None:
+    """Size XNNPACK's thread pool (ExecuTorch's pybindings expose it as experimental)."""
+    from executorch.extension.pybindings import portable_lib
+
+    with contextlib.suppress(AttributeError, RuntimeError):
+        portable_lib._unsafe_reset_threadpool(threads)
+
+
+def calibration_inputs(subject: Subject, images: Iterable[np.ndarray] | None) -> list[torch.Tensor]:
+    if images is not None:
+        batch = subject.input_shape[0]
+        arrays = list(images)
+        return [
+            torch.from_numpy(np.stack(arrays[i : i + batch]))
+            for i in range(0, len(arrays) - batch + 1, batch)
+        ]
+    return [subject.example_input(seed=1000 + i) for i in range(CALIBRATION_INPUTS)]
+
+
+def quantize_int8(module: torch.nn.Module, example: torch.Tensor, calibration: list[torch.Tensor]):
+    """Post-training static int8 with the XNNPACK quantizer (pt2e flow)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    graph = torch.export.export(module, (example,)).module()
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(graph, quantizer)
+    with torch.no_grad():
+        for x in calibration:
+            prepared(x)
+    return convert_pt2e(prepared)
+
+
+def delegation(graph_module) -> dict:
+    """How much of the graph XNNPACK took; ops left on the portable kernels by name."""
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    info = get_delegation_info(graph_module)
+    left = {
+        op: b.non_delegated
+        for op, b in info.delegation_by_operator.items()
+        if b.non_delegated and not op.startswith(("getitem", "executorch_call_delegate"))
+    }
+    return {
+        "delegated_subgraphs": info.num_delegated_subgraphs,
+        "delegated_ops": info.num_delegated_nodes,
+        "not_delegated_ops": sum(left.values()),
+        "not_delegated": dict(sorted(left.items(), key=lambda kv: -kv[1])),
+    }
+
+
+def load_method(path: Path):
+    """The ``forward`` method of a .pte program, through ExecuTorch's runtime."""
+    require_executorch()
+    from executorch.runtime import Runtime
+
+    with quiet(), quiet_native_stderr():
+        return Runtime.get().load_program(str(path)).load_method("forward")
+
+
+def input_shape(method) -> tuple[tuple[int, ...], torch.dtype]:
+    meta = method.metadata.input_tensor_meta(0)
+    dtypes = {6: torch.float32, 5: torch.float16}
+    return tuple(meta.sizes()), dtypes.get(int(meta.dtype()), torch.float32)
+
+
+def validate_pte(path: Path, subject: Subject, precision: str) -> Agreement:
+    method = load_method(path)
+    outputs, references = [], []
+    for seed in range(3):
+        x = subject.example_input(seed=100 + seed)
+        with torch.no_grad():
+            references.append(subject.module(x).numpy())
+        outputs.append(method.execute([x])[0].numpy())
+    agreement = compare(outputs, references, precision)
+    agreement.note = "ExecuTorch runtime (XNNPACK) vs torch"
+    return agreement
+
+
+def check_options(subject: Subject, precision: str, **_) -> None:
+    require_executorch()
+    if precision not in ("fp32", "int8"):
+        raise MobattnError(f"ExecuTorch precision must be fp32 or int8, got '{precision}'")
+
+
+def export_executorch(
+    subject: Subject, path: Path, precision: str = "fp32", calibration: Iterable[np.ndarray] | None = None
+) -> dict:
+    """Write ``path`` (.pte) and return the facts of the export."""
+    check_options(subject, precision)
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    start = time.perf_counter()
+    module = fold_for_inference(subject.module)
+    example = subject.example_input()
+    with quiet(), torch.no_grad():
+        if precision == "int8":
+            module = quantize_int8(module, example, calibration_inputs(subject, calibration))
+        program = torch.export.export(module, (example,))
+        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        report = delegation(edge.exported_program().graph_module)
+        path.write_bytes(edge.to_executorch().buffer)
+    seconds = time.perf_counter() - start
+    agreement = validate_pte(path, subject, precision)
+    histogram = {"delegated": report["delegated_ops"], **report["not_delegated"]}
+    return {
+        "seconds": seconds,
+        "op_histogram": histogram,
+        "op_count": report["delegated_ops"] + report["not_delegated_ops"],
+        "validation": agreement,
+        "details": {"backend": "XNNPACK", **report},
+    }

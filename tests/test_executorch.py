@@ -1,0 +1,180 @@
+"""ExecuTorch with XNNPACK: export, validation through ExecuTorch's runtime, benchmarks.
+The whole module needs the optional dependency (CI installs it)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("executorch", reason="optional dependency: pip install 'mobattn[executorch]'")
+
+import mobattn  # noqa: E402
+from conftest import assert_one_line_error  # noqa: E402
+from mobattn.exporters import attention_subject, export, model_subject  # noqa: E402
+from mobattn.exporters.to_executorch import load_method  # noqa: E402
+
+
+@pytest.mark.parametrize("name", mobattn.list_attentions())
+def test_every_attention_lowers_to_xnnpack_and_matches_torch(tmp_path, name):
+    subject = attention_subject(name, 64, (7, 7))
+    record = export(subject, "executorch", tmp_path)
+    assert record.status == "ok", record.reason
+    assert record.path.endswith(f"{name}-dim64-7x7.pte")
+    details = record.details
+    assert details["delegated_subgraphs"] >= 1 and details["delegated_ops"] > 0
+    assert details["not_delegated_ops"] == sum(details["not_delegated"].values())  # each one named
+    x = subject.example_input(seed=3)
+    out = load_method(Path(record.path)).execute([x])[0]
+    with torch.no_grad():
+        torch.testing.assert_close(out, subject.module(x), rtol=1e-4, atol=1e-4)
+
+
+def test_model_to_executorch_through_the_cli(tmp_path, cli):
+    result = cli("export", "--model", "swiftformer_xs", "--to", "executorch", "--out", tmp_path, "--json")
+    assert result.code == 0, result.err
+    record = result.json()
+    assert record["validation"]["passed"] and record["validation"]["max_rel"] < 1e-4
+    assert record["details"]["delegated_ops"] > 5 * record["details"]["not_delegated_ops"]  # mostly XNNPACK
+
+
+def test_int8_is_smaller_and_close_in_direction(tmp_path):
+    subject = attention_subject("mhsa", 128, (8, 8))
+    fp32 = export(subject, "executorch", tmp_path)
+    int8 = export(subject, "executorch", tmp_path, precision="int8")
+    assert int8.status == "ok", int8.reason
+    assert int8.path.endswith("mhsa-dim128-8x8-int8.pte")
+    assert int8.validation["criterion"] == "cosine" and int8.validation["cosine"] >= 0.99
+    assert int8.size_bytes < 0.6 * fp32.size_bytes
+
+
+def test_bench_executorch_backend_and_pte_file(tmp_path, cli):
+    result = cli(
+        "bench",
+        "--attention",
+        "ufo",
+        "--dim",
+        "32",
+        "--hw",
+        "4x4",
+        "--backend",
+        "executorch",
+        "--threads",
+        "1,2",
+        "--profile",
+        "quick",
+        "--json",
+    )
+    assert result.code == 0, result.err
+    rows = result.json()
+    assert [r["status"] for r in rows] == ["ok", "ok"] and [r["threads"] for r in rows] == [1, 2]
+    assert all(r["backend"] == "executorch" and r["artifact_bytes"] > 0 and r["macs"] > 0 for r in rows)
+    assert (
+        cli(
+            "export",
+            "--attention",
+            "ufo",
+            "--dim",
+            "32",
+            "--hw",
+            "4x4",
+            "--to",
+            "executorch",
+            "--out",
+            tmp_path,
+        ).code
+        == 0
+    )
+    (row,) = cli("bench", tmp_path / "ufo-dim32-4x4.pte", "--profile", "quick", "--json").json()
+    assert row["status"] == "ok" and row["kind"] == "file" and row["backend"] == "executorch"
+
+
+def test_bad_executorch_input(tmp_path, cli):
+    out = tmp_path / "out"
+    assert_one_line_error(
+        cli("export", "--model", "swiftformer_xs", "--to", "executorch", "--precision", "fp16", "--out", out),
+        "fp32 or int8",
+    )
+    assert_one_line_error(
+        cli(
+            "export",
+            "--model",
+            "swiftformer_xs",
+            "--to",
+            "onnx,executorch",
+            "--precision",
+            "int8",
+            "--out",
+            out,
+        ),
+        "ONNX precision",
+    )
+    assert not out.exists()  # checked for every target before the first file
+    bad = tmp_path / "bad.pte"
+    bad.write_bytes(b"not a program" * 10)
+    assert_one_line_error(cli("bench", bad), "not a valid ExecuTorch program")
+    assert_one_line_error(
+        cli(
+            "bench",
+            "--attention",
+            "eaa",
+            "--dim",
+            "8",
+            "--hw",
+            "2x2",
+            "--backend",
+            "executorch",
+            "--precision",
+            "fp16",
+        ),
+        "fp32 or int8",
+    )
+
+
+def test_missing_executorch_says_how_to_get_it(tmp_path):
+    code = (
+        "import sys; sys.modules['executorch'] = None\n"
+        "from mobattn.cli import main\n"
+        f"sys.exit(main(['export', '--attention', 'eaa', '--dim', '8', '--hw', '2x2', '--to', 'executorch',"
+        f" '--out', {str(tmp_path)!r}]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "pip install 'mobattn[executorch]'" in out.stderr and "Traceback" not in out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_model_subject_for_int8_calibration_images(tmp_path, cli):
+    """--calibration feeds preprocessed images of an ImageFolder to the quantizer."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "calib" / "cls"
+    folder.mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
+            folder / f"{i}.png"
+        )
+    from mobattn.cli import calibration_images
+
+    images = calibration_images(model_subject("swiftformer_xs", resolution=(64, 64)), str(tmp_path / "calib"))
+    assert len(images) == 2 and images[0].shape == (3, 64, 64)
+    assert_one_line_error(
+        cli(
+            "export",
+            "--attention",
+            "eaa",
+            "--dim",
+            "8",
+            "--hw",
+            "2x2",
+            "--to",
+            "executorch",
+            "--precision",
+            "int8",
+            "--calibration",
+            tmp_path / "calib",
+        ),
+        "needs --model",
+    )
