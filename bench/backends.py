@@ -101,8 +101,8 @@ ARTIFACT_SUFFIX = {"onnxruntime": ".onnx", "executorch": ".pte"}
 def materialize(config: BenchConfig) -> tempfile.TemporaryDirectory | None:
     """Export what an artifact backend (onnxruntime, executorch) will load, before the
     measuring process takes its memory baseline (the exporter's own memory is not the
-    runtime's). Sets ``config.extra["artifact_path"]``; the caller keeps the returned
-    directory alive."""
+    runtime's). Sets ``config.extra["artifact_path"]`` and ``config.extra["validation"]``
+    (the artifact's agreement with torch); the caller keeps the returned directory alive."""
     if config.backend not in ARTIFACT_SUFFIX or config.kind == "file" or "artifact_path" in config.extra:
         return None
     check_device(config.device)
@@ -112,12 +112,13 @@ def materialize(config: BenchConfig) -> tempfile.TemporaryDirectory | None:
     if config.backend == "onnxruntime":
         from mobattn.exporters.to_onnx import export_onnx
 
-        export_onnx(subject, path, precision=config.precision)
+        facts = export_onnx(subject, path, precision=config.precision)
     else:
         from mobattn.exporters.to_executorch import export_executorch
 
-        export_executorch(subject, path, precision=config.precision)
+        facts = export_executorch(subject, path, precision=config.precision)
     config.extra["artifact_path"] = str(path)
+    config.extra["validation"] = facts["validation"].to_dict()  # the row says how faithful the artifact is
     return tmp
 
 

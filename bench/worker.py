@@ -121,6 +121,7 @@ def run_config(config: BenchConfig) -> dict:
         )
         row.update(compute_figures(result.median_ms, config))
         row["details"] = prepared.details
+        row["validation"] = config.extra.get("validation")
         row["status"] = "ok"
     except MobattnError as exc:
         row["reason"] = str(exc)

@@ -142,6 +142,7 @@ def test_isolated_rows_come_from_fresh_processes_and_carry_the_schema():
         assert row["macs"] > 0 and row["params"] > 0 and row["peak_rss_mb"] >= 0
     assert rows[0]["pid"] != rows[1]["pid"]
     assert rows[0]["live_tensor_peak_mb"] > 0 and rows[1]["artifact_bytes"] > 0
+    assert rows[0]["validation"] is None and rows[1]["validation"]["passed"]  # the timed export was checked
     json.dumps(rows)  # rows are plain JSON
 
 
