@@ -18,7 +18,8 @@ import onnx
 import torch
 
 from mobattn.exporters import model_subject
-from mobattn.exporters.to_onnx import export_onnx, ort_session, quiet
+from mobattn.exporters.silence import quiet
+from mobattn.exporters.to_onnx import export_onnx, ort_session
 
 from .measurement import Measurement
 from .official_swiftformer import official_swiftformer

@@ -57,13 +57,18 @@ def classify_failure(exc: BaseException) -> tuple[str, str]:
     return "error", first
 
 
-def compute_figures(median_ms: float, config: BenchConfig) -> dict:
-    """Params, MACs (torch's FLOP counter) and achieved GFLOP/s against the matmul peak."""
+def compute_figures(median_ms: float, config: BenchConfig, prepared) -> dict:
+    """Params, MACs (torch's FLOP counter) and achieved GFLOP/s against the matmul peak.
+    Artifact backends (and CUDA/fp16 runs) have no CPU fp32 module at hand, so theirs is
+    built here, after timing."""
     from mobattn.flops import count_macs, count_params
 
     from .backends import subject_for_figures
 
-    module, example = subject_for_figures(config)
+    if prepared.module is not None and config.device == "cpu" and config.precision == "fp32":
+        module, example = prepared.module, prepared.example
+    else:
+        module, example = subject_for_figures(config)
     if module is None:
         return {
             "params": None,
@@ -119,7 +124,7 @@ def run_config(config: BenchConfig) -> dict:
             if config.backend == "torch" and config.device == "cpu"
             else None
         )
-        row.update(compute_figures(result.median_ms, config))
+        row.update(compute_figures(result.median_ms, config, prepared))
         row["details"] = prepared.details
         row["validation"] = config.extra.get("validation")
         row["status"] = "ok"

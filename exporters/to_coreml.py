@@ -23,8 +23,8 @@ from mobattn import __version__
 from mobattn.errors import MobattnError
 
 from .fold import fold_for_inference
+from .silence import quiet
 from .subject import Subject
-from .to_onnx import quiet
 from .validate import Agreement, compare
 
 TARGETS = ("iOS16", "iOS17", "iOS18", "iOS26")

@@ -13,8 +13,6 @@ ExecuTorch is an optional dependency: ``pip install 'mobattn[executorch]'``.
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,8 +23,8 @@ import torch
 from mobattn.errors import MobattnError
 
 from .fold import fold_for_inference
+from .silence import quiet, quiet_native_stderr
 from .subject import Subject
-from .to_onnx import quiet
 from .validate import Agreement, compare
 
 INSTALL_HINT = "ExecuTorch is not installed: pip install 'mobattn[executorch]' (or: pip install executorch)"
@@ -41,22 +39,6 @@ def require_executorch() -> None:
             from executorch.runtime import Runtime  # noqa: F401
     except ImportError:
         raise MobattnError(INSTALL_HINT) from None
-
-
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Silence what native code writes straight to file descriptor 2 (ExecuTorch's
-    runtime logs CPU probing on load)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def set_threads(threads: int) -> None:

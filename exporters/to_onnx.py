@@ -11,11 +11,7 @@ and fuses what is left.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import time
-import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -27,32 +23,12 @@ from mobattn import __version__
 from mobattn.errors import MobattnError
 
 from .fold import fold_for_inference
+from .silence import quiet
 from .subject import Subject
 from .validate import Agreement, compare
 
 DEFAULT_OPSET = 20
 VALIDATION_INPUTS = 3
-
-
-@contextlib.contextmanager
-def quiet():
-    """Silence the exporters' progress prints and warnings; errors still raise."""
-    names = ("torch.onnx", "torch.export", "torch._dynamo", "coremltools", "torchao", "executorch")
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with (
-            warnings.catch_warnings(),
-            contextlib.redirect_stdout(io.StringIO()),
-            contextlib.redirect_stderr(io.StringIO()),
-        ):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
 
 
 def dynamic_shapes(subject: Subject) -> tuple[dict, ...]:
