@@ -178,13 +178,17 @@ def subject_options(func):
     return func
 
 
+def _reject_attention_sizes(dim, hw, heads) -> None:
+    if dim is not None or hw is not None or heads is not None:
+        raise MobattnError("--dim/--hw/--heads describe a bare attention; drop them with --model")
+
+
 def build_subject(model, attention, dim, hw, heads, batch, weights, resolution: tuple[int, int]):
     from mobattn.exporters import attention_subject, model_subject
     from mobattn.parsing import parse_hw
 
     if model is not None:
-        if dim is not None or hw is not None or heads is not None:
-            raise MobattnError("--dim/--hw/--heads describe a bare attention; drop them with --model")
+        _reject_attention_sizes(dim, hw, heads)
         return model_subject(model, attention, resolution, _positive(batch, "--batch"), weights)
     if attention is None or dim is None or hw is None:
         raise MobattnError("give --model NAME, or --attention NAME --dim D --hw HxW")
@@ -555,10 +559,13 @@ def bench_cmd(
       mobattn bench --attention mhsa --dim 64 --hw 14x14,28x28,56x56 --backend torch,onnxruntime
       mobattn bench exports/swiftformer_s-224.onnx --threads 1,2
     """
+    from itertools import product
     from pathlib import Path
 
+    from mobattn.attention import get_attention_class
     from mobattn.bench.backends import check_backend
     from mobattn.bench.config import BenchConfig
+    from mobattn.models import get_model_entry
     from mobattn.parsing import parse_hw_list, parse_resolutions
 
     thread_list = _threads(threads)
@@ -584,59 +591,46 @@ def bench_cmd(
         for size, t in ((s, t) for s in sizes for t in thread_list):
             configs.append(BenchConfig("file", runtime, threads=t, file=artifact, resolution=size, **common))
     elif model is not None:
-        if dim is not None or hw is not None or heads is not None:
-            raise MobattnError("--dim/--hw/--heads describe a bare attention; drop them with --model")
-        from mobattn.models import get_model_entry
-
+        _reject_attention_sizes(dim, hw, heads)
         get_model_entry(model)
         if attention is not None:
-            mobattn_attention_check(attention)
+            get_attention_class(attention)
         if weights is not None and not Path(weights).is_file():
             raise MobattnError(f"weights file not found: {weights}")
-        for res in parse_resolutions(resolution or "224"):
-            for b in backend_list:
-                for t in thread_list:
-                    configs.append(
-                        BenchConfig(
-                            "model",
-                            b,
-                            threads=t,
-                            model=model,
-                            attention=attention,
-                            resolution=list(res),
-                            weights=weights,
-                            **common,
-                        )
-                    )
+        for res, b, t in product(parse_resolutions(resolution or "224"), backend_list, thread_list):
+            configs.append(
+                BenchConfig(
+                    "model",
+                    b,
+                    threads=t,
+                    model=model,
+                    attention=attention,
+                    resolution=list(res),
+                    weights=weights,
+                    **common,
+                )
+            )
     else:
         if attention is None or dim is None or hw is None:
             raise MobattnError("give an .onnx file, --model NAME, or --attention NAME --dim D --hw HxW")
-        mobattn_attention_check(attention)
-        for grid in parse_hw_list(hw):
-            for b in backend_list:
-                for t in thread_list:
-                    configs.append(
-                        BenchConfig(
-                            "attention",
-                            b,
-                            threads=t,
-                            attention=attention,
-                            dim=_positive(dim, "--dim"),
-                            hw=list(grid),
-                            heads=heads,
-                            **common,
-                        )
-                    )
+        get_attention_class(attention)
+        for grid, b, t in product(parse_hw_list(hw), backend_list, thread_list):
+            configs.append(
+                BenchConfig(
+                    "attention",
+                    b,
+                    threads=t,
+                    attention=attention,
+                    dim=_positive(dim, "--dim"),
+                    hw=list(grid),
+                    heads=heads,
+                    **common,
+                )
+            )
     rows = run_with_progress(configs, isolate=not no_isolate, results_path=Path(results) if results else None)
     if json_out:
         return print_json(rows)
     print_bench_table(rows)
-
-
-def mobattn_attention_check(name: str) -> None:
-    from mobattn.attention import get_attention_class
-
-    get_attention_class(name)
 
 
 @app.command("sweep", context_settings=CONTEXT)
