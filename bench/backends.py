@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mobattn.errors import MobattnError
+from mobattn.errors import MobattnError, unknown_name_error
 
-from .config import BenchConfig
+from .config import BENCHMARK_TARGET_SUFFIX, DEVICES, BenchConfig, get_backend
 
 
 @dataclass
@@ -40,17 +40,17 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def check_backend(backend: str, device: str, precision: str) -> None:
-    """What each backend can do here, checked before anything runs."""
-    allowed = {"torch": ("fp32", "fp16"), "onnxruntime": ("fp32", "fp16"), "executorch": ("fp32", "int8")}
-    if precision not in allowed[backend]:
-        raise MobattnError(f"--backend {backend} measures {' or '.join(allowed[backend])}, not {precision}")
+def check_backend(backend: str, device: str) -> None:
+    """The backend and device exist and can run here, checked before anything runs
+    (a precision a backend does not measure is a ``skipped`` row, see api.measure)."""
+    get_backend(backend)
+    if device not in DEVICES:
+        raise unknown_name_error("device", device, list(DEVICES))
     if backend == "executorch":
         from mobattn.exporters.to_executorch import require_executorch
 
         require_executorch()
-        if device != "cpu":
-            raise MobattnError("--backend executorch runs XNNPACK on the CPU; use --device cpu")
+    check_device(device)
 
 
 def check_device(device: str) -> None:
@@ -64,8 +64,6 @@ def prepare_torch(config: BenchConfig) -> Prepared:
     subject = build_subject(config)
     device = torch.device(config.device)
     dtype = torch.float16 if config.precision == "fp16" else torch.float32
-    if dtype == torch.float16 and device.type == "cpu":
-        raise MobattnError("torch fp16 is measured on CUDA only; use --backend onnxruntime for CPU fp16")
     module = subject.module.to(device=device, dtype=dtype).eval()
     x = subject.example_input().to(device=device, dtype=dtype)
 
@@ -95,19 +93,21 @@ def _session(path: Path, config: BenchConfig):
     return ort_session(path, config.threads, ort_providers(config.device))
 
 
-ARTIFACT_SUFFIX = {"onnxruntime": ".onnx", "executorch": ".pte"}
-
-
-def materialize(config: BenchConfig) -> tempfile.TemporaryDirectory | None:
+def materialize(config: BenchConfig, folder: Path | None = None) -> tempfile.TemporaryDirectory | None:
     """Export what an artifact backend (onnxruntime, executorch) will load, before the
     measuring process takes its memory baseline (the exporter's own memory is not the
     runtime's). Sets ``config.extra["artifact_path"]`` and ``config.extra["validation"]``
-    (the artifact's agreement with torch); the caller keeps the returned directory alive."""
-    if config.backend not in ARTIFACT_SUFFIX or config.kind == "file" or "artifact_path" in config.extra:
+    (the artifact's agreement with torch). Written into ``folder``, or into a temporary
+    directory that the caller keeps alive."""
+    suffix = BENCHMARK_TARGET_SUFFIX.get(config.backend)
+    if suffix is None or config.kind == "file" or "artifact_path" in config.extra:
         return None
     check_device(config.device)
-    tmp = tempfile.TemporaryDirectory(prefix="mobattn-bench-")
-    path = Path(tmp.name) / f"subject{ARTIFACT_SUFFIX[config.backend]}"
+    tmp = None
+    if folder is None:
+        tmp = tempfile.TemporaryDirectory(prefix="mobattn-bench-")
+        folder = Path(tmp.name)
+    path = folder / f"subject{suffix}"
     subject = build_subject(config)
     if config.backend == "onnxruntime":
         from mobattn.exporters.to_onnx import export_onnx
@@ -217,3 +217,33 @@ def prepare(config: BenchConfig) -> Prepared:
     if config.backend == "executorch":
         return prepare_executorch(config)
     raise MobattnError(f"unknown backend '{config.backend}'")
+
+
+def artifact_backend(path: str) -> str:
+    """The backend that runs an existing artifact file; a missing, unsupported or
+    corrupt file is a one-line error before anything is measured."""
+    file = Path(path)
+    if not file.is_file():
+        raise MobattnError(f"artifact not found: {file}")
+    runtimes = {BENCHMARK_TARGET_SUFFIX[b]: b for b in BENCHMARK_TARGET_SUFFIX}
+    if file.suffix not in runtimes:
+        raise MobattnError(
+            f"cannot benchmark {file.name}: only {' and '.join(runtimes)} artifacts are supported"
+        )
+    try:
+        if file.suffix == ".pte":
+            from mobattn.exporters.to_executorch import load_method, require_executorch
+
+            require_executorch()
+            load_method(file)
+        else:
+            import onnx
+
+            onnx.checker.check_model(str(file))
+    except MobattnError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to load is a corrupt artifact
+        kind = "ExecuTorch program" if file.suffix == ".pte" else "ONNX model"
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise MobattnError(f"{file} is not a valid {kind}: {first}") from None
+    return runtimes[file.suffix]

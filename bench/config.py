@@ -1,13 +1,85 @@
-"""One benchmark configuration: what to measure, how, and where. Plain data, so it
-crosses into the isolated worker process as JSON."""
+"""What can be measured (the table of backends, devices, precisions and profiles) and
+one configuration to measure: plain data, so it crosses into the isolated worker as JSON."""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
-BACKENDS = ("torch", "onnxruntime", "executorch")
+from mobattn.errors import MobattnError, unknown_name_error
+from mobattn.exporters.formats import PRECISIONS, TARGETS
+
 DEVICES = ("cpu", "cuda")
+PROFILES = ("default", "mlperf", "quick")
+MAX_TIMEOUT_S = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A runtime mobattn times, the export target it times (if any), and the
+    precisions it measures on each device."""
+
+    name: str
+    target: str | None  # the export target whose artifact it loads
+    precisions: dict[str, tuple[str, ...]]  # device -> precisions
+    description: str
+
+    def unsupported(self, device: str, precision: str) -> str | None:
+        """Why this backend cannot measure ``precision`` on ``device`` (None if it can)."""
+        if device not in self.precisions:
+            return f"--backend {self.name} runs on {' or '.join(self.precisions)}, not {device}"
+        allowed = self.precisions[device]
+        if precision not in allowed:
+            return f"--backend {self.name} on {device} measures {' or '.join(allowed)}, not {precision}"
+        return None
+
+
+BACKENDS: dict[str, Backend] = {
+    b.name: b
+    for b in (
+        Backend("torch", None, {"cpu": ("fp32",), "cuda": ("fp32", "fp16")}, "PyTorch eager"),
+        Backend(
+            "onnxruntime",
+            "onnx",
+            {"cpu": ("fp32", "fp16"), "cuda": ("fp32", "fp16")},
+            "onnxruntime, timing mobattn's ONNX export",
+        ),
+        Backend("executorch", "executorch", {"cpu": ("fp32", "int8")}, "ExecuTorch with XNNPACK"),
+    )
+}
+
+
+# The file an artifact backend times, from the table of export targets.
+BENCHMARK_TARGET_SUFFIX = {
+    b.name: TARGETS[b.target].suffix for b in BACKENDS.values() if b.target is not None
+}
+
+
+def get_backend(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise unknown_name_error("backend", name, list(BACKENDS))
+    return BACKENDS[name]
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise unknown_name_error("precision", str(precision), list(PRECISIONS))
+    return precision
+
+
+def check_timeout(value: float, option: str = "--timeout") -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise MobattnError(f"{option} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT_S:
+        raise MobattnError(f"{option} must be between 0 and {MAX_TIMEOUT_S:g} seconds, got {value}")
+    return float(value)
+
+
+def check_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        raise unknown_name_error("profile", str(profile), list(PROFILES))
+    return profile
 
 
 @dataclass
@@ -27,7 +99,7 @@ class BenchConfig:
     file: str | None = None
     weights: str | None = None
     profile: str = "default"
-    timeout_s: float = 300.0
+    timeout_s: float = 300.0  # the whole configuration: export, load and timing
     memory_limit_mb: int | None = None  # address-space limit applied in the worker
     matmul_peak_gflops: float | None = None  # measured once per run by the parent
     extra: dict = field(default_factory=dict)
@@ -37,7 +109,7 @@ class BenchConfig:
         return self.hw[0] * self.hw[1] if self.hw else None
 
     def subject_fields(self) -> dict:
-        """What a results row says about its subject and setting (also the resume key)."""
+        """What a results row says about its subject and setting."""
         return {
             "kind": self.kind,
             "model": self.model,
@@ -56,8 +128,11 @@ class BenchConfig:
             "profile": self.profile,
         }
 
-    def key(self) -> str:
-        return json.dumps(self.subject_fields(), sort_keys=True)
+    def identity(self, environment: dict) -> tuple:
+        """The identity its row will have when measured in ``environment``."""
+        from .row import identity_of
+
+        return identity_of({**self.subject_fields(), "environment": environment})
 
     def label(self) -> str:
         if self.kind == "model":
@@ -67,7 +142,8 @@ class BenchConfig:
             subject, size = f"{self.attention} d{self.dim}", "x".join(map(str, self.hw or []))
         else:
             subject, size = self.file or "", "x".join(map(str, self.resolution or [])) or "file"
-        return f"{subject} {size} {self.backend}/{self.device} t{self.threads}"
+        precision = "" if self.precision == "fp32" else f" {self.precision}"
+        return f"{subject} {size} {self.backend}/{self.device}{precision} t{self.threads}"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .row import Row
+
 
 @dataclass
 class Fit:
@@ -31,15 +33,15 @@ def fit_power_law(tokens, latency_ms) -> tuple[float, float, float]:
 GROUP_KEYS = ("attention", "dim", "backend", "device", "threads", "precision")
 
 
-def fit_exponents(rows: list[dict], min_points: int = 3) -> list[Fit]:
+def fit_exponents(rows: list[Row], min_points: int = 3) -> list[Fit]:
     """One fit per mechanism and setting, over its ``ok`` bare-attention rows."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    groups: dict[tuple, list[Row]] = defaultdict(list)
     for row in rows:
-        if row.get("status") == "ok" and row.get("kind") == "attention" and row.get("tokens"):
-            groups[tuple(row.get(k) for k in GROUP_KEYS)].append(row)
+        if row.status == "ok" and row.kind == "attention" and row.tokens:
+            groups[tuple(getattr(row, k) for k in GROUP_KEYS)].append(row)
     fits = []
     for key, members in sorted(groups.items(), key=lambda kv: tuple(str(v) for v in kv[0])):
-        by_tokens = {r["tokens"]: r["median_ms"] for r in members}
+        by_tokens = {r.tokens: r.median_ms for r in members}
         if len(by_tokens) < min_points:
             continue
         tokens = sorted(by_tokens)

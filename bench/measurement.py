@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+NOISY_IQR_FRACTION = 0.1
+
 
 @dataclass(frozen=True)
 class Measurement:
@@ -50,10 +52,9 @@ class Measurement:
         return float(self._ms.max())
 
     def percentile_ms(self, q: float) -> float:
-        """The q-th percentile, by the nearest-rank rule (a latency some run really took)."""
-        ordered = np.sort(self._ms)
-        rank = int(np.ceil(q / 100 * len(ordered)))
-        return float(ordered[max(rank, 1) - 1])
+        """The q-th percentile by the nearest-rank rule (numpy's ``inverted_cdf``): a
+        latency some run really took."""
+        return float(np.percentile(self._ms, q, method="inverted_cdf"))
 
     @property
     def p90_ms(self) -> float:
@@ -68,6 +69,18 @@ class Measurement:
         """Coefficient of variation: std / mean."""
         return self.std_ms / self.mean_ms if self.mean_ms else 0.0
 
+    @property
+    def iqr_ms(self) -> float:
+        """Interquartile range, the spread torch.utils.benchmark judges noise by."""
+        q1, q3 = np.percentile(self._ms, [25, 75])
+        return float(q3 - q1)
+
+    @property
+    def noisy(self) -> bool:
+        """True when the IQR exceeds 10% of the median (torch.utils.benchmark's
+        ``Measurement`` warns at the same threshold): the row is flagged, not hidden."""
+        return self.iqr_ms > NOISY_IQR_FRACTION * self.median_ms
+
     def statistics(self) -> dict:
         return {
             "median_ms": self.median_ms,
@@ -78,6 +91,8 @@ class Measurement:
             "p90_ms": self.p90_ms,
             "p99_ms": self.p99_ms,
             "cv": self.cv,
+            "iqr_ms": self.iqr_ms,
+            "noisy": self.noisy,
             "iterations": self.iterations,
             "warmup_runs": self.warmup_runs,
         }

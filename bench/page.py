@@ -7,36 +7,44 @@ from pathlib import Path
 
 from .fit import FIT_COLUMNS, fit_cells, fit_exponents
 from .report import latency_tables, markdown_table, plot_latency, plot_memory, plot_speed_accuracy
-from .results import read_rows, status_counts
+from .results import status_counts
+from .row import Row
 from .table import build_rows, render
 
 NOTES = ("export_speed.txt", "fidelity.txt")  # benchmark outputs shown verbatim when present
 FINDINGS = "findings.md"  # the reading of these numbers, written by whoever ran them, shown first
 
 
-def exponents_table(rows: list[dict]) -> str:
+def exponents_table(rows: list[Row]) -> str:
     body = [fit_cells(f) for f in fit_exponents(rows)]
     return markdown_table(FIT_COLUMNS, body) if body else ""
 
 
-def machine(rows: list[dict]) -> str:
-    env = next((r["environment"] for r in rows if r.get("environment")), {})
+def machine(rows: list[Row]) -> str:
+    env = next((r.environment for r in rows if r.environment), {})
     keys = ("cpu", "cores", "machine", "os", "python", "torch", "onnxruntime", "onnx", "mobattn")
     return "\n".join(f"- {k}: {env.get(k)}" for k in keys)
 
 
 def write_report(
-    rows: list[dict], out_dir: Path, accuracy: Path, sources: list[Path], page: Path | None
+    rows: list[Row],
+    out_dir: Path,
+    evals: list[dict],
+    sources: list[Path],
+    page: Path | None,
+    force: bool = False,
 ) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    evals = read_rows(accuracy)
-    backends = sorted({r["backend"] for r in rows if r.get("kind") == "model" and r.get("status") == "ok"})
+    """Render the plots, report.md and (optionally) the page, then write them all.
+
+    Every output is checked before the first is written: an existing file is replaced
+    only with ``force``, each goes through a temporary name renamed into place (so a
+    symlink is replaced, never written through), and a failure writes nothing more.
+    """
+    backends = sorted({r.backend for r in rows if r.kind == "model" and r.ok})
     table = build_rows(rows, evals, backends) if backends else []
-    plots = plot_latency(rows, out_dir) + plot_memory(rows, out_dir)
+    plots = {**plot_latency(rows), **plot_memory(rows)}
     if table:
-        plots += plot_speed_accuracy(
-            table, "onnxruntime" if "onnxruntime" in backends else backends[0], out_dir
-        )
+        plots.update(plot_speed_accuracy(table, "onnxruntime" if "onnxruntime" in backends else backends[0]))
     sections = []
     exponents = exponents_table(rows)
     if exponents:
@@ -45,28 +53,41 @@ def write_report(
         sections += ["## Models", render(table, backends, "md")]
     for title, columns, body in latency_tables(rows):
         sections += [f"### {title}", markdown_table(columns, body)]
-    statuses = status_counts(rows)
-    summary = ", ".join(f"{n} {s}" for s, n in statuses.items())
-    report = out_dir / "report.md"
-    report.write_text(
+    summary = ", ".join(f"{n} {s}" for s, n in status_counts(rows).items())
+    pngs = [name for name in plots if name.endswith(".png")]
+    report = (
         f"# mobattn report\n\nFrom {', '.join(map(str, sources))}: {len(rows)} rows ({summary}).\n\n"
-        + "\n".join(f"![{p.stem}]({p.name})" for p in plots if p.suffix == ".png")
+        + "\n".join(f"![{Path(name).stem}]({name})" for name in pngs)
         + "\n\n"
         + "\n\n".join(sections)
         + "\n\n## Machine\n\n"
         + machine(rows)
         + "\n"
     )
-    written = [*plots, report]
+    outputs = {out_dir / name: content for name, content in plots.items()}
+    outputs[out_dir / "report.md"] = report.encode()
     if page is not None:
-        written.append(write_page(page, rows, plots, sections, sources))
-    return written
+        outputs[page] = page_text(page, rows, [out_dir / n for n in pngs], sections, sources).encode()
+    return write_files(outputs, force)
 
 
-def write_page(
-    page: Path, rows: list[dict], plots: list[Path], sections: list[str], sources: list[Path]
-) -> Path:
-    rel = [Path(os.path.relpath(p, page.parent)) for p in plots if p.suffix == ".png"]
+def write_files(outputs: dict[Path, bytes], force: bool) -> list[Path]:
+    """Write several files, all or (on a refusal) none; each through ``staged``."""
+    from mobattn.exporters.files import check_writable, staged
+
+    for path in outputs:
+        check_writable(path, force)
+    for path, content in outputs.items():
+        with staged(path, force) as tmp:
+            tmp.write_bytes(content)
+    return list(outputs)
+
+
+def page_text(
+    page: Path, rows: list[Row], plots: list[Path], sections: list[str], sources: list[Path]
+) -> str:
+    """The benchmark page (BENCHMARKS.md), its plots linked relative to it."""
+    rel = [Path(os.path.relpath(p, page.parent)) for p in plots]
     findings = next((f.read_text().strip() for s in sources if (f := s.parent / FINDINGS).exists()), "")
     notes = []
     for source in sources:
@@ -113,5 +134,4 @@ def write_page(
     ]
     if notes:
         text += ["## Measurement checks", ""] + [f"```\n{n}\n```" for n in notes]
-    page.write_text("\n".join(text).rstrip() + "\n")
-    return page
+    return "\n".join(text).rstrip() + "\n"

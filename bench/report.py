@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 from collections import defaultdict
-from pathlib import Path
 
 import matplotlib
 
@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from .fit import fit_exponents  # noqa: E402
+from .row import Row  # noqa: E402
 from .table import TableRow  # noqa: E402
 
 MARKERS = {"eaa": "o", "external": "s", "hilo": "^", "mhsa": "D", "ufo": "v"}
@@ -24,33 +25,34 @@ COLORS = {
 }
 
 
-def _settings(rows: list[dict]) -> list[tuple]:
+def _settings(rows: list[Row]) -> list[tuple]:
     """The (backend, device, threads, precision) settings present among attention rows."""
-    keys = {
-        (r["backend"], r["device"], r["threads"], r["precision"])
-        for r in rows
-        if r.get("kind") == "attention"
-    }
+    keys = {(r.backend, r.device, r.threads, r.precision) for r in rows if r.kind == "attention"}
     return sorted(keys, key=str)
 
 
-def _series(rows: list[dict], setting: tuple, value: str) -> dict[tuple, list[tuple[int, float]]]:
+def _series(rows: list[Row], setting: tuple, value: str) -> dict[tuple, list[tuple[int, float]]]:
     series: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
     for r in rows:
-        if r.get("kind") != "attention" or r.get("status") != "ok" or r.get(value) is None:
+        if r.kind != "attention" or r.status != "ok" or getattr(r, value) is None:
             continue
-        if (r["backend"], r["device"], r["threads"], r["precision"]) == setting:
-            series[(r["attention"], r["dim"])].append((r["tokens"], r[value]))
+        if (r.backend, r.device, r.threads, r.precision) == setting:
+            series[(r.attention, r.dim)].append((r.tokens, getattr(r, value)))
     return {k: sorted(v) for k, v in sorted(series.items())}
 
 
-def _save(fig, out_dir: Path, stem: str) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg"]
-    for path in paths:
-        fig.savefig(path, dpi=130, bbox_inches="tight")
+Files = dict[str, bytes]  # file name -> content, written together by the caller
+
+
+def _save(fig, stem: str) -> Files:
+    """The figure as PNG and SVG bytes (nothing touches the disk here)."""
+    files = {}
+    for suffix in ("png", "svg"):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=suffix, dpi=130, bbox_inches="tight")
+        files[f"{stem}.{suffix}"] = buffer.getvalue()
     plt.close(fig)
-    return paths
+    return files
 
 
 def _grid_figure(count: int):
@@ -72,11 +74,11 @@ def _log_axes(ax) -> None:
     ax.set_xticks(tokens, [str(int(t)) for t in tokens], rotation=45 if len(tokens) > 5 else 0)
 
 
-def _plot_vs_tokens(rows, settings, value, ylabel, title, stem, out_dir, exponents=None) -> list[Path]:
+def _plot_vs_tokens(rows, settings, value, ylabel, title, stem, exponents=None) -> Files:
     """One log–log panel per setting, one line per mechanism and width."""
     if not settings:
-        return []
-    smallest_dim = min((r["dim"] for r in rows if r.get("dim")), default=0)
+        return {}
+    smallest_dim = min((r.dim for r in rows if r.dim), default=0)
     fig, axes = _grid_figure(len(settings))
     for ax, setting in zip(axes, settings, strict=False):
         for (attention, dim), points in _series(rows, setting, value).items():
@@ -100,10 +102,10 @@ def _plot_vs_tokens(rows, settings, value, ylabel, title, stem, out_dir, exponen
         _log_axes(ax)
         ax.legend(fontsize=7, ncol=2)
     fig.suptitle(title)
-    return _save(fig, out_dir, stem)
+    return _save(fig, stem)
 
 
-def plot_latency(rows: list[dict], out_dir: Path) -> list[Path]:
+def plot_latency(rows: list[Row]) -> Files:
     """Latency against tokens, log–log, one panel per backend/threads, with the fitted
     exponent k of each mechanism in the legend."""
     exponents = {
@@ -124,12 +126,11 @@ def plot_latency(rows: list[dict], out_dir: Path) -> list[Path]:
         "median latency (ms)",
         "Latency against tokens (latency ~ a·N^k)",
         "latency_vs_tokens",
-        out_dir,
         exponents,
     )
 
 
-def plot_memory(rows: list[dict], out_dir: Path) -> list[Path]:
+def plot_memory(rows: list[Row]) -> Files:
     """Peak resident memory above baseline against tokens (at the fewest threads)."""
     settings = _settings(rows)
     fewest = [s for s in settings if s[2] == min(x[2] for x in settings)] if settings else []
@@ -140,7 +141,6 @@ def plot_memory(rows: list[dict], out_dir: Path) -> list[Path]:
         "peak RSS above baseline (MB)",
         "Peak memory against tokens",
         "memory_vs_tokens",
-        out_dir,
     )
 
 
@@ -154,7 +154,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def plot_speed_accuracy(table: list[TableRow], backend: str, out_dir: Path) -> list[Path]:
+def plot_speed_accuracy(table: list[TableRow], backend: str) -> Files:
     """Top-1 against median latency, with the Pareto front marked."""
     points = [
         (r, r.latency[backend]["median_ms"])
@@ -162,7 +162,7 @@ def plot_speed_accuracy(table: list[TableRow], backend: str, out_dir: Path) -> l
         if r.top1 is not None and backend in r.latency and r.latency[backend].get("median_ms")
     ]
     if not points:
-        return []
+        return {}
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     for row, latency in points:
         ax.scatter(
@@ -181,34 +181,34 @@ def plot_speed_accuracy(table: list[TableRow], backend: str, out_dir: Path) -> l
     )
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, out_dir, "speed_accuracy")
+    return _save(fig, "speed_accuracy")
 
 
-def latency_tables(rows: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
+def latency_tables(rows: list[Row]) -> list[tuple[str, list[str], list[list[str]]]]:
     """Per setting and width: tokens down, mechanisms across, median ms in the cells."""
     tables = []
     for setting in _settings(rows):
         dims = sorted(
             {
-                r["dim"]
+                r.dim
                 for r in rows
-                if r.get("kind") == "attention"
-                and r.get("dim")
-                and (r["backend"], r["device"], r["threads"], r["precision"]) == setting
+                if r.kind == "attention"
+                and r.dim
+                and (r.backend, r.device, r.threads, r.precision) == setting
             }
         )
         for dim in dims:
             cells: dict[int, dict[str, str]] = defaultdict(dict)
             attentions = set()
             for r in rows:
-                if r.get("kind") != "attention" or r.get("dim") != dim:
+                if r.kind != "attention" or r.dim != dim:
                     continue
-                if (r["backend"], r["device"], r["threads"], r["precision"]) != setting:
+                if (r.backend, r.device, r.threads, r.precision) != setting:
                     continue
-                attentions.add(r["attention"])
-                hw = f"{r['hw'][0]}x{r['hw'][1]} ({r['tokens']})"
-                cells[r["tokens"], hw][r["attention"]] = (
-                    f"{r['median_ms']:.3f}" if r.get("status") == "ok" else r.get("status", "?")
+                attentions.add(r.attention)
+                hw = f"{r.hw[0]}x{r.hw[1]} ({r.tokens})"
+                cells[r.tokens, hw][r.attention] = (
+                    f"{r.median_ms:.3f}" + (" ~" if r.noisy else "") if r.ok else r.status
                 )
             names = sorted(attentions)
             body = [[hw] + [c.get(a, "") for a in names] for (_, hw), c in sorted(cells.items())]

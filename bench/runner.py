@@ -1,58 +1,153 @@
-"""Run configurations, each in a fresh subprocess with a time limit by default."""
+"""Run configurations, each in fresh subprocesses under one time limit by default.
+
+Every step of a configuration runs inside the limits: an artifact backend's export
+runs in a first worker, the measurement in a second (so the export's memory is not the
+runtime's), both within ``timeout_s`` in all and ``memory_limit_mb`` each. A failure in
+either is that configuration's row (``timeout``, ``oom``, ``error``), never the sweep's end.
+
+Workers start as ``python -I -m mobattn.bench.worker`` in a private temporary folder:
+isolated mode keeps the user's working directory (and PYTHON* variables) off
+``sys.path``, so running a benchmark inside an untrusted checkout executes none of its
+files. On Linux a worker dies with its parent.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
-from .backends import materialize
 from .config import BenchConfig
-from .worker import base_row, classify_failure, run_config
+from .row import Row
+from .worker import base_row, run_config
+
+TMP_PREFIX = "mobattn-bench-"
 
 
-def run_isolated(config: BenchConfig) -> dict:
-    """Measure ``config`` in a fresh ``python -m mobattn.bench.worker``.
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    import ctypes
 
-    A run past ``config.timeout_s`` is killed and recorded as ``timeout``; a worker
-    killed by the kernel (SIGKILL, the OOM killer) as ``oom``.
-    """
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def clean_stale_folders() -> None:
+    """Remove the temporary folders of runs whose process no longer exists."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*-*"):
+        pid = folder.name.removeprefix(TMP_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
     try:
-        exported = materialize(config)  # in this process, so the worker only loads it
-    except Exception as exc:  # noqa: BLE001  (an export failure is this row's result)
-        row = base_row(config)
-        row["status"], row["reason"] = classify_failure(exc)
-        return row
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "mobattn.bench.worker"],
-            input=config.to_json(),
-            capture_output=True,
-            text=True,
-            timeout=config.timeout_s,
-            env=env,
-        )
-    except subprocess.TimeoutExpired:
-        row = base_row(config)
-        row.update(status="timeout", reason=f"no result within {config.timeout_s:g} s")
-        return row
-    finally:
-        if exported is not None:
-            exported.cleanup()
-    for line in reversed(proc.stdout.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Failed(Exception):
+    def __init__(self, row: Row):
+        super().__init__(row.reason)
+        self.row = row
+
+
+def _memory_total_mb() -> float:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo") as f:
+            return int(f.readline().split()[1]) / 1024
+    return float("inf")
+
+
+def _killed_row(config: BenchConfig, signum: int, maxrss_mb: float) -> Row:
+    """A worker ended by a signal: out of memory only if it had grown near the limit.
+    ``maxrss_mb`` is the largest child's peak so far, an upper bound for this one, so a
+    small worker killed by a user is never taken for an out-of-memory kill."""
     row = base_row(config)
-    if proc.returncode in (-signal.SIGKILL, 137):
-        row.update(status="oom", reason="worker killed by the kernel (out of memory)")
+    limit = config.memory_limit_mb or _memory_total_mb() / 4
+    if signum == signal.SIGKILL and maxrss_mb >= 0.9 * limit:
+        row.status, row.reason = "oom", f"worker killed by the kernel at {maxrss_mb:.0f} MiB (out of memory)"
     else:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        row.update(status="error", reason=f"worker exited with {proc.returncode}: {tail}")
+        name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else signum
+        row.reason = f"worker killed by {name} at {maxrss_mb:.0f} MiB (not by a mobattn limit)"
     return row
 
 
-def run(config: BenchConfig, isolate: bool = True) -> dict:
+def _spawn(phase: str, config: BenchConfig, folder: Path, deadline: float) -> dict:
+    """Run one worker phase; its JSON answer, or raise _Failed with the row to record."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise _Failed(_timeout_row(config))
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-m", "mobattn.bench.worker", phase],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=folder,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
+    try:
+        out, err = proc.communicate(config.to_json(), timeout=remaining)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise _Failed(_timeout_row(config)) from None
+    except BaseException:  # Ctrl-C: take the worker down with us
+        proc.kill()
+        proc.wait()
+        raise
+    maxrss_mb = _child_maxrss_mb()
+    for line in reversed(out.strip().splitlines()):
+        if line.startswith("{"):
+            answer = json.loads(line)
+            if "row" in answer:
+                raise _Failed(Row.from_dict(answer["row"]))
+            return answer
+    if proc.returncode < 0:
+        raise _Failed(_killed_row(config, -proc.returncode, maxrss_mb))
+    row = base_row(config)
+    tail = (err.strip().splitlines() or ["no output"])[-1][:300]
+    row.reason = f"worker exited with {proc.returncode}: {tail}"
+    raise _Failed(row)
+
+
+def _child_maxrss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def _timeout_row(config: BenchConfig) -> Row:
+    row = base_row(config)
+    row.status, row.reason = "timeout", f"no result within {config.timeout_s:g} s"
+    return row
+
+
+def run_isolated(config: BenchConfig) -> Row:
+    """Measure ``config`` in fresh workers: export (artifact backends), then measure."""
+    deadline = time.monotonic() + config.timeout_s
+    folder = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-"))
+    try:
+        if config.kind != "file" and config.backend in ("onnxruntime", "executorch"):
+            config.extra.update(_spawn("export", config, folder, deadline))
+        return Row.from_dict(_spawn("measure", config, folder, deadline)["measured"])
+    except _Failed as failed:
+        return failed.row
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(config: BenchConfig, isolate: bool = True) -> Row:
     return run_isolated(config) if isolate else run_config(config)

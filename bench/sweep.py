@@ -3,16 +3,17 @@ each row appended to a JSONL file as it finishes; resumable and shardable."""
 
 from __future__ import annotations
 
-import itertools
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from mobattn.attention import list_attentions
-from mobattn.errors import MobattnError
+from mobattn.errors import MobattnError, unknown_name_error
 from mobattn.models import list_models
+from mobattn.parsing import MAX_DIM, MAX_THREADS, check_hw, check_int, check_resolution
 
-from .config import BACKENDS, DEVICES, BenchConfig
+from .api import attention_configs, model_configs
+from .config import BACKENDS, DEVICES, PROFILES, BenchConfig, check_precision, check_timeout
 
 
 @dataclass
@@ -33,65 +34,76 @@ class Grid:
     devices: list[str] = field(default_factory=lambda: ["cpu"])
     profile: str = "default"
     timeout_s: float = 300.0
+    memory_limit_mb: int | None = None
 
     def validate(self) -> None:
-        for name in self.attentions + [a for a in self.model_attentions if a]:
-            if name not in list_attentions():
-                raise MobattnError(f"sweep: unknown attention '{name}'")
+        """Every field, with the CLI's rules, before the first measurement."""
+        for name in (
+            "attentions",
+            "dims",
+            "hws",
+            "models",
+            "model_attentions",
+            "resolutions",
+            "backends",
+            "threads",
+            "precisions",
+            "devices",
+        ):
+            if not isinstance(getattr(self, name), list):
+                raise MobattnError(f"sweep: {name} must be a list, got {getattr(self, name)!r}")
+        for name in self.attentions + [a for a in self.model_attentions if a is not None]:
+            _known(name, list_attentions(), "attention")
         for name in self.models:
-            if name not in list_models():
-                raise MobattnError(f"sweep: unknown model '{name}'")
-        for backend in self.backends:
-            if backend not in BACKENDS:
-                raise MobattnError(f"sweep: unknown backend '{backend}' (valid: {', '.join(BACKENDS)})")
-        for device in self.devices:
-            if device not in DEVICES:
-                raise MobattnError(f"sweep: unknown device '{device}'")
+            _known(name, list_models(), "model")
+        for name in self.backends:
+            _known(name, list(BACKENDS), "backend")
+        for name in self.devices:
+            _known(name, list(DEVICES), "device")
+        for name in self.precisions:
+            check_precision(name)
+        _known(self.profile, list(PROFILES), "profile")
+        for option, values in (
+            ("backends", self.backends),
+            ("threads", self.threads),
+            ("precisions", self.precisions),
+            ("devices", self.devices),
+        ):
+            if not values:
+                raise MobattnError(f"sweep: {option} is empty")
+        for v in self.dims:
+            check_int(v, "sweep: dims", 1, MAX_DIM)
+        for v in self.threads:
+            check_int(v, "sweep: threads", 1, MAX_THREADS)
+        for hw in self.hws:
+            check_hw(hw, "sweep: hws")
+        for v in self.resolutions:
+            check_resolution([v, v], "sweep: resolutions")
+        check_timeout(self.timeout_s, "sweep: timeout_s")
+        if self.memory_limit_mb is not None:
+            check_int(self.memory_limit_mb, "sweep: memory_limit_mb", 16)
         if not (self.attentions and self.hws) and not self.models:
             raise MobattnError("sweep: the grid needs attentions and hws, or models")
-        sizes = [*self.dims, *self.threads, *self.resolutions, *[v for hw in self.hws for v in hw]]
-        if any(not isinstance(v, int) or v <= 0 for v in sizes):
-            raise MobattnError("sweep: dims, threads, hws and resolutions must be positive integers")
 
     def configs(self) -> list[BenchConfig]:
         """Every configuration, in a fixed order (so shards agree)."""
-        settings = list(itertools.product(self.backends, self.devices, self.threads, self.precisions))
-        out = []
-        for attention, dim, hw in itertools.product(self.attentions, self.dims, self.hws):
-            for backend, device, threads, precision in settings:
-                out.append(
-                    BenchConfig(
-                        "attention",
-                        backend,
-                        device,
-                        threads,
-                        1,
-                        precision,
-                        attention=attention,
-                        dim=dim,
-                        hw=list(hw),
-                        profile=self.profile,
-                        timeout_s=self.timeout_s,
-                    )
-                )
-        for model, attention, res in itertools.product(self.models, self.model_attentions, self.resolutions):
-            for backend, device, threads, precision in settings:
-                out.append(
-                    BenchConfig(
-                        "model",
-                        backend,
-                        device,
-                        threads,
-                        1,
-                        precision,
-                        model=model,
-                        attention=attention,
-                        resolution=[res, res],
-                        profile=self.profile,
-                        timeout_s=self.timeout_s,
-                    )
-                )
-        return out
+        settings = dict(
+            backends=self.backends,
+            threads=self.threads,
+            precisions=self.precisions,
+            devices=self.devices,
+            profile=self.profile,
+            timeout_s=self.timeout_s,
+            memory_limit_mb=self.memory_limit_mb,
+        )
+        bare = attention_configs(self.attentions, self.dims, self.hws, **settings) if self.hws else []
+        sizes = [(r, r) for r in self.resolutions]
+        return bare + model_configs(self.models, self.model_attentions, sizes, **settings)
+
+
+def _known(name: object, valid: list[str], kind: str) -> None:
+    if not isinstance(name, str) or name not in valid:
+        raise unknown_name_error(kind, str(name), valid)
 
 
 def _square(sizes: list[int]) -> list[list[int]]:
@@ -137,36 +149,39 @@ PRESETS = {
 
 def load_grid(preset: str | None = None, path: str | Path | None = None) -> Grid:
     """A preset, or a TOML file whose top-level keys are Grid's fields (a file may
-    start from a preset with ``preset = "name"``)."""
+    start from a preset with ``preset = "name"``), validated in full."""
     if (preset is None) == (path is None):
         raise MobattnError("give a sweep file or --preset NAME (one of them)")
     if preset is not None:
-        if preset not in PRESETS:
-            from mobattn.errors import unknown_name_error
-
-            raise unknown_name_error("preset", preset, sorted(PRESETS))
+        _known(preset, sorted(PRESETS), "preset")
         grid = PRESETS[preset]
     else:
-        path = Path(path)
-        if not path.is_file():
-            raise MobattnError(f"sweep file not found: {path}")
-        try:
-            data = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise MobattnError(f"{path} is not valid TOML: {exc}") from None
-        base = PRESETS.get(data.pop("preset", None), Grid())
-        known = {f.name for f in fields(Grid)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise MobattnError(
-                f"{path}: unknown keys {', '.join(unknown)} (valid: {', '.join(sorted(known))})"
-            )
-        hws = data.get("hws")
-        if hws is not None:
-            data["hws"] = [[v, v] if isinstance(v, int) else list(v) for v in hws]
-        grid = Grid(**{**base.__dict__, **data})
+        grid = _grid_file(Path(path))
     grid.validate()
     return grid
+
+
+def _grid_file(path: Path) -> Grid:
+    if not path.is_file():
+        raise MobattnError(f"sweep file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise MobattnError(f"{path} is not valid TOML: {exc}") from None
+    base = Grid()
+    if "preset" in data:
+        _known(data["preset"], sorted(PRESETS), "preset")
+        base = PRESETS[data.pop("preset")]
+    known = {f.name for f in fields(Grid)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise MobattnError(f"{path}: unknown keys {', '.join(unknown)} (valid: {', '.join(sorted(known))})")
+    hws = data.get("hws")
+    if isinstance(hws, list):  # 14 is shorthand for [14, 14]
+        data["hws"] = [[v, v] if isinstance(v, int) and not isinstance(v, bool) else v for v in hws]
+    if isinstance(data.get("model_attentions"), list):  # "eaa" is the model's own mixer
+        data["model_attentions"] = [None if a == "eaa" else a for a in data["model_attentions"]]
+    return Grid(**{**base.__dict__, **data})
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -186,11 +201,11 @@ def shard(configs: list[BenchConfig], index: int, count: int) -> list[BenchConfi
     return [c for i, c in enumerate(configs) if i % count == index - 1]
 
 
-def pending(configs: list[BenchConfig], results: Path, environment: dict) -> tuple[list[BenchConfig], int]:
-    """The configurations not yet in ``results`` for this environment, and how many
-    were skipped."""
-    from .results import done_keys, read_rows
+def pending(configs: list[BenchConfig], results: Path) -> tuple[list[BenchConfig], int]:
+    """The configurations not yet in ``results`` for this machine, and how many were
+    skipped."""
+    from .api import pending as not_done
+    from .results import read_rows
 
-    done = done_keys(read_rows(results), environment)
-    todo = [c for c in configs if c.key() not in done]
+    todo = not_done(configs, read_rows(results))
     return todo, len(configs) - len(todo)

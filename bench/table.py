@@ -9,12 +9,15 @@ from dataclasses import asdict, dataclass, field
 
 from mobattn.models import get_model_config
 
+from .row import Row, latest
+
 
 @dataclass
 class TableRow:
     model: str
     attention: str
     resolution: int
+    precision: str
     params_m: float | None
     gmacs: float | None
     latency: dict[str, dict[str, float | None]] = field(default_factory=dict)  # backend -> median/p90
@@ -42,15 +45,19 @@ def accuracy_for(model: str, attention: str, resolution: int, evals: list[dict])
     return None, "n/a (no trained weights for this variant)"
 
 
-def build_rows(bench_rows: list[dict], evals: list[dict], backends: list[str]) -> list[TableRow]:
-    """One table row per (model, attention, resolution) among the ``ok`` model rows."""
-    grouped: dict[tuple, list[dict]] = {}
-    for row in bench_rows:
-        if row.get("kind") == "model" and row.get("status") == "ok" and row.get("backend") in backends:
-            key = (row["model"], row["attention"], row["resolution"][0])
-            grouped.setdefault(key, []).append(row)
+def build_rows(bench_rows: list[Row], evals: list[dict], backends: list[str]) -> list[TableRow]:
+    """One table row per (model, attention, resolution, precision) among the ``ok``
+    model rows; per backend, the newest row (:func:`row.latest`)."""
+    grouped: dict[tuple, dict[str, Row]] = {}
+    for row in latest(bench_rows):
+        if row.kind == "model" and row.ok and row.backend in backends:
+            key = (row.model, row.attention, row.resolution[0], row.precision)
+            by_backend = grouped.setdefault(key, {})
+            if row.backend not in by_backend or row.timestamp >= by_backend[row.backend].timestamp:
+                by_backend[row.backend] = row
     table = []
-    for (model, attention, res), rows in grouped.items():
+    for (model, attention, res, precision), by_backend in grouped.items():
+        rows = list(by_backend.values())
         first = rows[0]
         top1, source = accuracy_for(model, attention, res, evals)
         table.append(
@@ -58,17 +65,14 @@ def build_rows(bench_rows: list[dict], evals: list[dict], backends: list[str]) -
                 model=model,
                 attention=attention,
                 resolution=res,
-                params_m=first["params"] / 1e6 if first.get("params") else None,
-                gmacs=first["macs"] / 1e9 if first.get("macs") else None,
+                precision=precision,
+                params_m=first.params / 1e6 if first.params else None,
+                gmacs=first.macs / 1e9 if first.macs else None,
                 latency={
-                    b: {"median_ms": r["median_ms"], "p90_ms": r["p90_ms"]}
-                    for b in backends
-                    for r in rows[::-1]
-                    if r["backend"] == b
+                    b: {"median_ms": r.median_ms, "p90_ms": r.p90_ms, "noisy": r.noisy}
+                    for b, r in sorted(by_backend.items(), key=lambda kv: backends.index(kv[0]))
                 },
-                peak_mb=max(
-                    (r["peak_rss_mb"] for r in rows if r.get("peak_rss_mb") is not None), default=None
-                ),
+                peak_mb=max((r.peak_rss_mb for r in rows if r.peak_rss_mb is not None), default=None),
                 top1=top1,
                 accuracy_source=source,
             )
@@ -77,7 +81,7 @@ def build_rows(bench_rows: list[dict], evals: list[dict], backends: list[str]) -
 
 
 def _columns(backends: list[str]) -> list[str]:
-    cols = ["model", "attention", "params (M)", "GMACs", "resolution"]
+    cols = ["model", "attention", "precision", "params (M)", "GMACs", "resolution"]
     for b in backends:
         cols += [f"{b} median (ms)", f"{b} p90 (ms)"]
     return cols + ["peak memory (MB, max over backends)", "top-1 (%)", "accuracy source"]
@@ -87,11 +91,33 @@ def _cells(row: TableRow, backends: list[str]) -> list[str]:
     def f(value, spec):
         return "n/a" if value is None else format(value, spec)
 
-    cells = [row.model, row.attention, f(row.params_m, ".2f"), f(row.gmacs, ".3f"), str(row.resolution)]
+    cells = [row.model, row.attention, row.precision]
+    cells += [f(row.params_m, ".2f"), f(row.gmacs, ".3f"), str(row.resolution)]
     for b in backends:
         lat = row.latency.get(b, {})
-        cells += [f(lat.get("median_ms"), ".2f"), f(lat.get("p90_ms"), ".2f")]
+        noisy = " (noisy)" if lat.get("noisy") else ""
+        cells += [f(lat.get("median_ms"), ".2f") + noisy, f(lat.get("p90_ms"), ".2f")]
     return cells + [f(row.peak_mb, ".0f"), f(row.top1, ".1f"), row.accuracy_source]
+
+
+_TEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def tex_escape(text: str) -> str:
+    """Every character LaTeX treats specially, escaped (one pass, so a backslash's
+    replacement is not escaped again)."""
+    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
 
 
 def render(rows: list[TableRow], backends: list[str], fmt: str) -> str:
@@ -106,17 +132,13 @@ def render(rows: list[TableRow], backends: list[str], fmt: str) -> str:
         writer.writerows(body)
         return out.getvalue()
     if fmt == "tex":
-
-        def esc(text: str) -> str:
-            return text.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
-
         lines = [
-            r"\begin{tabular}{" + "l" * 2 + "r" * (len(cols) - 3) + "l}",
+            r"\begin{tabular}{" + "l" * 3 + "r" * (len(cols) - 4) + "l}",
             r"\toprule",
-            " & ".join(esc(c) for c in cols) + r" \\",
+            " & ".join(tex_escape(c) for c in cols) + r" \\",
             r"\midrule",
         ]
-        lines += [" & ".join(esc(c) for c in cells) + r" \\" for cells in body]
+        lines += [" & ".join(tex_escape(c) for c in cells) + r" \\" for cells in body]
         lines += [r"\bottomrule", r"\end{tabular}"]
         return "\n".join(lines) + "\n"
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(" --- " for _ in cols) + "|"]

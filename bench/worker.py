@@ -1,15 +1,21 @@
 """Measure one configuration in this process and return its results row.
 
-Run as ``python -m mobattn.bench.worker`` it reads a BenchConfig as JSON on stdin and
-prints the row as one JSON line: that is how each configuration gets a fresh process.
+Run as ``python -I -m mobattn.bench.worker PHASE`` it reads a BenchConfig as JSON on
+stdin and prints one JSON line: ``export`` writes the artifact an artifact backend
+loads (``{"artifact_path", "validation"}``), ``measure`` times it (``{"measured": row}``);
+a failure in either is ``{"row": row}``. That is how each step gets a fresh process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import os
 import sys
 import traceback
+from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -19,6 +25,7 @@ from mobattn.errors import MobattnError
 from . import memory
 from .backends import materialize, prepare
 from .config import BenchConfig
+from .row import Row
 from .timer import TimingPolicy, measure
 
 OOM_MARKERS = (
@@ -30,23 +37,28 @@ OOM_MARKERS = (
 )
 
 
-def set_threads(threads: int) -> None:
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set for a measurement and restored after it (in-process
+    runs must not leave the caller's process changed)."""
+    previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    try:
+    with contextlib.suppress(RuntimeError):  # inter-op can be set once per process
         torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set in this process (in-process runs)
-        pass
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
-def base_row(config: BenchConfig) -> dict:
-    return {
+def base_row(config: BenchConfig) -> Row:
+    return Row(
         **config.subject_fields(),
-        "status": "error",
-        "reason": "",
-        "pid": os.getpid(),
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "environment": environment(),
-    }
+        status="error",
+        pid=os.getpid(),
+        timestamp=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+        environment=environment(),
+    )
 
 
 def classify_failure(exc: BaseException) -> tuple[str, str]:
@@ -91,7 +103,7 @@ def compute_figures(median_ms: float, config: BenchConfig, prepared) -> dict:
     }
 
 
-def run_config(config: BenchConfig) -> dict:
+def run_config(config: BenchConfig) -> Row:
     """Measure ``config`` here; failures become a row with status and reason.
 
     Memory: the baseline is this process's RSS once imports are done and any artifact
@@ -101,48 +113,64 @@ def run_config(config: BenchConfig) -> dict:
     row = base_row(config)
     try:
         keep = materialize(config)  # noqa: F841  (the exported file lives until we return)
-        set_threads(config.threads)
-        baseline_mb = memory.rss_mb()
-        memory.reset_peak_rss()
-        if config.memory_limit_mb:
-            memory.limit_address_space(config.memory_limit_mb)
-        if config.device == "cuda" and torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        prepared = prepare(config)
-        result = measure(prepared.run, config.threads, TimingPolicy.named(config.profile), prepared.sync)
-        row.update(result.statistics())
-        row["peak_rss_mb"] = memory.peak_rss_mb() - baseline_mb
-        row["baseline_rss_mb"] = baseline_mb
-        row["artifact_bytes"] = prepared.artifact_bytes
-        row["cuda_max_allocated_mb"] = (
-            torch.cuda.max_memory_allocated() / 2**20
-            if config.device == "cuda" and torch.cuda.is_available()
-            else None
-        )
-        row["live_tensor_peak_mb"] = (
-            memory.live_tensor_peak_mb(prepared.module, prepared.example)
-            if config.backend == "torch" and config.device == "cpu"
-            else None
-        )
-        row.update(compute_figures(result.median_ms, config, prepared))
-        row["details"] = prepared.details
-        row["validation"] = config.extra.get("validation")
-        row["status"] = "ok"
+        with torch_threads(config.threads):
+            _measure_into(row, config)
+        row.status = "ok"
     except MobattnError as exc:
-        row["reason"] = str(exc)
+        row.reason = str(exc)
     except (Exception, MemoryError) as exc:
-        row["status"], row["reason"] = classify_failure(exc)
-        if row["status"] == "error":
-            row["traceback"] = traceback.format_exc(limit=5)
+        row.status, row.reason = classify_failure(exc)
+        if row.status == "error":
+            row.traceback = traceback.format_exc(limit=5)
     return row
 
 
-def main() -> None:
-    import json
+def _measure_into(row: Row, config: BenchConfig) -> None:
+    baseline_mb = memory.rss_mb()
+    memory.reset_peak_rss()
+    if config.memory_limit_mb:
+        memory.limit_address_space(config.memory_limit_mb)
+    cuda = config.device == "cuda" and torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    prepared = prepare(config)
+    result = measure(prepared.run, config.threads, TimingPolicy.named(config.profile), prepared.sync)
+    for name, value in result.statistics().items():
+        setattr(row, name, value)
+    row.peak_rss_mb = memory.peak_rss_mb() - baseline_mb
+    row.baseline_rss_mb = baseline_mb
+    row.artifact_bytes = prepared.artifact_bytes
+    row.cuda_max_allocated_mb = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+    if config.backend == "torch" and config.device == "cpu":
+        row.live_tensor_peak_mb = memory.live_tensor_peak_mb(prepared.module, prepared.example)
+    for name, value in compute_figures(result.median_ms, config, prepared).items():
+        setattr(row, name, value)
+    row.details = prepared.details
+    row.validation = config.extra.get("validation")
 
+
+def export_phase(config: BenchConfig) -> dict:
+    """Write the artifact the measure phase will load, inside this worker's limits."""
+    try:
+        if config.memory_limit_mb:
+            memory.limit_address_space(config.memory_limit_mb)
+        materialize(config, Path.cwd())
+        return {k: config.extra[k] for k in ("artifact_path", "validation")}
+    except MobattnError as exc:
+        row = base_row(config)
+        row.reason = str(exc)
+    except (Exception, MemoryError) as exc:
+        row = base_row(config)
+        row.status, row.reason = classify_failure(exc)
+        row.reason = f"export: {row.reason}"
+    return {"row": row.to_dict()}
+
+
+def main() -> None:
+    phase = sys.argv[1] if len(sys.argv) > 1 else "measure"
     config = BenchConfig.from_json(sys.stdin.read())
-    row = run_config(config)
-    sys.stdout.write("\n" + json.dumps(row, default=str) + "\n")
+    answer = export_phase(config) if phase == "export" else {"measured": run_config(config).to_dict()}
+    sys.stdout.write("\n" + json.dumps(answer, default=str) + "\n")
     sys.stdout.flush()
 
 

@@ -1,6 +1,7 @@
 """Exporters: nn.Module -> deployable artifact (ONNX, Core ML) + validation record."""
 
-from .export import TARGETS, artifact_path, export
+from .export import artifact_path, export
+from .formats import TARGETS
 from .record import ExportRecord
 from .subject import Subject, attention_subject, model_subject
 

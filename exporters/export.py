@@ -8,27 +8,46 @@ from mobattn.environment import environment
 from mobattn.errors import MobattnError
 
 from . import files
+from .formats import TARGETS, get_target
 from .record import ExportRecord
 from .subject import Subject
 
-TARGETS = {"onnx": ".onnx", "coreml": ".mlpackage", "executorch": ".pte"}
-DEFAULT_PRECISION = {"onnx": "fp32", "coreml": "fp16", "executorch": "fp32"}
+
+def artifact_tags(target: str, precision: str, options: dict) -> list[str]:
+    """Every option that changes the artifact, as a name part: precision (when not the
+    target's default), dynamic shapes, image input, compression, a non-default opset or
+    deployment target. Two different artifacts never share a name."""
+    from .to_coreml import DEFAULT_MIN_TARGET
+    from .to_onnx import DEFAULT_OPSET
+
+    tags = [precision] if precision != TARGETS[target].default_precision else []
+    if options.get("dynamic"):
+        tags.append("dynamic")
+    if options.get("image"):
+        tags.append("image")
+    if options.get("compress"):
+        tags.append(options["compress"])
+    if options.get("opset") not in (None, DEFAULT_OPSET):
+        tags.append(f"opset{options['opset']}")
+    if options.get("min_target") not in (None, DEFAULT_MIN_TARGET):
+        tags.append(options["min_target"].lower())
+    if options.get("simplify") is False:
+        tags.append("unsimplified")
+    return tags
 
 
-def artifact_path(subject: Subject, target: str, out_dir: Path, precision: str, compress: str | None) -> Path:
-    """``{model}[-{attention}]-{resolution}[-{precision}]{ext}``; the precision part
-    appears when it is not the target's default, then any compression."""
-    tags = [precision] if precision != DEFAULT_PRECISION[target] else []
-    if compress:
-        tags.append(compress)
-    return out_dir / (subject.stem("-".join(tags) or None) + TARGETS[target])
+def artifact_path(subject: Subject, target: str, out_dir: Path, precision: str, options: dict) -> Path:
+    """``{model}[-{attention}]-{size}[-{tags}]{ext}`` (see :func:`artifact_tags`); a
+    dynamic model's size part is ``dynamic`` rather than its example resolution."""
+    tags = artifact_tags(target, precision, options)
+    stem = subject.stem("-".join(tags) or None)
+    if options.get("dynamic") and subject.is_model:
+        stem = stem.replace(f"-{subject.size}-dynamic", "-dynamic", 1)
+    return out_dir / (stem + TARGETS[target].suffix)
 
 
 def check_target(target: str) -> None:
-    if target not in TARGETS:
-        from mobattn.errors import unknown_name_error
-
-        raise unknown_name_error("export target", target, sorted(TARGETS))
+    get_target(target)
 
 
 def _module(target: str):
@@ -41,8 +60,10 @@ def _module(target: str):
 def check_request(subject: Subject, target: str, precision: str | None, **options) -> None:
     """Every option check of ``target``, before anything is built or written, so a
     multi-target export cannot stop half-way on a bad option."""
-    check_target(target)
-    _module(target).check_options(subject, precision or DEFAULT_PRECISION[target], **_unset_dropped(options))
+    spec = get_target(target)
+    precision = precision or spec.default_precision
+    spec.check_precision(precision)
+    _module(target).check_options(subject, precision, **_for_target(target, options))
 
 
 def export(
@@ -57,8 +78,9 @@ def export(
     (outside tolerance: nothing kept) or ``error`` (the converter failed: nothing kept).
     User errors (bad options, an existing file without ``force``) raise MobattnError."""
     check_request(subject, target, precision, **options)
-    precision = precision or DEFAULT_PRECISION[target]
-    path = artifact_path(subject, target, Path(out_dir), precision, options.get("compress"))
+    precision = precision or TARGETS[target].default_precision
+    options = _for_target(target, options)
+    path = artifact_path(subject, target, Path(out_dir), precision, options)
     files.check_writable(path, force)
     subject_info = {
         "model": subject.model,
@@ -108,22 +130,10 @@ class _OutsideTolerance(Exception):
 
 
 def _convert(subject: Subject, target: str, tmp: Path, precision: str, options: dict) -> dict:
-    options = _unset_dropped(options)
-    if target == "onnx":
-        keys = {"dynamic", "simplify", "opset"}
-        return _module(target).export_onnx(subject, tmp, precision=precision, **_only(options, keys))
-    if target == "executorch":
-        return _module(target).export_executorch(
-            subject, tmp, precision=precision, **_only(options, {"calibration"})
-        )
-    keys = {"min_target", "image", "compress"}
-    return _module(target).export_coreml(subject, tmp, precision=precision, **_only(options, keys))
+    convert = getattr(_module(target), f"export_{target}")
+    return convert(subject, tmp, precision=precision, **options)
 
 
-def _unset_dropped(options: dict) -> dict:
-    return {k: v for k, v in options.items() if v is not None}
-
-
-def _only(options: dict, keys: set[str]) -> dict:
-    """The options that apply to one target."""
-    return {k: v for k, v in options.items() if k in keys}
+def _for_target(target: str, options: dict) -> dict:
+    """The options the user set that ``target`` takes (see formats.TARGETS)."""
+    return {k: v for k, v in options.items() if v is not None and k in TARGETS[target].options}

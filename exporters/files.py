@@ -14,8 +14,33 @@ from mobattn.errors import MobattnError
 
 
 def check_writable(path: Path, force: bool) -> None:
-    if path.exists() and not force:
+    """Refuse to replace anything (a dangling symlink too) without ``force``, and
+    anything that is a folder the user did not make an artifact of."""
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not force:
         raise MobattnError(f"{path} exists; pass --force to replace it")
+    if path.is_dir() and not path.is_symlink() and path.suffix not in (".mlpackage",):
+        raise MobattnError(f"{path} is a folder; refusing to replace it even with --force")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_staging(path: Path) -> None:
+    """Remove staging folders beside ``path`` left by a run that was killed (its
+    process is gone), so an interrupted export leaves nothing behind for long."""
+    for folder in path.parent.glob(f".{path.name}.*.partial-*"):
+        pid = folder.name.removeprefix(f".{path.name}.").split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove(path: Path) -> None:
@@ -30,14 +55,21 @@ def staged(path: Path, force: bool) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only if the
     block succeeds (files and directories such as .mlpackage alike)."""
     check_writable(path, force)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_staging(path)
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.partial-", dir=path.parent))
+    except OSError as exc:
+        raise MobattnError(f"cannot write {path}: {exc.strerror or exc}") from None
     tmp = tmp_dir / path.name
     try:
-        yield tmp
-        if path.exists():
-            remove(path)
-        os.replace(tmp, path)
+        try:
+            yield tmp
+            if (path.exists() or path.is_symlink()) and (tmp.is_dir() or path.is_dir()):
+                remove(path)  # os.replace cannot put a folder over a folder, or onto a link
+            os.replace(tmp, path)  # replaces a symlink itself, never its target
+        except OSError as exc:
+            raise MobattnError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 

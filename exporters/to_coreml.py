@@ -28,6 +28,7 @@ from .subject import Subject
 from .validate import Agreement, compare
 
 TARGETS = ("iOS16", "iOS17", "iOS18", "iOS26")
+DEFAULT_MIN_TARGET = "iOS16"
 COMPRESSIONS = ("int8", "palettize4", "palettize6", "palettize8")
 
 
@@ -162,13 +163,10 @@ def predict_and_compare(path: Path, subject: Subject, precision: str, image: boo
 def check_options(
     subject: Subject,
     precision: str,
-    min_target: str = "iOS16",
+    min_target: str = DEFAULT_MIN_TARGET,
     image: bool = False,
     compress: str | None = None,
-    **_,
 ) -> None:
-    if precision not in ("fp16", "fp32"):
-        raise MobattnError(f"Core ML precision must be fp16 or fp32, got '{precision}'")
     if min_target not in TARGETS:
         raise MobattnError(f"--min-target must be one of {', '.join(TARGETS)}, got '{min_target}'")
     if compress is not None and compress not in COMPRESSIONS:
@@ -181,7 +179,7 @@ def export_coreml(
     subject: Subject,
     path: Path,
     precision: str = "fp16",
-    min_target: str = "iOS16",
+    min_target: str = DEFAULT_MIN_TARGET,
     image: bool = False,
     compress: str | None = None,
 ) -> dict:

@@ -133,11 +133,15 @@ def validate_onnx(
     return agreement
 
 
-def check_options(subject: Subject, precision: str, opset: int = DEFAULT_OPSET, **_) -> None:
-    if precision not in ("fp32", "fp16"):
-        raise MobattnError(f"ONNX precision must be fp32 or fp16, got '{precision}'")
-    if opset < 17:
-        raise MobattnError(f"--opset must be 17 or newer, got {opset}")
+# The opsets tested with the pinned torch exporter and onnxruntime (constraints.txt).
+MIN_OPSET, MAX_OPSET = 17, 23
+
+
+def check_options(
+    subject: Subject, precision: str, opset: int = DEFAULT_OPSET, dynamic: bool = False, simplify: bool = True
+) -> None:
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise MobattnError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
 
 
 def export_onnx(
@@ -156,6 +160,12 @@ def export_onnx(
     _torch_export(module, subject, raw, opset, dynamic)
     model = onnx.load(str(raw))
     raw.unlink()
+    written_opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written_opset != opset:  # the record states what the file is, read back from it
+        raise MobattnError(
+            f"the exporter wrote opset {written_opset}, not the asked {opset}; "
+            f"ask for --opset {written_opset}"
+        )
     nodes_before = len(model.graph.node)
     if simplify:
         model = _simplify(model)
@@ -173,7 +183,7 @@ def export_onnx(
         "op_count": sum(histogram.values()),
         "validation": agreement,
         "details": {
-            "opset": opset,
+            "opset": written_opset,
             "simplified": simplify,
             "dynamic": dynamic,
             "nodes_before_simplify": nodes_before,

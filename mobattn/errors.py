@@ -18,3 +18,14 @@ def unknown_name_error(kind: str, name: str, valid: list[str]) -> MobattnError:
     close = difflib.get_close_matches(name, valid, n=3, cutoff=0.4)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     return MobattnError(f"unknown {kind} '{name}'{hint} (valid: {', '.join(valid)})")
+
+
+class MobattnWarning(UserWarning):
+    """Something the user should know that does not stop the command (the CLI prints it
+    as one yellow line)."""
+
+
+def warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, MobattnWarning, stacklevel=2)

@@ -26,14 +26,15 @@ _INTERPOLATION = {
 }
 
 
-def image_folder(root: str | Path) -> tuple[list[tuple[Path, int]], list[str]]:
-    """``root/<class>/<image>`` -> (samples, classes); classes sorted, as ImageFolder does."""
+def image_folder(root: str | Path, option: str = "--data") -> tuple[list[tuple[Path, int]], list[str]]:
+    """``root/<class>/<image>`` -> (samples, classes); classes sorted, as ImageFolder does.
+    Errors name ``option``, the flag the folder came from."""
     root = Path(root)
     if not root.is_dir():
-        raise MobattnError(f"--data {root} is not a directory")
+        raise MobattnError(f"{option} {root} is not a directory")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir())
     if not classes:
-        raise MobattnError(f"--data {root} has no class folders (expected root/<class>/<image>)")
+        raise MobattnError(f"{option} {root} has no class folders (expected root/<class>/<image>)")
     samples = [
         (path, index)
         for index, name in enumerate(classes)
@@ -41,7 +42,7 @@ def image_folder(root: str | Path) -> tuple[list[tuple[Path, int]], list[str]]:
         if path.suffix.lower() in IMAGE_SUFFIXES
     ]
     if not samples:
-        raise MobattnError(f"--data {root} holds no images")
+        raise MobattnError(f"{option} {root} holds no images")
     return samples, classes
 
 

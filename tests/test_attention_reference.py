@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import mobattn
-from conftest import DATA, load_case, relative_error
+from helpers import DATA, load_case, relative_error
 
 CASES = sorted(DATA.glob("attention_*.npz"))
 

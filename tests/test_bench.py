@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_one_line_error
+from helpers import assert_one_line_error, join
 from mobattn.bench.config import BenchConfig
 from mobattn.bench.fit import fit_exponents, fit_power_law
 from mobattn.bench.measurement import Measurement
 from mobattn.bench.memory import live_tensor_peak_mb
+from mobattn.bench.row import Row
 from mobattn.bench.runner import run
 from mobattn.bench.sweep import PRESETS, load_grid, parse_shard, shard
 from mobattn.bench.timer import TimingPolicy, measure
@@ -110,7 +111,7 @@ def test_power_law_fit_recovers_exponent():
     k, a, r2 = fit_power_law(tokens, [0.003 * n**1.7 for n in tokens])
     assert k == pytest.approx(1.7) and a == pytest.approx(0.003) and r2 == pytest.approx(1)
     rows = [
-        dict(
+        Row(
             kind="attention",
             status="ok",
             attention="mhsa",
@@ -134,39 +135,39 @@ def test_power_law_fit_recovers_exponent():
 def test_isolated_rows_come_from_fresh_processes_and_carry_the_schema():
     rows = [run(quick(backend=b)) for b in ("torch", "onnxruntime")]
     for row in rows:
-        assert row["status"] == "ok", row["reason"]
-        assert ROW_KEYS <= set(row)
-        assert row["pid"] != os.getpid()
-        assert row["environment"]["cores"] == os.cpu_count() and row["environment"]["torch"]
-        assert row["min_ms"] <= row["median_ms"] <= row["p90_ms"] <= row["p99_ms"]
-        assert row["macs"] > 0 and row["params"] > 0 and row["peak_rss_mb"] >= 0
-    assert rows[0]["pid"] != rows[1]["pid"]
-    assert rows[0]["live_tensor_peak_mb"] > 0 and rows[1]["artifact_bytes"] > 0
-    assert rows[0]["validation"] is None and rows[1]["validation"]["passed"]  # the timed export was checked
-    json.dumps(rows)  # rows are plain JSON
+        assert row.ok, row.reason
+        assert ROW_KEYS <= set(row.to_dict())
+        assert row.pid != os.getpid()
+        assert row.environment["cores"] == os.cpu_count() and row.environment["torch"]
+        assert row.min_ms <= row.median_ms <= row.p90_ms <= row.p99_ms
+        assert row.macs > 0 and row.params > 0 and row.peak_rss_mb >= 0
+    assert rows[0].pid != rows[1].pid
+    assert rows[0].live_tensor_peak_mb > 0 and rows[1].artifact_bytes > 0
+    assert rows[0].validation is None and rows[1].validation["passed"]  # the timed export was checked
+    json.dumps([r.to_dict() for r in rows])  # rows are plain JSON
 
 
 def test_in_process_run_has_the_same_schema():
     row = run(quick(), isolate=False)
-    assert row["status"] == "ok" and row["pid"] == os.getpid() and ROW_KEYS <= set(row)
+    assert row.status == "ok" and row.pid == os.getpid() and ROW_KEYS <= set(row.to_dict())
 
 
 def test_time_limit_records_a_timeout_row():
     row = run(quick(attention="mhsa", dim=64, hw=[64, 64], profile="default", timeout_s=1.5))
-    assert row["status"] == "timeout" and "1.5 s" in row["reason"]
+    assert row.status == "timeout" and "1.5 s" in row.reason
 
 
 def test_out_of_memory_is_recorded_not_raised():
     """A child with a small address-space limit: MHSA's N x N scores do not fit."""
     row = run(quick(attention="mhsa", dim=256, hw=[96, 96], backend="torch", memory_limit_mb=64))
-    assert row["status"] == "oom", row
-    assert row["reason"]
+    assert row.status == "oom", row
+    assert row.reason
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_rows_are_synchronised_and_report_device_memory():
     row = run(quick(device="cuda", attention="mhsa", dim=64, hw=[32, 32]))
-    assert row["status"] == "ok" and row["cuda_max_allocated_mb"] > 0
+    assert row.status == "ok" and row.cuda_max_allocated_mb > 0
 
 
 # --- sweeps ------------------------------------------------------------------------
@@ -183,21 +184,21 @@ def write_grid(tmp_path: Path) -> Path:
 
 def test_sweep_appends_resumes_and_fits(tmp_path, cli):
     grid, results = write_grid(tmp_path), tmp_path / "r.jsonl"
-    first = cli("sweep", grid, "--results", results, "--no-isolate", "--json")
+    first = cli(f"sweep {grid} --results {results} --no-isolate --json")
     assert first.code == 0, first.err
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
-    second = cli("sweep", grid, "--results", results, "--no-isolate")
+    second = cli(f"sweep {grid} --results {results} --no-isolate")
     assert second.code == 0 and "4 already in" in second.err and "0 to run" in second.err
     assert len(results.read_text().splitlines()) == 4
 
 
 def test_sweep_resumes_after_interruption(tmp_path, cli):
     grid, results = write_grid(tmp_path), tmp_path / "r.jsonl"
-    assert cli("sweep", grid, "--results", results, "--no-isolate", "--shard", "1/2").code == 0
+    assert cli(f"sweep {grid} --results {results} --no-isolate --shard 1/2").code == 0
     with results.open("a") as f:
         f.write('{"kind": "attention", "attent')  # a row cut by a kill
-    result = cli("sweep", grid, "--results", results, "--no-isolate")
+    result = cli(f"sweep {grid} --results {results} --no-isolate")
     assert "2 already in" in result.err and "2 to run" in result.err
 
 
@@ -205,17 +206,15 @@ def test_shards_partition_the_grid_and_merge(tmp_path, cli):
     configs = PRESETS["attention-scaling"].configs()
     parts = [shard(configs, i, 3) for i in (1, 2, 3)]
     assert sum(len(p) for p in parts) == len(configs)
-    assert set().union(*[{c.key() for c in p} for p in parts]) == {c.key() for c in configs}
+    assert set().union(*[{c.identity({}) for c in p} for p in parts]) == {c.identity({}) for c in configs}
     grid = write_grid(tmp_path)
     for i in (1, 2):
         assert (
-            cli(
-                "sweep", grid, "--results", tmp_path / f"s{i}.jsonl", "--no-isolate", "--shard", f"{i}/2"
-            ).code
+            cli(f"sweep {grid} --results {tmp_path / f's{i}.jsonl'} --no-isolate --shard {f'{i}/2'}").code
             == 0
         )
     merged = tmp_path / "all.jsonl"
-    assert cli("merge", tmp_path / "s1.jsonl", tmp_path / "s2.jsonl", "--out", merged).code == 0
+    assert cli(f"merge {tmp_path / 's1.jsonl'} {tmp_path / 's2.jsonl'} --out {merged}").code == 0
     assert len(merged.read_text().splitlines()) == 4
 
 
@@ -246,20 +245,8 @@ def test_parse_shard_and_bad_grid(tmp_path):
 def test_bench_command_json_rows(tmp_path, cli):
     results = tmp_path / "rows.jsonl"
     result = cli(
-        "bench",
-        "--attention",
-        "ufo",
-        "--dim",
-        "32",
-        "--hw",
-        "4x4,8x8",
-        "--backend",
-        "torch,onnxruntime",
-        "--profile",
-        "quick",
-        "--results",
-        results,
-        "--json",
+        "bench --attention ufo --dim 32 --hw 4x4,8x8 --backend torch,onnxruntime --profile quick "
+        f"--results {results} --json"
     )
     assert result.code == 0, result.err
     rows = result.json()
@@ -274,8 +261,8 @@ def test_bench_command_json_rows(tmp_path, cli):
 
 
 def test_bench_an_onnx_file(tmp_path, cli):
-    assert cli("export", "--attention", "eaa", "--dim", "32", "--hw", "4x4", "--out", tmp_path).code == 0
-    result = cli("bench", tmp_path / "eaa-dim32-4x4.onnx", "--profile", "quick", "--json")
+    assert cli(f"export --attention eaa --dim 32 --hw 4x4 --out {tmp_path}").code == 0
+    result = cli(f"bench {tmp_path / 'eaa-dim32-4x4.onnx'} --profile quick --json")
     (row,) = result.json()
     assert row["status"] == "ok" and row["kind"] == "file" and row["artifact_bytes"] > 0
 
@@ -293,18 +280,16 @@ def test_bench_an_onnx_file(tmp_path, cli):
 )
 def test_bad_bench_input(tmp_path, cli, args, fragments):
     results = tmp_path / "rows.jsonl"
-    assert_one_line_error(cli("bench", *args, "--results", results), *fragments)
+    assert_one_line_error(cli(f"bench {join(args)} --results {results}"), *fragments)
     assert not results.exists()
 
 
 def test_corrupt_artifact_and_cuda_without_gpu(tmp_path, cli):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x01garbage")
-    assert_one_line_error(cli("bench", bad), "not a valid ONNX model")
+    assert_one_line_error(cli(f"bench {bad}"), "not a valid ONNX model")
     if not torch.cuda.is_available():
-        assert_one_line_error(
-            cli("bench", "--attention", "eaa", "--dim", "8", "--hw", "2x2", "--device", "cuda"), "no CUDA GPU"
-        )
+        assert_one_line_error(cli("bench --attention eaa --dim 8 --hw 2x2 --device cuda"), "no CUDA GPU")
 
 
 def test_warm_up_is_capped_for_slow_runs():

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import mobattn
-from conftest import assert_one_line_error
+from helpers import assert_one_line_error, join
 
 
 def test_version_and_module_entry_point():
@@ -22,7 +22,7 @@ def test_help_lists_the_commands(cli):
 
 
 def test_list_attentions_json(cli):
-    result = cli("list", "attentions", "--dim", "64", "--hw", "8x8", "--json")
+    result = cli("list attentions --dim 64 --hw 8x8 --json")
     assert result.code == 0
     rows = result.json()
     assert [r["attention"] for r in rows] == mobattn.list_attentions()
@@ -30,7 +30,7 @@ def test_list_attentions_json(cli):
 
 
 def test_list_models_table(cli):
-    result = cli("list", "models")
+    result = cli("list models")
     assert result.code == 0
     for name in mobattn.list_models():
         assert name in result.out
@@ -38,21 +38,21 @@ def test_list_models_table(cli):
 
 
 def test_info_attention_json(cli):
-    result = cli("info", "--attention", "hilo", "--dim", "96", "--hw", "14x14", "--heads", "6", "--json")
+    result = cli("info --attention hilo --dim 96 --hw 14x14 --heads 6 --json")
     assert result.code == 0
-    info = result.json()
+    (info,) = result.json()
     assert info["settings"] == {"num_heads": 6, "window_size": 2, "alpha": 0.5}
     assert info["params"] > 0 and info["macs"] == info["measured_macs"]
 
 
 def test_info_model_shows_swap_rule_and_published(cli):
-    result = cli("info", "--model", "swiftformer_s", "--attention", "hilo", "--resolution", "320", "--json")
-    info = result.json()
+    result = cli("info --model swiftformer_s --attention hilo --resolution 320 --json")
+    (info,) = result.json()
     assert info["resolution"] == [320, 320] and info["attention"] == "hilo"
     assert [m["dim"] for m in info["mixers"]] == [48, 64, 168, 224]
     assert info["mixers"][0]["tokens"] == 80 * 80
     assert info["published_top1"] == 78.5
-    table = cli("info", "--model", "swiftformer_s", "--attention", "hilo")
+    table = cli("info --model swiftformer_s --attention hilo")
     assert "window_size=2" in table.out and "78.5" not in table.out  # no published accuracy for a swap
 
 
@@ -61,8 +61,8 @@ def test_info_model_shows_swap_rule_and_published(cli):
     [
         (["info", "--attention", "hil", "--dim", "96", "--hw", "14x14"], ["unknown attention", "hilo"]),
         (["info", "--attention", "hilo", "--dim", "96", "--hw", "14by14"], ["--hw", "HxW"]),
-        (["info", "--attention", "hilo", "--dim", "0", "--hw", "14x14"], ["--dim", "positive"]),
-        (["info", "--attention", "hilo", "--dim", "96", "--hw", "0x14"], ["positive"]),
+        (["info", "--attention", "hilo", "--dim", "0", "--hw", "14x14"], ["--dim", "at least 1"]),
+        (["info", "--attention", "hilo", "--dim", "96", "--hw", "0x14"], ["--hw", "at least 1"]),
         (["info", "--attention", "hilo", "--dim", "96", "--hw", "14x14", "--heads", "5"], ["divisible"]),
         (["info", "--model", "swiftformer_m"], ["unknown model", "swiftformer_s"]),
         (["info", "--model", "swiftformer_s", "--resolution", "16"], ["at least 32"]),
@@ -72,7 +72,7 @@ def test_info_model_shows_swap_rule_and_published(cli):
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(cli, args, fragments):
-    assert_one_line_error(cli(*args), *fragments)
+    assert_one_line_error(cli(f"{join(args)}"), *fragments)
 
 
 def test_bad_input_in_a_real_process_has_no_traceback():

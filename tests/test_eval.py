@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import assert_one_line_error
+from helpers import assert_one_line_error, join
 from mobattn.evaluate import Accumulator, image_folder, preprocess, topk_correct
 
 
@@ -87,9 +87,9 @@ def test_eval_command_and_artifact_agreement(tmp_path, folder, cli):
         results,
         "--json",
     ]
-    plain = cli("eval", *common)
+    plain = cli(f"eval {join(common)}")
     assert plain.code == 0, plain.err
-    result = plain.json()
+    (result,) = plain.json()
     assert result["images"] == 6 and result["classes"] == 3 and result["top5"] == 100.0
     # the same number by hand from the model's own logits
     samples, _ = image_folder(folder)
@@ -100,7 +100,7 @@ def test_eval_command_and_artifact_agreement(tmp_path, folder, cli):
         predicted = model(torch.from_numpy(x)).argmax(1).numpy()
     assert result["top1"] == pytest.approx(100 * np.mean(predicted == [l for _, l in samples]))
 
-    export = cli("export", "--model", "swiftformer_xs", "--resolution", "64", "--out", tmp_path, "--json")
+    export = cli(f"export --model swiftformer_xs --resolution 64 --out {tmp_path} --json")
     assert export.code == 0, export.err
     # an exported 1000-class model does not fit 3-class weights: export the 3-class one by hand
     from mobattn.exporters import Subject
@@ -108,9 +108,9 @@ def test_eval_command_and_artifact_agreement(tmp_path, folder, cli):
 
     subject = Subject(model, (1, 3, 64, 64), "swiftformer_xs", None, "64", "image", "logits")
     record = do_export(subject, "onnx", tmp_path / "three", force=True)
-    artifact = cli("eval", *common, "--artifact", record.path)
+    artifact = cli(f"eval {join(common)} --artifact {record.path}")
     assert artifact.code == 0, artifact.err
-    art = artifact.json()
+    (art,) = artifact.json()
     assert art["agreement_top1"] == 100.0 and art["max_abs_diff"] < 1e-3
     assert (
         len(results.read_text().splitlines()) == 2
@@ -125,10 +125,10 @@ def test_eval_command_and_artifact_agreement(tmp_path, folder, cli):
 def test_bad_eval_input(tmp_path, folder, cli, data, weights, fragment):
     args = ["--data", data or folder] + (["--weights", weights] if weights else [])
     results = tmp_path / "acc.jsonl"
-    assert_one_line_error(cli("eval", "--model", "swiftformer_xs", *args, "--results", results), fragment)
+    assert_one_line_error(cli(f"eval --model swiftformer_xs {join(args)} --results {results}"), fragment)
     assert not results.exists()
 
 
 def test_empty_folder_is_a_clear_error(tmp_path, cli):
     (tmp_path / "empty" / "cls").mkdir(parents=True)
-    assert_one_line_error(cli("eval", "--model", "swiftformer_xs", "--data", tmp_path / "empty"), "no images")
+    assert_one_line_error(cli(f"eval --model swiftformer_xs --data {tmp_path / 'empty'}"), "no images")

@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("executorch", reason="optional dependency: pip install 'mobattn[executorch]'")
 
 import mobattn  # noqa: E402
-from conftest import assert_one_line_error  # noqa: E402
+from helpers import assert_one_line_error  # noqa: E402
 from mobattn.exporters import attention_subject, export, model_subject  # noqa: E402
 from mobattn.exporters.to_executorch import load_method  # noqa: E402
 
@@ -32,9 +32,9 @@ def test_every_attention_lowers_to_xnnpack_and_matches_torch(tmp_path, name):
 
 
 def test_model_to_executorch_through_the_cli(tmp_path, cli):
-    result = cli("export", "--model", "swiftformer_xs", "--to", "executorch", "--out", tmp_path, "--json")
+    result = cli(f"export --model swiftformer_xs --to executorch --out {tmp_path} --json")
     assert result.code == 0, result.err
-    record = result.json()
+    (record,) = result.json()
     assert record["validation"]["passed"] and record["validation"]["max_rel"] < 1e-4
     assert record["details"]["delegated_ops"] > 5 * record["details"]["not_delegated_ops"]  # mostly XNNPACK
 
@@ -51,83 +51,33 @@ def test_int8_is_smaller_and_close_in_direction(tmp_path):
 
 def test_bench_executorch_backend_and_pte_file(tmp_path, cli):
     result = cli(
-        "bench",
-        "--attention",
-        "ufo",
-        "--dim",
-        "32",
-        "--hw",
-        "4x4",
-        "--backend",
-        "executorch",
-        "--threads",
-        "1,2",
-        "--profile",
-        "quick",
-        "--json",
+        "bench --attention ufo --dim 32 --hw 4x4 --backend executorch --threads 1,2 --profile quick --json"
     )
     assert result.code == 0, result.err
     rows = result.json()
     assert [r["status"] for r in rows] == ["ok", "ok"] and [r["threads"] for r in rows] == [1, 2]
     assert all(r["backend"] == "executorch" and r["artifact_bytes"] > 0 and r["macs"] > 0 for r in rows)
-    assert (
-        cli(
-            "export",
-            "--attention",
-            "ufo",
-            "--dim",
-            "32",
-            "--hw",
-            "4x4",
-            "--to",
-            "executorch",
-            "--out",
-            tmp_path,
-        ).code
-        == 0
-    )
-    (row,) = cli("bench", tmp_path / "ufo-dim32-4x4.pte", "--profile", "quick", "--json").json()
+    assert cli(f"export --attention ufo --dim 32 --hw 4x4 --to executorch --out {tmp_path}").code == 0
+    (row,) = cli(f"bench {tmp_path / 'ufo-dim32-4x4.pte'} --profile quick --json").json()
     assert row["status"] == "ok" and row["kind"] == "file" and row["backend"] == "executorch"
 
 
 def test_bad_executorch_input(tmp_path, cli):
     out = tmp_path / "out"
     assert_one_line_error(
-        cli("export", "--model", "swiftformer_xs", "--to", "executorch", "--precision", "fp16", "--out", out),
+        cli(f"export --model swiftformer_xs --to executorch --precision fp16 --out {out}"),
         "fp32 or int8",
     )
     assert_one_line_error(
-        cli(
-            "export",
-            "--model",
-            "swiftformer_xs",
-            "--to",
-            "onnx,executorch",
-            "--precision",
-            "int8",
-            "--out",
-            out,
-        ),
-        "ONNX precision",
+        cli(f"export --model swiftformer_xs --to onnx,executorch --precision int8 --out {out}"),
+        "--to onnx takes --precision",
     )
     assert not out.exists()  # checked for every target before the first file
     bad = tmp_path / "bad.pte"
     bad.write_bytes(b"not a program" * 10)
-    assert_one_line_error(cli("bench", bad), "not a valid ExecuTorch program")
+    assert_one_line_error(cli(f"bench {bad}"), "not a valid ExecuTorch program")
     assert_one_line_error(
-        cli(
-            "bench",
-            "--attention",
-            "eaa",
-            "--dim",
-            "8",
-            "--hw",
-            "2x2",
-            "--backend",
-            "executorch",
-            "--precision",
-            "fp16",
-        ),
+        cli("bench --attention eaa --dim 8 --hw 2x2 --backend executorch --precision fp16"),
         "fp32 or int8",
     )
 
@@ -156,25 +106,14 @@ def test_model_subject_for_int8_calibration_images(tmp_path, cli):
         Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
             folder / f"{i}.png"
         )
-    from mobattn.cli import calibration_images
+    from mobattn.exporters.calibration import calibration_images
 
     images = calibration_images(model_subject("swiftformer_xs", resolution=(64, 64)), str(tmp_path / "calib"))
     assert len(images) == 2 and images[0].shape == (3, 64, 64)
     assert_one_line_error(
         cli(
-            "export",
-            "--attention",
-            "eaa",
-            "--dim",
-            "8",
-            "--hw",
-            "2x2",
-            "--to",
-            "executorch",
-            "--precision",
-            "int8",
-            "--calibration",
-            tmp_path / "calib",
+            "export --attention eaa --dim 8 --hw 2x2 --to executorch --precision int8 "
+            f"--calibration {tmp_path / 'calib'}"
         ),
         "needs --model",
     )

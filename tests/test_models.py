@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import mobattn
-from conftest import DATA, load_case, relative_error
+from helpers import DATA, load_case, relative_error
 from mobattn import MobattnError
 from mobattn.flops import count_macs, count_params
 from mobattn.models.swap import heads_for, mixer_kwargs

@@ -3,18 +3,21 @@
 import csv
 import io
 import json
+from dataclasses import replace
 
 import pytest
 
 from mobattn.bench.page import write_report
 from mobattn.bench.report import pareto_front
+from mobattn.bench.row import Row
 from mobattn.bench.table import accuracy_for, build_rows, render
+from mobattn.environment import environment
 
 ENV = {"cpu": "test cpu", "cores": 2, "torch": "2.13.0"}
 
 
 def model_row(model, attention, backend, median, peak=100.0):
-    return dict(
+    return Row(
         kind="model",
         status="ok",
         model=model,
@@ -39,7 +42,7 @@ def attention_rows():
         for side in (14, 28, 56):
             n = side * side
             rows.append(
-                dict(
+                Row(
                     kind="attention",
                     status="ok",
                     attention=name,
@@ -55,7 +58,7 @@ def attention_rows():
                     environment=ENV,
                 )
             )
-    rows.append(dict(rows[-1], hw=[128, 128], tokens=16384, status="oom", median_ms=None))
+    rows.append(replace(rows[-1], hw=[128, 128], tokens=16384, status="oom", median_ms=None))
     return rows
 
 
@@ -92,7 +95,7 @@ def test_table_formats(fmt):
         assert data[0]["latency"]["torch"]["median_ms"] == 20.0 and data[1]["top1"] is None
     elif fmt == "csv":
         parsed = list(csv.reader(io.StringIO(text)))
-        assert parsed[0][5] == "onnxruntime median (ms)" and parsed[1][5] == "10.00" and parsed[2][7] == "n/a"
+        assert parsed[0][6] == "onnxruntime median (ms)" and parsed[1][6] == "10.00" and parsed[2][8] == "n/a"
     elif fmt == "tex":
         assert r"\begin{tabular}" in text and r"swiftformer\_xs" in text and r"\bottomrule" in text
     else:
@@ -112,7 +115,7 @@ def test_report_writes_plots_tables_and_page(tmp_path):
         model_row("swiftformer_s", "eaa", "onnxruntime", 14.0),
     ]
     page = tmp_path / "BENCHMARKS.md"
-    written = write_report(rows, tmp_path / "plots", tmp_path / "none.jsonl", [tmp_path / "r.jsonl"], page)
+    written = write_report(rows, tmp_path / "plots", [], [tmp_path / "r.jsonl"], page)
     names = {p.name for p in written}
     for stem in ("latency_vs_tokens", "memory_vs_tokens", "speed_accuracy"):
         assert {f"{stem}.png", f"{stem}.svg"} <= names
@@ -127,20 +130,20 @@ def test_report_writes_plots_tables_and_page(tmp_path):
 
 
 def test_report_command_on_a_missing_file(cli, tmp_path):
-    from conftest import assert_one_line_error
+    from helpers import assert_one_line_error
 
-    assert_one_line_error(cli("report", tmp_path / "nope.jsonl", "--out", tmp_path / "o"), "not found")
+    assert_one_line_error(cli(f"report {tmp_path / 'nope.jsonl'} --out {tmp_path / 'o'}"), "not found")
 
 
 def test_table_command_reads_results_and_writes_once(cli, tmp_path):
-    from conftest import assert_one_line_error
+    from helpers import assert_one_line_error, join
 
     results = tmp_path / "models.jsonl"
     rows = [
         model_row("swiftformer_xs", "eaa", "onnxruntime", 10.0),
         model_row("swiftformer_s", "eaa", "onnxruntime", 14.0),
     ]
-    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    results.write_text("".join(replace(r, environment=environment()).to_json() + "\n" for r in rows))
     out = tmp_path / "table.csv"
     args = [
         "table",
@@ -155,20 +158,67 @@ def test_table_command_reads_results_and_writes_once(cli, tmp_path):
         "--accuracy",
         tmp_path / "none.jsonl",
     ]
-    result = cli(*args)
+    result = cli(f"{join(args)}")
     assert result.code == 0, result.err
     parsed = list(csv.reader(io.StringIO(out.read_text())))
-    assert [r[0] for r in parsed[1:]] == ["swiftformer_xs", "swiftformer_s"] and parsed[2][8] == "78.5"
+    assert [r[0] for r in parsed[1:]] == ["swiftformer_xs", "swiftformer_s"] and parsed[2][9] == "78.5"
     assert len(results.read_text().splitlines()) == 2  # nothing was missing, nothing measured
-    assert_one_line_error(cli(*args), "exists", "--force")
-    assert_one_line_error(cli("table", "--models", "swiftformer_xxl"), "unknown model")
+    assert_one_line_error(cli(f"{join(args)}"), "exists", "--force")
+    assert_one_line_error(cli("table --models swiftformer_xxl"), "unknown model")
 
 
 def test_latency_tables_only_for_widths_each_setting_measured():
     from mobattn.bench.report import latency_tables
 
-    rows = attention_rows() + [dict(r, backend="executorch", dim=32) for r in attention_rows()[:3]]
+    rows = attention_rows() + [replace(r, backend="executorch", dim=32) for r in attention_rows()[:3]]
     titles = [title for title, _, body in latency_tables(rows) if body]
     assert len(titles) == len(latency_tables(rows)) == 2
     assert any("executorch" in t and "dim 32" in t for t in titles)
     assert any("torch" in t and "dim 64" in t for t in titles)
+
+
+def test_table_reuses_only_rows_of_the_same_identity(cli, tmp_path):
+    """Decoy rows of another precision, profile and machine are never taken for the
+    asked setting: with only decoys the row is measured; with a matching row it is
+    reused, whatever the decoys' order or age."""
+    results = tmp_path / "models.jsonl"
+    here = environment()
+    wanted = replace(
+        model_row("swiftformer_xs", "eaa", "onnxruntime", 10.0),
+        resolution=[64, 64],
+        profile="quick",
+        environment=here,
+        timestamp="2026-01-01T00:00:00",
+    )
+    decoys = [
+        replace(wanted, precision="fp16", median_ms=91.0, timestamp="2026-02-01T00:00:00"),
+        replace(wanted, profile="mlperf", median_ms=92.0, timestamp="2026-02-01T00:00:00"),
+        replace(wanted, environment={**here, "cpu": "another machine"}, median_ms=93.0),
+    ]
+    args = f"table --models swiftformer_xs --resolution 64 --profile quick --results {results} --format csv"
+    results.write_text("".join(r.to_json() + "\n" for r in decoys + [wanted]))
+    result = cli(args + f" --accuracy {tmp_path / 'none.jsonl'}")
+    assert result.code == 0, result.err
+    assert list(csv.reader(io.StringIO(result.out)))[1][6] == "10.00"
+    assert len(results.read_text().splitlines()) == 4  # reused: nothing measured
+
+    results.write_text("".join(r.to_json() + "\n" for r in decoys))
+    result = cli(args + f" --accuracy {tmp_path / 'none.jsonl'}")
+    assert result.code == 0, result.err
+    measured = float(list(csv.reader(io.StringIO(result.out)))[1][6].split()[0])
+    assert measured not in (91.0, 92.0, 93.0)
+    lines = results.read_text().splitlines()
+    assert len(lines) == 4 and json.loads(lines[-1])["environment"]["cpu"] == here["cpu"]
+
+
+def test_latest_row_wins_but_never_a_failure_over_ok():
+    from mobattn.bench.row import latest
+
+    ok = replace(model_row("swiftformer_xs", "eaa", "torch", 10.0), timestamp="2026-01-01T00:00:00")
+    newer = replace(ok, median_ms=11.0, timestamp="2026-01-02T00:00:00")
+    failed = replace(ok, status="error", median_ms=None, timestamp="2026-01-03T00:00:00")
+    assert [r.median_ms for r in latest([ok, newer])] == [11.0]
+    assert [r.median_ms for r in latest([newer, ok])] == [11.0]  # by time, not by order
+    assert [r.median_ms for r in latest([ok, failed])] == [10.0]
+    assert [r.median_ms for r in latest([failed, ok])] == [10.0]
+    assert len(latest([ok, replace(ok, precision="fp16")])) == 2

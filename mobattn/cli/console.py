@@ -56,3 +56,16 @@ def human_count(n: float) -> str:
         if abs(n) >= size:
             return f"{n / size:.2f} {unit}"
     return f"{n:.0f}"
+
+
+def print_warning(message: str) -> None:
+    """One yellow line on stderr."""
+    err_console.print(
+        f"[bold yellow]warning:[/bold yellow] {escape(message)}", markup=True, highlight=False, soft_wrap=True
+    )
+
+
+def print_status_line(message: str) -> None:
+    """A failed result (not a usage error) as one red line on stderr, so scripts that
+    keep only stderr still see why the exit code is 1."""
+    err_console.print(f"[red]failed:[/red] {escape(message)}", markup=True, highlight=False, soft_wrap=True)

@@ -1,0 +1,170 @@
+"""The benchmark workflow as library functions a notebook can call:
+
+    from mobattn.bench import measure, model_configs
+    rows = measure(model_configs(["swiftformer_xs"], backends=["onnxruntime", "torch"]))
+    rows[0].median_ms, rows[0].p90_ms, rows[0].identity()
+
+Planning builds typed :class:`BenchConfig` records; :func:`measure` runs them (each in
+fresh workers by default) and returns typed :class:`Row` records, appending each to a
+results file the moment it is measured. The CLI only parses, calls these and renders.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from mobattn.environment import environment
+
+from .config import BACKENDS, BenchConfig
+from .results import append_row, read_rows
+from .row import Row, latest
+from .worker import base_row
+
+OnStart = Callable[[BenchConfig], None]
+OnRow = Callable[[Row], None]
+
+
+def attention_configs(
+    attentions: Sequence[str],
+    dims: Sequence[int],
+    hws: Sequence[Sequence[int]],
+    backends: Sequence[str] = ("torch",),
+    threads: Sequence[int] = (1,),
+    precisions: Sequence[str] = ("fp32",),
+    devices: Sequence[str] = ("cpu",),
+    **common,
+) -> list[BenchConfig]:
+    """Bare token mixers: attentions x dims x token grids x settings, in a fixed order."""
+    return [
+        BenchConfig("attention", b, dev, t, precision=p, attention=a, dim=d, hw=list(hw), **_common(common))
+        for a, d, hw in itertools.product(attentions, dims, hws)
+        for b, dev, t, p in itertools.product(backends, devices, threads, precisions)
+    ]
+
+
+def model_configs(
+    models: Sequence[str],
+    attentions: Sequence[str | None] = (None,),
+    resolutions: Sequence[Sequence[int]] = ((224, 224),),
+    backends: Sequence[str] = ("torch",),
+    threads: Sequence[int] = (1,),
+    precisions: Sequence[str] = ("fp32",),
+    devices: Sequence[str] = ("cpu",),
+    **common,
+) -> list[BenchConfig]:
+    """Models (with swapped token mixers: ``None``/``"eaa"`` is the original) x
+    resolutions x settings, in a fixed order."""
+    return [
+        BenchConfig(
+            "model",
+            b,
+            dev,
+            t,
+            precision=p,
+            model=m,
+            attention=None if a == "eaa" else a,
+            resolution=list(res),
+            **_common(common),
+        )
+        for m, a, res in itertools.product(models, attentions, resolutions)
+        for b, dev, t, p in itertools.product(backends, devices, threads, precisions)
+    ]
+
+
+def file_configs(
+    file: str,
+    backend: str,
+    resolutions: Sequence[Sequence[int] | None] = (None,),
+    threads: Sequence[int] = (1,),
+    precision: str = "fp32",
+    device: str = "cpu",
+    **common,
+) -> list[BenchConfig]:
+    """An existing artifact, at each resolution its dynamic axes are filled with."""
+    return [
+        BenchConfig(
+            "file",
+            backend,
+            device,
+            t,
+            precision=precision,
+            file=str(Path(file).resolve()),
+            resolution=list(r) if r else None,
+            **_common(common),
+        )
+        for r, t in itertools.product(resolutions, threads)
+    ]
+
+
+def _common(common: dict) -> dict:
+    allowed = {"batch", "heads", "weights", "profile", "timeout_s", "memory_limit_mb"}
+    unknown = set(common) - allowed
+    if unknown:
+        raise TypeError(f"unknown configuration fields: {', '.join(sorted(unknown))}")
+    if common.get("weights"):
+        common = {**common, "weights": str(Path(common["weights"]).resolve())}
+    return common
+
+
+def measure(
+    configs: Iterable[BenchConfig],
+    isolate: bool = True,
+    results: Path | None = None,
+    on_start: OnStart | None = None,
+    on_row: OnRow | None = None,
+) -> list[Row]:
+    """Measure each configuration (in fresh workers unless ``isolate`` is False) and
+    return its row; append each row to ``results`` as soon as it exists."""
+    from .compute import matmul_peak_gflops
+    from .runner import clean_stale_folders, run
+
+    clean_stale_folders()
+    rows = []
+    for config in configs:
+        if on_start:
+            on_start(config)
+        unsupported = BACKENDS[config.backend].unsupported(config.device, config.precision)
+        if unsupported:
+            row = base_row(config)
+            row.status, row.reason = "skipped", unsupported
+        else:
+            if config.matmul_peak_gflops is None:
+                config.matmul_peak_gflops = matmul_peak_gflops(config.threads, config.device)
+            row = run(config, isolate=isolate)
+        rows.append(row)
+        if results is not None:
+            append_row(results, row)
+        if on_row:
+            on_row(row)
+    return rows
+
+
+def pending(configs: Sequence[BenchConfig], rows: Iterable[Row]) -> list[BenchConfig]:
+    """The configurations with no result among ``rows`` for this machine (``error``
+    rows are retried; ``ok``, ``oom``, ``timeout`` and ``skipped`` are results)."""
+    from .results import done_identities
+
+    done = done_identities(rows)
+    env = environment()
+    return [c for c in configs if c.identity(env) not in done]
+
+
+def measure_missing(
+    configs: Sequence[BenchConfig],
+    results: Path | None,
+    runner: Callable[[list[BenchConfig]], list[Row]] | None = None,
+) -> list[Row]:
+    """Rows for ``configs``: those in ``results`` whose identity matches an ``ok`` row
+    measured on this machine are reused; the rest are measured (by ``runner``, by
+    default :func:`measure` appending to ``results``)."""
+    existing = read_rows(results) if results else []
+    env = environment()
+    wanted = {c.identity(env) for c in configs}
+    reusable = [r for r in existing if r.ok and r.identity() in wanted]
+    have = {r.identity() for r in reusable}
+    missing = [c for c in configs if c.identity(env) not in have]
+    runner = runner or (lambda todo: measure(todo, results=results))
+    measured = runner(missing) if missing else []
+    return latest(reusable + measured)

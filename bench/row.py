@@ -1,0 +1,201 @@
+"""A results row: one measurement of one configuration, the only currency between the
+runner, results files, sweeps, merge, tables and reports.
+
+:meth:`Row.identity` is the one notion of "the same measurement": everything that
+changes the numbers (subject, backend, device, threads, precision, batch, profile and
+the machine with its library versions). Resume, merge and tables all use it, and
+:func:`latest` is the one rule for which row survives: the newest, except that an ``ok``
+row is never replaced by a failed one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from mobattn.errors import MobattnError
+
+STATUSES = ("ok", "skipped", "oom", "timeout", "error")
+FAILED = ("oom", "timeout", "error")
+
+# What a row's subject is and how it was measured; with the environment, its identity.
+SUBJECT_FIELDS = ("kind", "model", "attention", "resolution", "dim", "hw", "heads", "file", "batch")
+SETTING_FIELDS = ("backend", "device", "threads", "precision", "profile")
+# Environment fields that make two runs comparable: same machine, same libraries.
+ENV_KEYS = ("cpu", "cores", "machine", "torch", "onnxruntime", "onnx", "executorch", "mobattn")
+
+
+def env_fingerprint(environment: Mapping[str, Any]) -> tuple:
+    return tuple((k, environment.get(k)) for k in ENV_KEYS)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+@dataclass
+class Row:
+    # subject
+    kind: str  # model | attention | file
+    model: str | None = None
+    attention: str | None = None
+    resolution: list[int] | None = None  # [H, W] of a model or file input
+    dim: int | None = None
+    hw: list[int] | None = None  # token grid of a bare attention
+    heads: int | None = None
+    tokens: int | None = None
+    file: str | None = None
+    batch: int = 1
+    # setting
+    backend: str = "torch"
+    device: str = "cpu"
+    threads: int = 1
+    precision: str = "fp32"
+    profile: str = "default"
+    # outcome
+    status: str = "error"
+    reason: str = ""
+    pid: int | None = None
+    timestamp: str = ""
+    environment: dict = field(default_factory=dict)
+    # timing (milliseconds), from a Measurement
+    median_ms: float | None = None
+    mean_ms: float | None = None
+    std_ms: float | None = None
+    min_ms: float | None = None
+    max_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    iqr_ms: float | None = None
+    cv: float | None = None
+    noisy: bool | None = None  # IQR above 10% of the median (torch.utils.benchmark's warning)
+    iterations: int | None = None
+    warmup_runs: int | None = None
+    # memory
+    peak_rss_mb: float | None = None
+    baseline_rss_mb: float | None = None
+    cuda_max_allocated_mb: float | None = None
+    live_tensor_peak_mb: float | None = None
+    artifact_bytes: int | None = None
+    # compute
+    params: int | None = None
+    macs: int | None = None
+    param_bytes: int | None = None
+    gflops_per_s: float | None = None
+    matmul_peak_gflops: float | None = None
+    fraction_of_peak: float | None = None
+    # provenance
+    details: dict = field(default_factory=dict)
+    validation: dict | None = None  # the timed artifact's agreement with torch
+    traceback: str | None = None
+
+    # ----- identity -------------------------------------------------------------------
+
+    def identity(self) -> tuple:
+        """Subject, setting and environment: two rows with equal identities measured the
+        same thing on the same machine."""
+        return identity_of(asdict(self))
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED
+
+    @property
+    def subject_label(self) -> str:
+        if self.kind == "attention":
+            return f"{self.attention} d{self.dim}"
+        if self.kind == "model":
+            return f"{self.model}" + ("" if self.attention == "eaa" else f"+{self.attention}")
+        return self.file or ""
+
+    # ----- (de)serialisation ----------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), default=str, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Row:
+        """A row from a results file's JSON object, every field type-checked (a wrong
+        type is a :class:`MobattnError`, not a traceback later)."""
+        if not isinstance(data, dict):
+            raise MobattnError(f"a row must be a JSON object, got {type(data).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        values = {}
+        for name, value in data.items():
+            if name not in known:
+                continue  # fields of other mobattn versions are ignored
+            _check_type(name, value, _FIELD_TYPES[name])
+            values[name] = value
+        if "kind" not in values or values["kind"] not in ("model", "attention", "file"):
+            raise MobattnError("a row needs 'kind': model, attention or file")
+        if values.get("status", "error") not in STATUSES:
+            raise MobattnError(f"unknown status {values.get('status')!r} (valid: {', '.join(STATUSES)})")
+        return cls(**values)
+
+
+def identity_of(values: Mapping[str, Any]) -> tuple:
+    """The identity of a row or of a planned configuration (see :meth:`Row.identity`)."""
+    subject = tuple(_hashable(values.get(k)) for k in SUBJECT_FIELDS + SETTING_FIELDS)
+    return subject + env_fingerprint(values.get("environment") or {})
+
+
+def latest(rows: Iterable[Row]) -> list[Row]:
+    """One row per identity: the newest (by timestamp, then by order), except that an
+    ``ok`` row is never replaced by a failed or skipped one. Order of first appearance."""
+    chosen: dict[tuple, Row] = {}
+    for row in rows:
+        key = row.identity()
+        old = chosen.get(key)
+        if old is None or (old.ok <= row.ok and (row.ok > old.ok or row.timestamp >= old.timestamp)):
+            chosen[key] = row
+    return list(chosen.values())
+
+
+# ----- type checks for rows read from files -----------------------------------------------
+
+_FIELD_TYPES = {
+    **{k: "str?" for k in ("model", "attention", "file", "traceback")},
+    **{k: "str" for k in ("kind", "backend", "device", "precision", "profile", "status", "reason")},
+    "timestamp": "str",
+    **{k: "int?" for k in ("dim", "heads", "tokens", "pid", "iterations", "warmup_runs")},
+    **{k: "int?" for k in ("artifact_bytes", "params", "macs", "param_bytes")},
+    **{k: "int" for k in ("batch", "threads")},
+    **{k: "ints?" for k in ("resolution", "hw")},
+    **{k: "dict" for k in ("environment", "details")},
+    "validation": "dict?",
+    "noisy": "bool?",
+}
+_FLOATS = [f.name for f in fields(Row) if f.name not in _FIELD_TYPES]
+_FIELD_TYPES.update({k: "float?" for k in _FLOATS})
+
+
+def _check_type(name: str, value: Any, kind: str) -> None:
+    optional = kind.endswith("?")
+    base = kind.rstrip("?")
+    if value is None and optional:
+        return
+    ok = {
+        "str": isinstance(value, str),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "float": isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value),
+        "dict": isinstance(value, dict),
+        "ints": isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
+    }[base]
+    if not ok:
+        expected = {"ints": "a list of two integers"}.get(base, base)
+        raise MobattnError(
+            f"field '{name}' must be {expected}{' or null' if optional else ''}, got {value!r}"
+        )

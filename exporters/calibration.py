@@ -1,0 +1,29 @@
+"""Calibration images for post-training quantization: an ImageFolder's images with the
+model's own preprocessing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mobattn.errors import MobattnError
+
+from .subject import Subject
+
+MAX_CALIBRATION_IMAGES = 64
+
+
+def calibration_images(subject: Subject, folder: str) -> list[np.ndarray]:
+    """Up to 64 images of ``folder`` (root/<class>/<image>), preprocessed as the model
+    expects, for int8 calibration."""
+    from mobattn.evaluate import image_folder, load_image, preprocess
+    from mobattn.models import get_model_config
+
+    if not subject.is_model:
+        raise MobattnError("--calibration takes images, so it needs --model (a bare attention takes tokens)")
+    config = get_model_config(subject.model)
+    h = subject.input_shape[2]
+    samples, _ = image_folder(folder, option="--calibration")
+    return [
+        preprocess(load_image(path), h, config.crop_pct, config.mean, config.std, config.interpolation)
+        for path, _ in samples[:MAX_CALIBRATION_IMAGES]
+    ]

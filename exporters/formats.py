@@ -1,0 +1,111 @@
+"""The one table of export targets: suffix, precisions, options, runtime that validates.
+
+The CLI's choices, the option checks, `mobattn list targets`, the README's table and
+the error messages all read :data:`TARGETS`; adding a target or an option is one edit
+here (and its exporter module), in the manner of Ultralytics' ``export_formats()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mobattn.errors import MobattnError, unknown_name_error
+
+# Every option a target may take, with the flag users type. An option given explicitly
+# to a target that does not take it is an error, never silently ignored.
+OPTION_FLAGS = {
+    "dynamic": "--dynamic",
+    "simplify": "--no-simplify",
+    "opset": "--opset",
+    "min_target": "--min-target",
+    "image": "--image-input",
+    "compress": "--compress",
+    "calibration": "--calibration",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One export format."""
+
+    name: str
+    suffix: str
+    precisions: tuple[str, ...]
+    default_precision: str
+    options: tuple[str, ...]  # keys of OPTION_FLAGS this target takes
+    runtime: str  # what executes the artifact when it is validated
+    description: str
+
+    def check_precision(self, precision: str) -> None:
+        if precision not in self.precisions:
+            raise MobattnError(
+                f"--to {self.name} takes --precision {' or '.join(self.precisions)}, not '{precision}'"
+            )
+
+
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target(
+            "onnx",
+            ".onnx",
+            ("fp32", "fp16"),
+            "fp32",
+            ("dynamic", "simplify", "opset"),
+            "onnxruntime (CPU)",
+            "ONNX, torch's dynamo exporter, folded and simplified",
+        ),
+        Target(
+            "coreml",
+            ".mlpackage",
+            ("fp16", "fp32"),
+            "fp16",
+            ("min_target", "image", "compress"),
+            "Core ML on macOS; spec check elsewhere",
+            "Core ML ML Program through torch.export",
+        ),
+        Target(
+            "executorch",
+            ".pte",
+            ("fp32", "int8"),
+            "fp32",
+            ("calibration",),
+            "ExecuTorch runtime (XNNPACK)",
+            "ExecuTorch program lowered to XNNPACK",
+        ),
+    )
+}
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def get_target(name: str) -> Target:
+    if name not in TARGETS:
+        raise unknown_name_error("export target", name, list(TARGETS))
+    return TARGETS[name]
+
+
+def check_options_apply(targets: list[str], given: dict[str, object]) -> None:
+    """Refuse an option the user set that none of ``targets`` takes."""
+    for option, value in given.items():
+        if value is None:
+            continue
+        takers = [t for t in targets if option in TARGETS[t].options]
+        if not takers:
+            owners = [t.name for t in TARGETS.values() if option in t.options]
+            raise MobattnError(
+                f"{OPTION_FLAGS[option]} applies to --to {' or '.join(owners)}, not to {', '.join(targets)}"
+            )
+
+
+def markdown_table() -> str:
+    """The README's table of formats, generated from :data:`TARGETS`."""
+    lines = [
+        "| target | file | precisions (default first) | options | validated by |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for t in TARGETS.values():
+        precisions = [t.default_precision] + [p for p in t.precisions if p != t.default_precision]
+        options = ", ".join(f"`{OPTION_FLAGS[o]}`" for o in t.options)
+        lines.append(f"| `{t.name}` | `{t.suffix}` | {', '.join(precisions)} | {options} | {t.runtime} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,197 @@
+"""``mobattn bench``: latency and memory of a model, a bare attention or an artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.text import Text
+
+from mobattn.errors import MobattnError
+from mobattn.parsing import MAX_THREADS, check_int, parse_csv, parse_hw_list, parse_ints, parse_resolutions
+
+from .common import (
+    CONTEXT,
+    check_bare_attention,
+    json_option,
+    measure_with_progress,
+    reject_attention_sizes,
+    subject_options,
+    with_limits,
+)
+from .console import console, make_table, print_json
+
+
+@click.command("bench", context_settings=CONTEXT)
+@click.argument("artifact", required=False, type=click.Path(dir_okay=False))
+@subject_options
+@click.option(
+    "--resolution", help="Resolutions, e.g. 224,320 (models: default 224; files: fills dynamic H, W)."
+)
+@click.option(
+    "--backend",
+    "backends",
+    default="torch",
+    show_default=True,
+    help="torch, onnxruntime, executorch, or several.",
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--threads", default="1", show_default=True, help="Intra-op threads, e.g. 1,2 (inter-op is 1).")
+@click.option(
+    "--precision", default="fp32", show_default=True, help="fp32, fp16 or int8 (see `mobattn list backends`)."
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["default", "mlperf", "quick"]),
+    default="default",
+    show_default=True,
+    help="default: a few seconds each; mlperf: >= 1024 queries (MLPerf single-stream).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds per configuration, export included.",
+)
+@click.option(
+    "--memory-limit", type=int, help="MiB of address space a worker may add (an excess is an oom row)."
+)
+@click.option("--no-isolate", is_flag=True, help="Measure in this process instead of a fresh one each.")
+@click.option("--results", type=click.Path(dir_okay=False), help="Also append each row to this JSONL file.")
+@json_option
+def command(
+    artifact,
+    model,
+    attention,
+    dim,
+    hw,
+    heads,
+    batch,
+    weights,
+    resolution,
+    backends,
+    device,
+    threads,
+    precision,
+    profile,
+    timeout,
+    memory_limit,
+    no_isolate,
+    results,
+    json_out,
+) -> int:
+    """Latency and memory, batch 1, few threads: a model, a bare attention, or an .onnx/.pte file.
+
+    \b
+      mobattn bench --model swiftformer_s --resolution 224,384 --backend onnxruntime --threads 1
+      mobattn bench --attention mhsa --dim 64 --hw 14x14,28x28,56x56 --backend torch,onnxruntime
+      mobattn bench exports/swiftformer_s-224.onnx --threads 1,2
+
+    Exit code 0 when every configuration was measured, 1 when one failed (its row says why).
+    """
+    from mobattn.bench import api
+    from mobattn.bench.backends import artifact_backend, check_backend
+    from mobattn.bench.config import check_precision, check_timeout
+
+    check_precision(precision)
+    common = dict(
+        batch=check_int(batch, "--batch", 1, 256),
+        profile=profile,
+        timeout_s=check_timeout(timeout),
+        memory_limit_mb=None if memory_limit is None else check_int(memory_limit, "--memory-limit", 16),
+    )
+    thread_list = parse_ints(threads, "--threads", MAX_THREADS)
+    if artifact is not None:
+        if model or attention or weights:
+            raise MobattnError("give an artifact file or --model/--attention/--weights, not both")
+        backend = artifact_backend(artifact)
+        check_backend(backend, device)
+        sizes = parse_resolutions(resolution) if resolution else [None]
+        configs = api.file_configs(artifact, backend, sizes, thread_list, precision, device, **common)
+    else:
+        backend_list = parse_csv(backends, "--backend")
+        for backend in backend_list:
+            check_backend(backend, device)
+        settings = dict(backends=backend_list, threads=thread_list, precisions=[precision], devices=[device])
+        configs = _subject_configs(model, attention, dim, hw, heads, weights, resolution, settings, common)
+    rows = measure_with_progress(configs, isolate=not no_isolate, results=Path(results) if results else None)
+    if json_out:
+        print_json([r.to_dict() for r in rows])
+    else:
+        print_bench_table(rows)
+    return 0 if all(r.ok for r in rows) else 1
+
+
+command.help = with_limits(command.help)
+
+
+def _subject_configs(model, attention, dim, hw, heads, weights, resolution, settings, common) -> list:
+    from mobattn.attention import get_attention_class
+    from mobattn.bench import api
+    from mobattn.models import get_model_entry
+
+    if model is not None:
+        reject_attention_sizes(dim, hw, heads)
+        get_model_entry(model)
+        if attention is not None:
+            get_attention_class(attention)
+        if weights is not None and not Path(weights).is_file():
+            raise MobattnError(f"weights file not found: {weights}")
+        sizes = parse_resolutions(resolution or "224")
+        return api.model_configs([model], [attention], sizes, weights=weights, **settings, **common)
+    if weights is not None:
+        raise MobattnError("--weights applies to --model only (a bare attention has random weights)")
+    if resolution is not None:
+        raise MobattnError("--resolution describes a model input; a bare attention takes --hw")
+    dim, heads = check_bare_attention(attention, dim, hw, heads)
+    get_attention_class(attention)
+    return api.attention_configs([attention], [dim], parse_hw_list(hw), heads=heads, **settings, **common)
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_bench_table(rows, title: str = "latency (batch 1)") -> None:
+    table_rows = []
+    for r in rows:
+        if r.kind == "attention":
+            size = f"{r.hw[0]}x{r.hw[1]} ({r.tokens})"
+        else:
+            size = "x".join(map(str, r.resolution or r.details.get("input_shape", [])))
+        status = Text("ok") if r.ok else Text(f"{r.status}: {r.reason[:60]}", style="red")
+        cv = _fmt(r.cv, ".1%") + (" noisy" if r.noisy else "")
+        table_rows.append(
+            [
+                r.subject_label,
+                size,
+                f"{r.backend}/{r.device}",
+                r.precision,
+                r.threads,
+                status,
+                _fmt(r.median_ms, ".3f"),
+                _fmt(r.p90_ms, ".3f"),
+                cv,
+                _fmt(r.iterations, "d"),
+                _fmt(r.peak_rss_mb, ".1f"),
+                _fmt(r.gflops_per_s, ".1f"),
+                "-" if r.fraction_of_peak is None else f"{r.fraction_of_peak:.0%}",
+            ]
+        )
+    cols = [
+        "subject",
+        "size",
+        "backend",
+        "precision",
+        "thr",
+        "status",
+        "median ms",
+        "p90 ms",
+        "cv",
+        "runs",
+        "peak MB",
+        "GFLOP/s",
+        "of peak",
+    ]
+    console.print(make_table(title, cols, table_rows, set(cols[6:]) | {"thr"}))

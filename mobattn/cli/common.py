@@ -1,0 +1,117 @@
+"""What several commands share: the subject options, size checks, progress bars and
+small renderers. Commands stay thin: parse, call one library function, render."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from mobattn.errors import MobattnError
+from mobattn.parsing import LIMITS_HELP, MAX_BATCH, MAX_DIM, check_int, parse_hw
+
+from .console import err_console
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+json_option = click.option("--json", "json_out", is_flag=True, help="Print a JSON list of records.")
+force_option = click.option("--force", is_flag=True, help="Replace existing outputs.")
+
+
+def subject_options(func: Callable) -> Callable:
+    """The options that name what to export or measure: a model or a bare attention."""
+    options = [
+        click.option("--model", help="Model name (see `mobattn list models`)."),
+        click.option("--attention", help="Attention name; with --model, the swapped-in token mixer."),
+        click.option("--dim", type=int, help=f"Channels of a bare attention (no --model); <= {MAX_DIM}."),
+        click.option("--hw", help="Token grid HxW of a bare attention."),
+        click.option("--heads", type=int, help="Heads of a bare attention (default: the swap rule)."),
+        click.option("--batch", type=int, default=1, show_default=True, help=f"Batch size; <= {MAX_BATCH}."),
+        click.option("--weights", type=click.Path(dir_okay=False), help="Local checkpoint for --model."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def with_limits(text: str) -> str:
+    """A command's help with the size bounds appended."""
+    return f"{text}\n\n{LIMITS_HELP}"
+
+
+def check_bare_attention(attention, dim, hw, heads) -> tuple[int, int | None]:
+    """A bare attention's dim and heads (its --hw is parsed by the caller: one grid or
+    several), or the one-line error saying what is missing."""
+    if attention is None or dim is None or hw is None:
+        raise MobattnError("give --model NAME, or --attention NAME --dim D --hw HxW")
+    dim = check_int(dim, "--dim", 1, MAX_DIM)
+    if heads is not None:
+        check_int(heads, "--heads", 1, dim)
+    return dim, heads
+
+
+def reject_attention_sizes(dim, hw, heads) -> None:
+    if dim is not None or hw is not None or heads is not None:
+        raise MobattnError("--dim/--hw/--heads describe a bare attention; drop them with --model")
+
+
+def build_subject(model, attention, dim, hw, heads, batch, weights, resolution: tuple[int, int]):
+    """The exporters' Subject for a model or a bare attention, every size checked."""
+    from mobattn.exporters import attention_subject, model_subject
+
+    batch = check_int(batch, "--batch", 1, MAX_BATCH)
+    if model is not None:
+        reject_attention_sizes(dim, hw, heads)
+        return model_subject(model, attention, resolution, batch, weights)
+    dim, heads = check_bare_attention(attention, dim, hw, heads)
+    if weights is not None:
+        raise MobattnError("--weights applies to --model only")
+    return attention_subject(attention, dim, parse_hw(hw), heads, batch)
+
+
+def settings_text(settings: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
+def optional(value, fmt: str, missing: str = "n/a") -> str:
+    return missing if value is None else fmt.format(value)
+
+
+def progress_bar(title: str, total: int):
+    """A rich progress bar on stderr with elapsed time and ETA."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err_console,
+    )
+    return progress, progress.add_task(title, total=total)
+
+
+def measure_with_progress(configs, isolate: bool = True, results=None, title: str = "measuring") -> list:
+    """:func:`mobattn.bench.measure` under a progress bar naming the configuration."""
+    from mobattn.bench import measure
+
+    progress, task = progress_bar(title, len(configs))
+    with progress:
+        rows = measure(
+            configs,
+            isolate=isolate,
+            results=results,
+            on_start=lambda c: progress.update(task, description=f"{title}: {c.label()}"),
+            on_row=lambda _: progress.advance(task),
+        )
+        progress.update(task, description=title)
+    return rows

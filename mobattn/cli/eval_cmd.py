@@ -1,0 +1,85 @@
+"""``mobattn eval``: top-1/top-5 on an ImageFolder, or an export's agreement with torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mobattn.errors import MobattnError
+from mobattn.parsing import MAX_BATCH, check_int, check_resolution
+
+from .common import CONTEXT, json_option, progress_bar
+from .console import console, make_table, print_json
+
+
+@click.command("eval", context_settings=CONTEXT)
+@click.option("--model", required=True, help="Model name.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Local checkpoint (trained weights).")
+@click.option(
+    "--data", required=True, type=click.Path(file_okay=False), help="ImageFolder root: <class>/<image>."
+)
+@click.option("--attention", help="Swapped-in attention (needs weights trained with it).")
+@click.option("--resolution", type=int, help="Input resolution (default: the model's).")
+@click.option(
+    "--artifact", type=click.Path(dir_okay=False), help="Evaluate this .onnx export instead, vs torch."
+)
+@click.option("--batch", type=int, default=32, show_default=True)
+@click.option("--limit", type=int, help="Only the first N images.")
+@click.option("--num-classes", type=int, default=1000, show_default=True)
+@click.option(
+    "--results",
+    default="results/accuracy.jsonl",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Append the result here; `mobattn table` reads it.",
+)
+@json_option
+def command(
+    model, weights, data, attention, resolution, artifact, batch, limit, num_classes, results, json_out
+):
+    """Top-1 and top-5 on an ImageFolder tree, with the model's own preprocessing;
+    with --artifact, the export's accuracy and its agreement with torch."""
+    from mobattn.bench.results import append_row_dict
+    from mobattn.evaluate import evaluate, image_folder
+
+    if weights is not None and not Path(weights).is_file():
+        raise MobattnError(f"weights file not found: {weights}")
+    if resolution is not None:
+        check_resolution([resolution, resolution])
+    if limit is not None:
+        check_int(limit, "--limit", 1)
+    samples, _ = image_folder(data)
+    total = min(len(samples), limit) if limit else len(samples)
+    progress, task = progress_bar("evaluating", total)
+    with progress:
+        result = evaluate(
+            model,
+            data,
+            weights,
+            attention,
+            resolution,
+            artifact,
+            check_int(batch, "--batch", 1, MAX_BATCH),
+            limit,
+            check_int(num_classes, "--num-classes", 1),
+            on_batch=lambda n: progress.advance(task, n),
+        )
+    append_row_dict(Path(results), result.to_dict())
+    if json_out:
+        return print_json([result.to_dict()])
+    rows = [
+        ["images", result.images],
+        ["classes", result.classes],
+        ["top-1", f"{result.top1:.2f} %"],
+        ["top-5", f"{result.top5:.2f} %"],
+    ]
+    if artifact:
+        rows += [
+            ["top-1 agreement with torch", f"{result.agreement_top1:.2f} %"],
+            ["max |logit difference|", f"{result.max_abs_diff:.2e}"],
+        ]
+    title = f"{model} ({result.attention}) at {result.resolution}" + (
+        f", artifact {artifact}" if artifact else ""
+    )
+    console.print(make_table(title, ["", "value"], rows))

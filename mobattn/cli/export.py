@@ -1,0 +1,121 @@
+"""``mobattn export``: a model or a bare attention to ONNX, Core ML or ExecuTorch,
+each artifact validated against torch before it is kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.text import Text
+
+from mobattn.exporters.formats import PRECISIONS, TARGETS, check_options_apply, get_target
+from mobattn.parsing import parse_csv, parse_resolution
+
+from .common import CONTEXT, build_subject, json_option, subject_options, with_limits
+from .console import console, err_console, make_table, print_json, print_status_line
+
+
+@click.command("export", context_settings=CONTEXT)
+@subject_options
+@click.option("--resolution", default="224", show_default=True, help="Model input resolution, N or HxW.")
+@click.option(
+    "--to",
+    "targets",
+    default="onnx",
+    show_default=True,
+    help=f"{', '.join(TARGETS)}, or several: onnx,coreml.",
+)
+@click.option("--out", "out_dir", default="exports", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    help="Default per target (see `mobattn list targets`): fp32 ONNX and ExecuTorch, fp16 Core ML.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing artifact.")
+@click.option("--dynamic", is_flag=True, default=None, help="ONNX: dynamic batch (and H, W for models).")
+@click.option("--no-simplify", "simplify", flag_value=False, default=None, help="ONNX: skip onnxsim.")
+@click.option("--opset", type=int, help="ONNX opset, 17..23 (default 20).")
+@click.option("--min-target", help="Core ML: iOS16 (default), iOS17, iOS18 or iOS26.")
+@click.option(
+    "--image-input", "image", is_flag=True, default=None, help="Core ML: RGB image input, mean/std folded in."
+)
+@click.option("--compress", help="Core ML weights: int8, palettize4, palettize6 or palettize8.")
+@click.option(
+    "--calibration",
+    type=click.Path(file_okay=False),
+    help="ExecuTorch int8: an ImageFolder of images to calibrate on (default: random inputs).",
+)
+@json_option
+def command(
+    model,
+    attention,
+    dim,
+    hw,
+    heads,
+    batch,
+    weights,
+    resolution,
+    targets,
+    out_dir,
+    precision,
+    force,
+    json_out,
+    **options,
+) -> int:
+    """Export a model or a bare attention to ONNX, Core ML or ExecuTorch, then validate it.
+
+    \b
+      mobattn export --model swiftformer_s --to coreml
+      mobattn export --model swiftformer_xs --attention hilo --to onnx --dynamic
+      mobattn export --attention ufo --dim 64 --hw 14x14 --to onnx,coreml
+      mobattn export --model swiftformer_s --to executorch --precision int8
+
+    Exit code 0 if every artifact validates, 1 if one fails (nothing is kept for it).
+    An option that none of the targets takes is an error.
+    """
+    from mobattn.exporters import export
+    from mobattn.exporters.calibration import calibration_images
+    from mobattn.exporters.export import check_request
+
+    target_list = parse_csv(targets, "--to")
+    for target in target_list:
+        get_target(target)
+    check_options_apply(target_list, options)
+    subject = build_subject(model, attention, dim, hw, heads, batch, weights, parse_resolution(resolution))
+    if options.get("calibration"):
+        options["calibration"] = calibration_images(subject, options["calibration"])
+    for target in target_list:  # every target's options, before the first file is written
+        check_request(subject, target, precision, **options)
+    records = []
+    for target in target_list:
+        with err_console.status(f"exporting {subject.stem()} to {target}..."):
+            records.append(export(subject, target, Path(out_dir), precision, force, **options))
+    for record in records:
+        if record.status != "ok":
+            print_status_line(f"{record.target}: {record.status}: {record.reason}")
+    if json_out:
+        print_json([r.to_dict() for r in records])
+    else:
+        print_export_table(records)
+    return 0 if all(r.status == "ok" for r in records) else 1
+
+
+command.help = with_limits(command.help)
+
+
+def print_export_table(records) -> None:
+    rows = []
+    for r in records:
+        v = r.validation
+        check = (
+            f"max rel {v['max_rel']:.1e}, cos {v['cosine']:.6f}"
+            if v
+            else r.details.get("predictions", "spec checked")
+        )
+        status = Text(r.status, style="green" if r.status == "ok" else "red")
+        where = r.path if r.status == "ok" else r.reason
+        rows.append(
+            [r.target, status, where, f"{r.size_bytes / 1e6:.2f} MB", r.op_count, f"{r.seconds:.1f}", check]
+        )
+    cols = ["target", "status", "path", "size", "ops", "seconds", "validation"]
+    console.print(make_table("export", cols, rows, {"size", "ops", "seconds"}, fold={"path", "validation"}))

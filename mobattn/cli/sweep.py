@@ -1,0 +1,105 @@
+"""``mobattn sweep``: a grid of measurements from a TOML file or a preset; resumable."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from .common import CONTEXT, json_option, measure_with_progress
+from .console import console, err_console, make_table, print_json
+
+
+def _presets() -> str:
+    from mobattn.bench.sweep import PRESETS
+
+    return ", ".join(PRESETS)
+
+
+@click.command("sweep", context_settings=CONTEXT)
+@click.argument("grid_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--preset", help="A named grid (see below).")
+@click.option(
+    "--results",
+    default="results/sweep.jsonl",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="JSONL file the rows are appended to; rows already there are skipped.",
+)
+@click.option("--shard", help="Run only shard i of n, e.g. 2/4.")
+@click.option("--no-isolate", is_flag=True, help="Measure in this process instead of a fresh one each.")
+@click.option("--dry-run", is_flag=True, help="List the configurations that would run.")
+@json_option
+def command(grid_file, preset, results, shard, no_isolate, dry_run, json_out) -> None:
+    """Run a grid of measurements from a TOML file or a preset; resumable.
+
+    \b
+      mobattn sweep --preset attention-scaling
+      mobattn sweep my_grid.toml --results results/mine.jsonl --shard 1/2
+
+    A grid file's keys are the Grid fields of mobattn.bench.sweep (attentions, dims, hws,
+    models, model_attentions, resolutions, backends, threads, precisions, devices,
+    profile, timeout_s, memory_limit_mb) and may start from `preset = "NAME"`. The whole
+    grid is checked before the first measurement. Two sweeps of the same shard on one
+    results file are refused; different shards may share it.
+    """
+    from mobattn.bench import sweep as sweeps
+    from mobattn.bench.backends import check_backend
+    from mobattn.bench.results import sweep_lock
+
+    grid = sweeps.load_grid(preset, grid_file)
+    index, count = sweeps.parse_shard(shard)
+    for backend in grid.backends:
+        for device in grid.devices:
+            check_backend(backend, device)
+    results_path = Path(results)
+    configs = sweeps.shard(grid.configs(), index, count)
+    todo, skipped = sweeps.pending(configs, results_path)
+    err_console.print(
+        f"{len(configs)} configurations in shard {index}/{count}; {skipped} already in "
+        f"{results_path}, {len(todo)} to run"
+    )
+    if dry_run:
+        if json_out:
+            return print_json([asdict(c) for c in todo])
+        for config in todo:
+            console.print(config.label())
+        return
+    with sweep_lock(results_path, f"{index}/{count}"):
+        measure_with_progress(todo, isolate=not no_isolate, results=results_path, title="sweep")
+    print_sweep_summary(results_path, json_out, sharded=count > 1)
+
+
+command.help = f"{command.help}\n\nPresets: {_presets()}."
+
+
+def print_sweep_summary(results_path: Path, json_out: bool, sharded: bool = False) -> None:
+    """Fitted exponents k of latency ~ a * N^k, per mechanism and setting."""
+    from mobattn.bench.fit import FIT_COLUMNS, fit_cells, fit_exponents
+    from mobattn.bench.results import read_rows, status_counts
+    from mobattn.bench.row import latest
+
+    rows = latest(read_rows(results_path))
+    fits = fit_exponents(rows)
+    statuses = status_counts(rows)
+    if json_out:
+        return print_json(
+            [{"results": str(results_path), "rows": statuses, "fits": [asdict(f) for f in fits]}]
+        )
+    console.print(f"{results_path}: " + ", ".join(f"{n} {s}" for s, n in statuses.items()))
+    if fits:
+        cols = FIT_COLUMNS
+        console.print(
+            make_table(
+                "empirical complexity: latency ~ a·N^k",
+                cols,
+                [fit_cells(f) for f in fits],
+                {"k", "r²", "points"},
+            )
+        )
+    elif sharded:
+        console.print(
+            "[dim]no fit yet: a shard holds too few token sizes per mechanism; "
+            "run `mobattn merge` on all shards, then `mobattn report`[/dim]"
+        )

@@ -1,0 +1,96 @@
+"""``mobattn table``: a speed–accuracy table to paste into a paper or a README."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from mobattn.parsing import MAX_THREADS, check_int, check_resolution, parse_csv, parse_names
+
+from .common import CONTEXT, measure_with_progress
+from .console import err_console
+
+FORMATS = ("md", "csv", "tex", "json")
+
+
+@click.command("table", context_settings=CONTEXT)
+@click.option(
+    "--models", default="swiftformer_xs,swiftformer_s,swiftformer_l1,swiftformer_l3", show_default=True
+)
+@click.option(
+    "--attention", "attentions", default="eaa", show_default=True, help="Token mixers, e.g. eaa,hilo,mhsa."
+)
+@click.option(
+    "--backend",
+    "backends",
+    default="onnxruntime",
+    show_default=True,
+    help="e.g. onnxruntime,torch,executorch.",
+)
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--resolution", type=int, default=224, show_default=True)
+@click.option(
+    "--profile", type=click.Choice(["default", "mlperf", "quick"]), default="default", show_default=True
+)
+@click.option(
+    "--results",
+    type=click.Path(dir_okay=False),
+    help="Reuse rows of this JSONL file measured here with the same setting; measure the rest and append it.",
+)
+@click.option(
+    "--accuracy",
+    default="results/accuracy.jsonl",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Results of `mobattn eval` to join.",
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="md", show_default=True)
+@click.option("--json", "json_out", is_flag=True, help="Same as --format json.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the table here (else print it).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def command(
+    models, attentions, backends, threads, resolution, profile, results, accuracy, fmt, json_out, out, force
+):
+    """A speed–accuracy table: params, GMACs, latency per backend, memory, top-1 and its source.
+
+    \b
+      mobattn table --models swiftformer_xs,swiftformer_s --backend onnxruntime,torch --format md
+
+    A row of --results is reused only when it measured the same thing on this machine
+    (model, attention, resolution, backend, device, threads, precision, batch, profile,
+    CPU and library versions); anything else is measured again.
+    """
+    from mobattn.attention import list_attentions
+    from mobattn.bench import api
+    from mobattn.bench.backends import check_backend
+    from mobattn.bench.results import read_records
+    from mobattn.bench.table import build_rows, render
+    from mobattn.exporters.files import check_writable, staged
+    from mobattn.models import list_models
+
+    model_list = parse_names(models, list_models(), "model")
+    attention_list = parse_names(attentions, list_attentions(), "attention")
+    backend_list = parse_csv(backends, "--backend")
+    for backend in backend_list:
+        check_backend(backend, "cpu")
+    size = check_resolution([resolution, resolution])
+    check_int(threads, "--threads", 1, MAX_THREADS)
+    if out:
+        check_writable(Path(out), force)
+    evals = read_records(Path(accuracy))  # read (and checked) before anything is measured
+    configs = api.model_configs(model_list, attention_list, [size], backend_list, [threads], profile=profile)
+    results_path = Path(results) if results else None
+    rows = api.measure_missing(
+        configs,
+        results_path,
+        runner=lambda missing: measure_with_progress(missing, results=results_path, title="table"),
+    )
+    text = render(build_rows(rows, evals, backend_list), backend_list, "json" if json_out else fmt)
+    if out:
+        with staged(Path(out), force) as tmp:
+            tmp.write_text(text)
+        err_console.print(f"wrote {out}")
+    else:
+        sys.stdout.write(text)
