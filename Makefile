@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 BENCH := results/benchmarks
 
-.PHONY: venv test lint run benchmarks clean
+.PHONY: venv test test-fast lint run benchmarks clean
 
 venv: $(STAMP)
 
@@ -17,12 +17,25 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) -c constraints.txt -e '.[dev,executorch]'
 	touch $(STAMP)
 
+# The import layers (pyproject's [tool.importlinter]) are checked on a view of the
+# installed layout: exporters/ and bench/ appear as mobattn/exporters and mobattn/bench.
+IMPORT_VIEW := $(VENV)/import-view
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	rm -rf $(IMPORT_VIEW) && mkdir -p $(IMPORT_VIEW)/mobattn
+	for f in mobattn/*; do ln -s "$(CURDIR)/$$f" $(IMPORT_VIEW)/mobattn/; done
+	ln -s "$(CURDIR)/exporters" $(IMPORT_VIEW)/mobattn/exporters
+	ln -s "$(CURDIR)/bench" $(IMPORT_VIEW)/mobattn/bench
+	cd $(IMPORT_VIEW) && PYTHONPATH=. $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml --no-cache
 
+# Everything, as CI runs it.
 test: venv lint
 	$(BIN)/python -m pytest -q
+
+# The fast subset for the edit loop (under a minute once .venv exists): no slow exports.
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # The main job on its defaults, in a few minutes on 2 cores: export, compare, tabulate, plot.
 run: venv
@@ -30,7 +43,7 @@ run: venv
 	$(BIN)/mobattn sweep --preset quick --results results/quick.jsonl
 	$(BIN)/mobattn table --models swiftformer_xs,swiftformer_s --backend onnxruntime --profile quick \
 		--results results/quick-models.jsonl
-	$(BIN)/mobattn report results/quick.jsonl results/quick-models.jsonl --out results/quick-report
+	$(BIN)/mobattn report results/quick.jsonl results/quick-models.jsonl --out results/quick-report --force
 
 # The published page: real sweeps on this machine (about an hour on 2 cores), resumable.
 benchmarks: venv
@@ -38,10 +51,10 @@ benchmarks: venv
 	$(BIN)/mobattn sweep --preset attention-scaling-executorch --results $(BENCH)/attention-scaling-executorch.jsonl
 	$(BIN)/mobattn table --backend onnxruntime,executorch,torch --results $(BENCH)/models.jsonl \
 		--out $(BENCH)/models.md --force
-	$(BIN)/python -m mobattn.bench.export_speed > $(BENCH)/export_speed.txt
-	$(BIN)/python -m mobattn.bench.fidelity > $(BENCH)/fidelity.txt
+	$(BIN)/python bench/scripts/export_speed.py > $(BENCH)/export_speed.txt
+	$(BIN)/python bench/scripts/fidelity.py > $(BENCH)/fidelity.txt
 	$(BIN)/mobattn report $(BENCH)/attention-scaling.jsonl $(BENCH)/attention-scaling-executorch.jsonl \
-		$(BENCH)/models.jsonl --out docs/benchmarks --page BENCHMARKS.md
+		$(BENCH)/models.jsonl --out docs/benchmarks --page BENCHMARKS.md --force
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache exports results/quick*
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache exports results/quick*

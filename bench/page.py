@@ -115,11 +115,11 @@ def page_text(
         "--results results/benchmarks/attention-scaling-executorch.jsonl",
         "mobattn table --backend onnxruntime,executorch,torch --results results/benchmarks/models.jsonl "
         "--out results/benchmarks/models.md --force",
-        "python -m mobattn.bench.export_speed > results/benchmarks/export_speed.txt",
-        "python -m mobattn.bench.fidelity > results/benchmarks/fidelity.txt",
+        "python bench/scripts/export_speed.py > results/benchmarks/export_speed.txt",
+        "python bench/scripts/fidelity.py > results/benchmarks/fidelity.txt",
         "mobattn report results/benchmarks/attention-scaling.jsonl "
         "results/benchmarks/attention-scaling-executorch.jsonl results/benchmarks/models.jsonl "
-        "--out docs/benchmarks --page BENCHMARKS.md",
+        "--out docs/benchmarks --page BENCHMARKS.md --force",
         "```",
         "",
         "## Machine",

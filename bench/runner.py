@@ -56,7 +56,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class _Failed(Exception):
+class _WorkerFailedError(Exception):
     def __init__(self, row: Row):
         super().__init__(row.reason)
         self.row = row
@@ -84,10 +84,10 @@ def _killed_row(config: BenchConfig, signum: int, maxrss_mb: float) -> Row:
 
 
 def _spawn(phase: str, config: BenchConfig, folder: Path, deadline: float) -> dict:
-    """Run one worker phase; its JSON answer, or raise _Failed with the row to record."""
+    """Run one worker phase; its JSON answer, or raise _WorkerFailedError with the row to record."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise _Failed(_timeout_row(config))
+        raise _WorkerFailedError(_timeout_row(config))
     proc = subprocess.Popen(
         [sys.executable, "-I", "-m", "mobattn.bench.worker", phase],
         stdin=subprocess.PIPE,
@@ -103,7 +103,7 @@ def _spawn(phase: str, config: BenchConfig, folder: Path, deadline: float) -> di
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
-        raise _Failed(_timeout_row(config)) from None
+        raise _WorkerFailedError(_timeout_row(config)) from None
     except BaseException:  # Ctrl-C: take the worker down with us
         proc.kill()
         proc.wait()
@@ -113,14 +113,14 @@ def _spawn(phase: str, config: BenchConfig, folder: Path, deadline: float) -> di
         if line.startswith("{"):
             answer = json.loads(line)
             if "row" in answer:
-                raise _Failed(Row.from_dict(answer["row"]))
+                raise _WorkerFailedError(Row.from_dict(answer["row"]))
             return answer
     if proc.returncode < 0:
-        raise _Failed(_killed_row(config, -proc.returncode, maxrss_mb))
+        raise _WorkerFailedError(_killed_row(config, -proc.returncode, maxrss_mb))
     row = base_row(config)
     tail = (err.strip().splitlines() or ["no output"])[-1][:300]
     row.reason = f"worker exited with {proc.returncode}: {tail}"
-    raise _Failed(row)
+    raise _WorkerFailedError(row)
 
 
 def _child_maxrss_mb() -> float:
@@ -143,7 +143,7 @@ def run_isolated(config: BenchConfig) -> Row:
         if config.kind != "file" and config.backend in ("onnxruntime", "executorch"):
             config.extra.update(_spawn("export", config, folder, deadline))
         return Row.from_dict(_spawn("measure", config, folder, deadline)["measured"])
-    except _Failed as failed:
+    except _WorkerFailedError as failed:
         return failed.row
     finally:
         shutil.rmtree(folder, ignore_errors=True)

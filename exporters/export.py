@@ -95,9 +95,9 @@ def export(
             agreement = facts.pop("validation")
             record.validation = agreement.to_dict() if agreement else {}
             if agreement is not None and not agreement.passed:
-                raise _OutsideTolerance(agreement)
+                raise _OutsideToleranceError(agreement)
             record.size_bytes = files.size_bytes(tmp)
-    except _OutsideTolerance as exc:
+    except _OutsideToleranceError as exc:
         record.status = "failed"
         record.reason = _tolerance_message(exc.agreement)
         return record
@@ -123,7 +123,7 @@ def _tolerance_message(a) -> str:
     return f"outputs differ from torch by {a.max_rel:.2e} relative ({bound}); nothing written"
 
 
-class _OutsideTolerance(Exception):
+class _OutsideToleranceError(Exception):
     def __init__(self, agreement):
         super().__init__("outside tolerance")
         self.agreement = agreement

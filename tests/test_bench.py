@@ -132,6 +132,7 @@ def test_power_law_fit_recovers_exponent():
 # --- isolation, limits, schema ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_isolated_rows_come_from_fresh_processes_and_carry_the_schema():
     rows = [run(quick(backend=b)) for b in ("torch", "onnxruntime")]
     for row in rows:
@@ -152,11 +153,13 @@ def test_in_process_run_has_the_same_schema():
     assert row.status == "ok" and row.pid == os.getpid() and ROW_KEYS <= set(row.to_dict())
 
 
+@pytest.mark.slow
 def test_time_limit_records_a_timeout_row():
     row = run(quick(attention="mhsa", dim=64, hw=[64, 64], profile="default", timeout_s=1.5))
     assert row.status == "timeout" and "1.5 s" in row.reason
 
 
+@pytest.mark.slow
 def test_out_of_memory_is_recorded_not_raised():
     """A child with a small address-space limit: MHSA's N x N scores do not fit."""
     row = run(quick(attention="mhsa", dim=256, hw=[96, 96], backend="torch", memory_limit_mb=64))
@@ -242,6 +245,7 @@ def test_parse_shard_and_bad_grid(tmp_path):
 # --- the bench command ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bench_command_json_rows(tmp_path, cli):
     results = tmp_path / "rows.jsonl"
     result = cli(
@@ -260,6 +264,7 @@ def test_bench_command_json_rows(tmp_path, cli):
     assert len(results.read_text().splitlines()) == 4
 
 
+@pytest.mark.slow
 def test_bench_an_onnx_file(tmp_path, cli):
     assert cli(f"export --attention eaa --dim 32 --hw 4x4 --out {tmp_path}").code == 0
     result = cli(f"bench {tmp_path / 'eaa-dim32-4x4.onnx'} --profile quick --json")

@@ -9,6 +9,7 @@ import mobattn
 from helpers import assert_one_line_error, join
 
 
+@pytest.mark.slow
 def test_version_and_module_entry_point():
     out = subprocess.run([sys.executable, "-m", "mobattn", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and mobattn.__version__ in out.stdout
@@ -75,6 +76,7 @@ def test_bad_input_is_one_line_and_exit_2(cli, args, fragments):
     assert_one_line_error(cli(f"{join(args)}"), *fragments)
 
 
+@pytest.mark.slow
 def test_bad_input_in_a_real_process_has_no_traceback():
     out = subprocess.run(
         [sys.executable, "-m", "mobattn", "info", "--model", "nope"], capture_output=True, text=True

@@ -64,6 +64,7 @@ def test_image_folder_orders_classes_like_imagefolder(folder):
     assert [label for _, label in samples] == [0, 0, 1, 1, 2, 2]
 
 
+@pytest.mark.slow
 def test_eval_command_and_artifact_agreement(tmp_path, folder, cli):
     weights = tmp_path / "xs.pth"
     torch.manual_seed(0)

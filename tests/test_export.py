@@ -55,6 +55,7 @@ def test_every_attention_to_onnx_matches_torch(tmp_path, name):
     assert record.validation["passed"] and record.validation["cosine"] > 0.99999
 
 
+@pytest.mark.slow
 def test_model_onnx_is_checked_simplified_and_labelled(xs_onnx):
     subject, record, model = xs_onnx
     onnx.checker.check_model(model, full_check=True)
@@ -87,6 +88,7 @@ def test_model_onnx_carries_no_unneeded_work(xs_onnx):
     assert len(outputs_1000) <= 1  # the two heads were merged into one
 
 
+@pytest.mark.slow
 def test_official_weights_round_trip_through_onnx(tmp_path, cli):
     meta, state_dict, x, y_ref = load_case(DATA / "model_swiftformer_xs.npz")
     ckpt = tmp_path / "official_xs.pth"
@@ -97,6 +99,7 @@ def test_official_weights_round_trip_through_onnx(tmp_path, cli):
     assert relative_error(torch.from_numpy(y), y_ref) < 1e-4
 
 
+@pytest.mark.slow
 def test_swap_exports_to_onnx_and_coreml(tmp_path, cli):
     result = cli(f"export --model swiftformer_xs --attention hilo --to onnx,coreml --out {tmp_path} --json")
     assert result.code == 0, result.err
@@ -108,6 +111,7 @@ def test_swap_exports_to_onnx_and_coreml(tmp_path, cli):
     ]
 
 
+@pytest.mark.slow
 def test_dynamic_onnx_runs_at_two_resolutions_and_batches(tmp_path):
     subject = model_subject("swiftformer_xs", attention="hilo")
     record = export(subject, "onnx", tmp_path, dynamic=True)
@@ -147,6 +151,7 @@ def spec_of(path):
     return coremltools().utils.load_spec(str(path))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ATTENTIONS)
 def test_every_attention_to_coreml_is_an_ml_program(tmp_path, name):
     subject = attention_subject(name, 64, (7, 7))
@@ -159,6 +164,7 @@ def test_every_attention_to_coreml_is_an_ml_program(tmp_path, name):
     assert record.op_histogram and record.op_count == sum(record.op_histogram.values())
 
 
+@pytest.mark.slow
 def test_model_to_coreml_with_metadata(tmp_path, cli):
     result = cli(f"export --model swiftformer_xs --to coreml --min-target iOS17 --out {tmp_path} --json")
     assert result.code == 0, result.err
@@ -175,6 +181,7 @@ def test_model_to_coreml_with_metadata(tmp_path, cli):
         assert "predictions need macOS" in record["details"]["predictions"]
 
 
+@pytest.mark.slow
 def test_image_input_folds_mean_and_std(tmp_path):
     subject = model_subject("swiftformer_xs")
     kind, wrapped = image_input(subject, subject.module)
@@ -190,6 +197,7 @@ def test_image_input_folds_mean_and_std(tmp_path):
     assert spec_of(record.path).description.input[0].type.WhichOneof("Type") == "imageType"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("compress", "op"), [("int8", "constexpr_affine_dequantize"), ("palettize4", "constexpr_lut_to_dense")]
 )

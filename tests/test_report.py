@@ -177,6 +177,7 @@ def test_latency_tables_only_for_widths_each_setting_measured():
     assert any("torch" in t and "dim 64" in t for t in titles)
 
 
+@pytest.mark.slow
 def test_table_reuses_only_rows_of_the_same_identity(cli, tmp_path):
     """Decoy rows of another precision, profile and machine are never taken for the
     asked setting: with only decoys the row is measured; with a matching row it is

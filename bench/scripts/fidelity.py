@@ -1,7 +1,9 @@
 """Benchmark (not a test): does mobattn's onnxruntime measurement agree with a bare
 onnxruntime loop on the same file, and what does the timer itself cost?
 
-    python -m mobattn.bench.fidelity [--model swiftformer_xs] [--threads 1] [--rounds 3]
+    python bench/scripts/fidelity.py [--model swiftformer_xs] [--threads 1] [--rounds 3]
+
+A script beside the package, not installed.
 
 Both are timed in this one run, alternating, so machine noise hits them alike; the
 medians should agree within 5%.
@@ -16,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mobattn.bench.timer import TimingPolicy, measure
 from mobattn.exporters import model_subject
 from mobattn.exporters.to_onnx import export_onnx, ort_session
-
-from .timer import TimingPolicy, measure
 
 
 def bare_loop_ms(session, feed, runs: int, warmup: int) -> float:

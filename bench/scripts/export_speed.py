@@ -2,7 +2,9 @@
 ``torch.onnx.export`` of a straightforward port of the official code, same weights,
 timed side by side under onnxruntime (CPU, batch 1).
 
-    python -m mobattn.bench.export_speed [--model swiftformer_s] [--threads 1] [--runs 300]
+    python bench/scripts/export_speed.py [--model swiftformer_s] [--threads 1] [--runs 300]
+
+A script beside the package, not installed (as timm keeps benchmark.py at its root).
 """
 
 from __future__ import annotations
@@ -17,12 +19,11 @@ import numpy as np
 import onnx
 import torch
 
+from mobattn.bench.measurement import Measurement
 from mobattn.exporters import model_subject
 from mobattn.exporters.silence import quiet
 from mobattn.exporters.to_onnx import export_onnx, ort_session
-
-from .measurement import Measurement
-from .official_swiftformer import official_swiftformer
+from official_swiftformer import official_swiftformer  # this folder, first on sys.path
 
 
 def plain_export(module: torch.nn.Module, x: torch.Tensor, path: Path) -> None:
