@@ -75,8 +75,14 @@ def _killed_row(config: BenchConfig, signum: int, maxrss_mb: float) -> Row:
     small worker killed by a user is never taken for an out-of-memory kill."""
     row = base_row(config)
     limit = config.memory_limit_mb or _memory_total_mb() / 4
+    crash = signum in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT)
     if signum == signal.SIGKILL and maxrss_mb >= 0.9 * limit:
         row.status, row.reason = "oom", f"worker killed by the kernel at {maxrss_mb:.0f} MiB (out of memory)"
+    elif crash and config.memory_limit_mb:
+        # native code that does not check a failed allocation crashes under an address-space limit
+        name = signal.Signals(signum).name
+        row.status = "oom"
+        row.reason = f"worker crashed ({name}) under its {config.memory_limit_mb} MiB memory limit"
     else:
         name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else signum
         row.reason = f"worker killed by {name} at {maxrss_mb:.0f} MiB (not by a mobattn limit)"

@@ -24,7 +24,7 @@ from mobattn.errors import MobattnError
 
 from . import memory
 from .backends import materialize, prepare
-from .config import BenchConfig
+from .config import BACKENDS, BenchConfig
 from .row import Row
 from .timer import TimingPolicy, measure
 
@@ -150,17 +150,23 @@ def _measure_into(row: Row, config: BenchConfig) -> None:
 
 
 def export_phase(config: BenchConfig) -> dict:
-    """Write the artifact the measure phase will load, inside this worker's limits."""
+    """Write the artifact the measure phase will load, inside this worker's limits.
+
+    The failure row and the exporter's modules are ready before the memory limit
+    applies, so the limit covers the export's own work and a failure can still be told."""
+    import importlib
+
+    row = base_row(config)
     try:
+        target = BACKENDS[config.backend].target
+        importlib.import_module(f"mobattn.exporters.to_{target}")
         if config.memory_limit_mb:
             memory.limit_address_space(config.memory_limit_mb)
         materialize(config, Path.cwd())
         return {k: config.extra[k] for k in ("artifact_path", "validation")}
     except MobattnError as exc:
-        row = base_row(config)
-        row.reason = str(exc)
+        row.reason = f"export: {exc}"
     except (Exception, MemoryError) as exc:
-        row = base_row(config)
         row.status, row.reason = classify_failure(exc)
         row.reason = f"export: {row.reason}"
     return {"row": row.to_dict()}

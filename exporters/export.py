@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from mobattn.environment import environment
 from mobattn.errors import MobattnError
 
@@ -117,6 +119,8 @@ def export(
 
 
 def _tolerance_message(a) -> str:
+    if not np.isfinite(a.max_rel):
+        return f"{a.note}; nothing written"
     if a.criterion == "cosine":
         return f"cosine similarity with torch {a.cosine:.4f} < {a.tolerance}; nothing written"
     bound = f"tolerance {a.tolerance:.0e}"

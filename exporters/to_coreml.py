@@ -213,7 +213,7 @@ def export_coreml(
         raise MobattnError(f"Core ML package failed its spec check: {'; '.join(problems)}")
     if can_predict():
         agreement = predict_and_compare(path, subject, "int8" if compress else precision, image)
-        agreement.note = "Core ML predictions on macOS"
+        agreement.add_note("Core ML predictions on macOS")
     else:
         agreement = None
     return {

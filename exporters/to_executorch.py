@@ -119,7 +119,7 @@ def validate_pte(path: Path, subject: Subject, precision: str) -> Agreement:
             references.append(subject.module(x).numpy())
         outputs.append(method.execute([x])[0].numpy())
     agreement = compare(outputs, references, precision)
-    agreement.note = "ExecuTorch runtime (XNNPACK) vs torch"
+    agreement.add_note("ExecuTorch runtime (XNNPACK) vs torch")
     return agreement
 
 

@@ -129,7 +129,7 @@ def validate_onnx(
             references.append(module(x).numpy())
         outputs.append(session.run(None, {subject.input_name: x.numpy()})[0])
     agreement = compare(outputs, references, precision)
-    agreement.note = "shapes: " + ", ".join("x".join(map(str, s)) for s in dict.fromkeys(shapes))
+    agreement.add_note("shapes: " + ", ".join("x".join(map(str, s)) for s in dict.fromkeys(shapes)))
     return agreement
 
 

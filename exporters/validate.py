@@ -25,20 +25,43 @@ class Agreement:
     note: str = ""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain JSON: a non-finite figure (a failed comparison) becomes null."""
+        return {
+            k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in asdict(self).items()
+        }
+
+    def add_note(self, text: str) -> None:
+        self.note = "; ".join(n for n in (self.note, text) if n)
 
 
 def compare(outputs: list[np.ndarray], references: list[np.ndarray], precision: str) -> Agreement:
-    """Worst case over several (output, reference) pairs, judged for ``precision``."""
-    max_abs = max_rel = 0.0
-    cosine = 1.0
+    """Worst case over several (output, reference) pairs, judged for ``precision``.
+
+    Non-finite values never pass: an output with NaN or inf where the reference is
+    finite fails (its error is inf), and a reference that is itself non-finite is
+    reported as such, since nothing can be validated against it.
+    """
+    errors, cosines, notes = [], [], []
     for out, ref in zip(outputs, references, strict=True):
         out, ref = np.asarray(out, np.float64).ravel(), np.asarray(ref, np.float64).ravel()
-        diff = float(np.abs(out - ref).max())
-        max_abs = max(max_abs, diff)
-        max_rel = max(max_rel, diff / max(float(np.abs(ref).max()), 1e-12))
+        if not np.isfinite(ref).all():
+            notes.append("the torch reference itself is not finite (NaN or inf in the weights or input)")
+            errors.append((np.inf, np.inf))
+            cosines.append(np.nan)
+            continue
+        if not np.isfinite(out).all():
+            bad = int((~np.isfinite(out)).sum())
+            notes.append(f"{bad} of {out.size} outputs are NaN or inf where torch's are finite")
+            errors.append((np.inf, np.inf))
+            cosines.append(np.nan)
+            continue
+        diff = float(np.abs(out - ref).max()) if out.size else 0.0
+        errors.append((diff, diff / max(float(np.abs(ref).max(initial=0.0)), 1e-12)))
         denom = float(np.linalg.norm(out) * np.linalg.norm(ref)) or 1.0
-        cosine = min(cosine, float(out @ ref) / denom)
+        cosines.append(float(out @ ref) / denom)
+    max_abs = max((e[0] for e in errors), default=0.0)
+    max_rel = max((e[1] for e in errors), default=0.0)
+    cosine = float(np.nan) if any(np.isnan(c) for c in cosines) else min(cosines, default=1.0)
     if precision in COSINE_FLOOR:
         tolerance = COSINE_FLOOR[precision]
         passed = bool(np.isfinite(cosine) and cosine >= tolerance)
@@ -50,7 +73,8 @@ def compare(outputs: list[np.ndarray], references: list[np.ndarray], precision: 
         max_rel,
         cosine,
         tolerance,
-        passed,
+        passed and not notes,
         len(outputs),
         criterion=("cosine" if precision in COSINE_FLOOR else "max_rel"),
+        note="; ".join(dict.fromkeys(notes)),
     )

@@ -160,7 +160,7 @@ def evaluate(
     if len(classes) > num_classes:
         raise MobattnError(f"--data has {len(classes)} classes but the model predicts {num_classes}")
     model = create_model(model_name, attention=attention, weights=weights, num_classes=num_classes).eval()
-    session = _artifact_session(artifact) if artifact else None
+    session = _artifact_session(artifact, model_name, attention or "eaa", resolution) if artifact else None
 
     def prepare(image):
         return preprocess(image, resolution, config.crop_pct, config.mean, config.std, config.interpolation)
@@ -192,7 +192,18 @@ def evaluate(
     )
 
 
-def _artifact_session(path: str):
+def check_artifact(path: str, model: str, attention: str | None, resolution: int | None) -> None:
+    """Refuse, before any image is read, an artifact that is not an export of this
+    model at this resolution."""
+    from mobattn.models import get_model_config
+
+    _artifact_session(path, model, attention or "eaa", resolution or get_model_config(model).input_size[-1])
+
+
+def _artifact_session(path: str, model: str, attention: str, resolution: int):
+    """An onnxruntime session for ``path``, refused in one line when the file is not an
+    export of ``model`` with ``attention`` taking ``resolution`` (its metadata and
+    input shape say what it is)."""
     import onnxruntime as ort
 
     file = Path(path)
@@ -201,9 +212,25 @@ def _artifact_session(path: str):
     if file.suffix != ".onnx":
         raise MobattnError(f"--artifact must be an .onnx file, got {file.name}")
     try:
-        return ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - any load failure is a bad artifact
         raise MobattnError(f"cannot load {file}: {str(exc).strip().splitlines()[0][:160]}") from None
+    meta = session.get_modelmeta().custom_metadata_map
+    if meta.get("model", model) != model or meta.get("attention", attention) != attention:
+        raise MobattnError(
+            f"{file} is an export of {meta.get('model')} with {meta.get('attention')}, "
+            f"not {model} with {attention}"
+        )
+    shape = session.get_inputs()[0].shape
+    if len(shape) != 4:
+        raise MobattnError(f"{file} takes {len(shape)}-d tokens, not images (an attention, not a model)")
+    fixed = [d for d in shape[2:] if isinstance(d, int)]
+    if fixed and fixed != [resolution] * len(fixed):
+        size = "x".join(str(d) for d in shape[2:])
+        raise MobattnError(
+            f"{file} takes {size} images; give --resolution {fixed[0]} (or export at {resolution})"
+        )
+    return session
 
 
 def _run_artifact(session, images: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ def command(
     """Top-1 and top-5 on an ImageFolder tree, with the model's own preprocessing;
     with --artifact, the export's accuracy and its agreement with torch."""
     from mobattn.bench.results import append_row_dict
-    from mobattn.evaluate import evaluate, image_folder
+    from mobattn.evaluate import check_artifact, evaluate, image_folder
 
     if weights is not None and not Path(weights).is_file():
         raise MobattnError(f"weights file not found: {weights}")
@@ -50,6 +50,8 @@ def command(
     if limit is not None:
         check_int(limit, "--limit", 1)
     samples, _ = image_folder(data)
+    if artifact:
+        check_artifact(artifact, model, attention, resolution)
     total = min(len(samples), limit) if limit else len(samples)
     progress, task = progress_bar("evaluating", total)
     with progress:

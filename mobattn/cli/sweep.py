@@ -55,18 +55,19 @@ def command(grid_file, preset, results, shard, no_isolate, dry_run, json_out) ->
             check_backend(backend, device)
     results_path = Path(results)
     configs = sweeps.shard(grid.configs(), index, count)
-    todo, skipped = sweeps.pending(configs, results_path)
-    err_console.print(
-        f"{len(configs)} configurations in shard {index}/{count}; {skipped} already in "
-        f"{results_path}, {len(todo)} to run"
-    )
     if dry_run:
+        todo, _ = sweeps.pending(configs, results_path)
         if json_out:
             return print_json([asdict(c) for c in todo])
         for config in todo:
             console.print(config.label())
         return
-    with sweep_lock(results_path, f"{index}/{count}"):
+    with sweep_lock(results_path, f"{index}/{count}"):  # pending is read under the lock
+        todo, skipped = sweeps.pending(configs, results_path)
+        err_console.print(
+            f"{len(configs)} configurations in shard {index}/{count}; {skipped} already in "
+            f"{results_path}, {len(todo)} to run"
+        )
         measure_with_progress(todo, isolate=not no_isolate, results=results_path, title="sweep")
     print_sweep_summary(results_path, json_out, sharded=count > 1)
 

@@ -19,7 +19,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise MobattnError(f"weights file not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, which would run the file's code
+        raise MobattnError(
+            f"cannot read weights {path}: it holds Python objects beyond tensors, which mobattn "
+            "never unpickles; save a plain state_dict (torch.save(model.state_dict(), path))"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MobattnError(f"cannot read weights {path}: {first_line}") from None
     if isinstance(obj, dict):
