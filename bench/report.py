@@ -100,7 +100,8 @@ def _plot_vs_tokens(rows, settings, value, ylabel, title, stem, exponents=None) 
             title=f"{backend} {device}, {threads} thread{'s' if threads > 1 else ''}, {precision}, batch 1",
         )
         _log_axes(ax)
-        ax.legend(fontsize=7, ncol=2)
+        if ax.get_lines():  # a setting whose every configuration failed has no line to label
+            ax.legend(fontsize=7, ncol=2)
     fig.suptitle(title)
     return _save(fig, stem)
 

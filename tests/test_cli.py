@@ -83,3 +83,19 @@ def test_bad_input_in_a_real_process_has_no_traceback():
     )
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_readme_table_of_targets_is_the_one_the_cli_reads():
+    from pathlib import Path
+
+    from mobattn.exporters.formats import markdown_table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert markdown_table() in readme
+
+
+def test_list_targets_and_backends_json(cli):
+    targets = cli("list targets --json")
+    assert [t["name"] for t in targets.json()] == ["onnx", "coreml", "executorch"]
+    backends = cli("list backends --json")
+    assert {b["name"] for b in backends.json()} == {"torch", "onnxruntime", "executorch"}

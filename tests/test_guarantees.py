@@ -358,3 +358,50 @@ def test_results_rows_are_plain_json_objects(tmp_path):
     path = tmp_path / "r.jsonl"
     append_row(path, ok_row())
     assert isinstance(json.loads(path.read_text()), dict)
+
+
+def test_table_reads_accuracy_before_measuring(tmp_path, cli):
+    accuracy = tmp_path / "acc.jsonl"
+    accuracy.write_text("not json\n{}\n")
+    results = tmp_path / "r.jsonl"
+    command = f"table --models swiftformer_xs --results {results} --accuracy {accuracy}"
+    assert_one_line_error(cli(command), "acc.jsonl:1")
+    assert not results.exists()  # nothing was measured
+
+
+@pytest.mark.slow
+def test_a_worker_dies_with_its_parent(tmp_path):
+    """SIGKILL the measuring process: its worker must not run on."""
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "from mobattn.bench.runner import run\n"
+        "from mobattn.bench.config import BenchConfig\n"
+        "run(BenchConfig(kind='attention', attention='mhsa', dim=64, hw=[64, 64], timeout_s=600))\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
+    worker = None
+    for _ in range(200):
+        time.sleep(0.1)
+        children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+        pids = children.read_text().split() if children.exists() else []
+        if pids:
+            worker = int(pids[0])
+            break
+    assert worker is not None
+    parent.kill()
+    parent.wait()
+    for _ in range(50):
+        if not Path(f"/proc/{worker}").exists() or "Z" in _state(worker):
+            break
+        time.sleep(0.1)
+    assert not Path(f"/proc/{worker}").exists() or "Z" in _state(worker)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
