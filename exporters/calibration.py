@@ -12,17 +12,17 @@ from .subject import Subject
 MAX_CALIBRATION_IMAGES = 64
 
 
-def calibration_images(subject: Subject, folder: str) -> list[np.ndarray]:
+def calibration_images(subject: Subject, folder: str, option: str = "--calibration") -> list[np.ndarray]:
     """Up to 64 images of ``folder`` (root/<class>/<image>), preprocessed as the model
-    expects, for int8 calibration."""
+    expects, for int8 calibration or validation (errors name ``option``)."""
     from mobattn.evaluate import image_folder, load_image, preprocess
     from mobattn.models import get_model_config
 
     if not subject.is_model:
-        raise MobattnError("--calibration takes images, so it needs --model (a bare attention takes tokens)")
+        raise MobattnError(f"{option} takes images, so it needs --model (a bare attention takes tokens)")
     config = get_model_config(subject.model)
     h = subject.input_shape[2]
-    samples, _ = image_folder(folder, option="--calibration")
+    samples, _ = image_folder(folder, option=option)
     return [
         preprocess(load_image(path), h, config.crop_pct, config.mean, config.std, config.interpolation)
         for path, _ in samples[:MAX_CALIBRATION_IMAGES]

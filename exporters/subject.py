@@ -3,6 +3,7 @@ facts the artifact's name and metadata need."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -12,6 +13,17 @@ import mobattn
 from mobattn.describe import default_attention_kwargs
 from mobattn.errors import MobattnError
 from mobattn.models import get_model_config
+
+INIT_SEED = 0
+
+
+@contextlib.contextmanager
+def seeded(seed: int = INIT_SEED):
+    """Random initialisation from a fixed seed, without touching the caller's RNG: an
+    export of random weights can be rebuilt (``mobattn validate`` does) and compared."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 class TokenMixerGraph(nn.Module):
@@ -69,7 +81,8 @@ def model_subject(
 ) -> Subject:
     if batch <= 0:
         raise MobattnError(f"--batch must be positive, got {batch}")
-    module = mobattn.create_model(name, attention=attention, weights=weights).eval()
+    with seeded():
+        module = mobattn.create_model(name, attention=attention, weights=weights).eval()
     config = get_model_config(name)
     h, w = resolution
     size = str(h) if h == w else f"{h}x{w}"
@@ -81,7 +94,7 @@ def model_subject(
         "std": ",".join(map(str, config.std)),
         "crop_pct": str(config.crop_pct),
         "interpolation": config.interpolation,
-        "weights": "local checkpoint" if weights else "random init",
+        "weights": "local checkpoint" if weights else f"random init (seed {INIT_SEED})",
     }
     return Subject(
         module=module,
@@ -104,7 +117,8 @@ def attention_subject(
         if value <= 0:
             raise MobattnError(f"{option} must be positive, got {value}")
     kwargs = default_attention_kwargs(name, dim, heads)
-    mixer = mobattn.create_attention(name, dim, **kwargs).eval()
+    with seeded():
+        mixer = mobattn.create_attention(name, dim, **kwargs).eval()
     settings = ",".join(f"{k}={v}" for k, v in kwargs.items())
     return Subject(
         module=TokenMixerGraph(mixer, hw).eval(),
@@ -114,5 +128,11 @@ def attention_subject(
         size=f"dim{dim}-{hw[0]}x{hw[1]}",
         input_name="tokens",
         output_name="tokens_out",
-        metadata={"attention": name, "dim": str(dim), "hw": f"{hw[0]}x{hw[1]}", "settings": settings},
+        metadata={
+            "attention": name,
+            "dim": str(dim),
+            "hw": f"{hw[0]}x{hw[1]}",
+            "settings": settings,
+            "weights": f"random init (seed {INIT_SEED})",
+        },
     )

@@ -2,14 +2,14 @@
 
 Conversion goes through ``torch.export`` (coremltools' supported path for new
 PyTorch; its TorchScript frontend fails on this torch's shape arithmetic). Weight
-compression uses coremltools' optimize API. On Linux, Core ML cannot run a model, so
-validation checks the saved package as a spec (ML Program, input and output names and
-shapes) and reports its op histogram; on macOS, predictions are compared with torch.
+compression uses coremltools' optimize API. Every package is checked as a spec (ML
+Program, input and output names and shapes) and executed against torch: by Core ML on
+macOS, by mobattn's reference executor for ML Programs elsewhere (``coreml_reference``).
 """
 
 from __future__ import annotations
 
-import platform
+import shutil
 import sys
 import time
 from collections import Counter
@@ -25,7 +25,7 @@ from mobattn.errors import MobattnError
 from .fold import fold_for_inference
 from .silence import quiet
 from .subject import Subject
-from .validate import Agreement, compare
+from .validate import Agreement, agreement_on
 
 TARGETS = ("iOS16", "iOS17", "iOS18", "iOS26")
 DEFAULT_MIN_TARGET = "iOS16"
@@ -111,6 +111,37 @@ def op_histogram(spec) -> dict[str, int]:
     return dict(Counter(op.type for op in _main_block(spec).operations if op.type != "const").most_common())
 
 
+PACKAGE_ENTRIES = {"Manifest.json", "Data"}
+
+
+def _remove_side_files(path: Path) -> None:
+    """Keep only what an .mlpackage holds (Manifest.json and Data/): the converter leaves
+    ExecuTorch's ``executorch_debug_handle_mapping.json`` beside them, which no Core ML
+    tool reads and which would ship inside an app."""
+    for entry in path.iterdir():
+        if entry.name not in PACKAGE_ENTRIES:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def fp16_subnormals(path: Path) -> dict | None:
+    """Small fp16 constants that are subnormal (0 < |v| < 6.1e-5), e.g. F.normalize's
+    1e-12 epsilon, stored as 5.96e-8: what hardware that flushes subnormals to zero would
+    change (the reference executor keeps them, as IEEE fp16 does)."""
+    from .coreml_reference import load_program
+
+    _, program = load_program(path)
+    names, values = [], set()
+    for op in program.functions["main"].operations:
+        value = op.outputs[0].val if op.op_type == "const" else None
+        if isinstance(value, np.ndarray | np.floating) and np.asarray(value).dtype == np.float16:
+            array = np.abs(np.asarray(value, np.float32)).ravel()
+            tiny = array[(array > 0) & (array < np.finfo(np.float16).tiny)]
+            if array.size <= 16 and tiny.size:
+                names.append(op.outputs[0].name)
+                values.update(float(v) for v in tiny)
+    return {"count": len(names), "values": sorted(values), "first": names[0]} if names else None
+
+
 def check_spec(path: Path, subject: Subject, image: bool) -> tuple[dict, list[str]]:
     """Load the saved package as a spec; return (op histogram, problems)."""
     ct = coremltools()
@@ -135,29 +166,76 @@ def check_spec(path: Path, subject: Subject, image: bool) -> tuple[dict, list[st
     return op_histogram(spec), problems
 
 
-def predict_and_compare(path: Path, subject: Subject, precision: str, image: bool) -> Agreement:
-    """macOS only: Core ML predictions against torch."""
-    ct = coremltools()
-    mlmodel = ct.models.MLModel(str(path))
-    outputs, references = [], []
-    for seed in range(3):
-        if image:
+def to_pixels(x: torch.Tensor, subject: Subject) -> np.ndarray:
+    """The 0..255 RGB image (C, H, W, float) whose normalisation is ``x``: what an image
+    input takes."""
+    mean = torch.tensor(subject.mean)[:, None, None]
+    std = torch.tensor(subject.std)[:, None, None]
+    return ((x[0] * std + mean) * 255).numpy().astype(np.float32)
+
+
+def random_images(subject: Subject, count: int = 3) -> list[torch.Tensor]:
+    """Random RGB images (whole pixel values), normalised as the model expects."""
+    h, w = subject.input_shape[2], subject.input_shape[3]
+    images = []
+    for seed in range(count):
+        pixels = np.random.default_rng(seed).integers(0, 256, (3, h, w)).astype(np.float32)
+        mean = torch.tensor(subject.mean)[:, None, None]
+        std = torch.tensor(subject.std)[:, None, None]
+        images.append(((torch.from_numpy(pixels) / 255 - mean) / std)[None])
+    return images
+
+
+def validate_coreml(
+    path: Path, subject: Subject, criterion: str, image: bool, inputs: list[torch.Tensor] | None = None
+) -> Agreement:
+    """Run the package against torch: in Core ML on macOS, in the reference executor for
+    ML Programs elsewhere (:mod:`.coreml_reference`). An op without a reference kernel
+    makes the artifact unvalidated, never passed."""
+    from .coreml_reference import ReferenceExecutor
+
+    if inputs is None:
+        inputs = random_images(subject) if image else [subject.example_input(seed=100 + i) for i in range(3)]
+    if can_predict():
+        mlmodel = coremltools().models.MLModel(str(path))
+        executor = "coreml"
+
+        def run(x: torch.Tensor):
             from PIL import Image
 
-            rng = np.random.default_rng(seed)
-            pixels = rng.integers(0, 256, (subject.input_shape[2], subject.input_shape[3], 3), dtype=np.uint8)
-            x = (
-                torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
-                - torch.tensor(subject.mean)[:, None, None]
-            ) / torch.tensor(subject.std)[:, None, None]
-            feed = {subject.input_name: Image.fromarray(pixels)}
-        else:
-            x = subject.example_input(seed=100 + seed)
-            feed = {subject.input_name: x.numpy()}
-        with torch.no_grad():
-            references.append(subject.module(x).numpy())
-        outputs.append(mlmodel.predict(feed)[subject.output_name])
-    return compare(outputs, references, precision)
+            feed = (
+                Image.fromarray(to_pixels(x, subject).round().astype(np.uint8).transpose(1, 2, 0))
+                if image
+                else x.numpy()
+            )
+            return mlmodel.predict({subject.input_name: feed})[subject.output_name]
+    else:
+        reference = ReferenceExecutor(path)
+        missing = reference.missing_kernels()
+        if missing:
+            raise Unvalidated(f"unvalidated: no reference kernel for {', '.join(missing)}")
+        executor = "reference"
+
+        def run(x: torch.Tensor):
+            feed = to_pixels(x, subject)[None] if image else x.numpy()
+            return reference.predict({subject.input_name: feed})[subject.output_name]
+
+    agreement = agreement_on(run, subject.module, inputs, criterion, executor)
+    agreement.add_note(
+        "Core ML predictions on macOS" if can_predict() else "mobattn's ML Program reference executor"
+    )
+    return agreement
+
+
+class Unvalidated(Exception):  # noqa: N818 - a verdict, not an error
+    """The package could not be executed here: no verdict, and never a pass."""
+
+
+def criterion_for(precision: str, compress: str | None) -> str:
+    """The validation criterion's key (see validate.TOLERANCE / COSINE_FLOOR)."""
+    if compress:
+        return f"coreml-{compress}"
+    return "fp32" if precision == "fp32" else "coreml-fp16"
 
 
 def check_options(
@@ -208,14 +286,15 @@ def export_coreml(
     with quiet():
         mlmodel.save(str(path))
     seconds = time.perf_counter() - start
+    _remove_side_files(path)
     histogram, problems = check_spec(path, subject, image)
     if problems:
         raise MobattnError(f"Core ML package failed its spec check: {'; '.join(problems)}")
-    if can_predict():
-        agreement = predict_and_compare(path, subject, "int8" if compress else precision, image)
-        agreement.add_note("Core ML predictions on macOS")
-    else:
-        agreement = None
+    unvalidated = None
+    try:
+        agreement = validate_coreml(path, subject, criterion_for(precision, compress), image)
+    except Unvalidated as exc:
+        agreement, unvalidated = None, str(exc)
     return {
         "seconds": seconds,
         "op_histogram": histogram,
@@ -226,8 +305,8 @@ def export_coreml(
             "image_input": image,
             "compression": compress,
             "spec_check": "ML Program; input/output names and shapes as expected",
-            "predictions": "compared with torch"
-            if can_predict()
-            else f"spec checked; predictions need macOS (this is {platform.system()})",
+            "executor": "coreml" if can_predict() else "reference",
+            **({"unvalidated": unvalidated} if unvalidated else {}),
+            **({"fp16_subnormal_constants": subnormal} if (subnormal := fp16_subnormals(path)) else {}),
         },
     }

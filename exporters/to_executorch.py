@@ -25,7 +25,7 @@ from mobattn.errors import MobattnError
 from .fold import fold_for_inference
 from .silence import quiet, quiet_native_stderr
 from .subject import Subject
-from .validate import Agreement, compare
+from .validate import Agreement, agreement_on
 
 INSTALL_HINT = "ExecuTorch is not installed: pip install 'mobattn[executorch]' (or: pip install executorch)"
 CALIBRATION_INPUTS = 8
@@ -110,15 +110,15 @@ def input_shape(method) -> tuple[tuple[int, ...], torch.dtype]:
     return tuple(meta.sizes()), dtypes.get(int(meta.dtype()), torch.float32)
 
 
-def validate_pte(path: Path, subject: Subject, precision: str) -> Agreement:
+def validate_pte(
+    path: Path, subject: Subject, precision: str, inputs: list[torch.Tensor] | None = None
+) -> Agreement:
+    """ExecuTorch's runtime against torch on random inputs (or ``inputs``)."""
     method = load_method(path)
-    outputs, references = [], []
-    for seed in range(3):
-        x = subject.example_input(seed=100 + seed)
-        with torch.no_grad():
-            references.append(subject.module(x).numpy())
-        outputs.append(method.execute([x])[0].numpy())
-    agreement = compare(outputs, references, precision)
+    inputs = inputs or [subject.example_input(seed=100 + seed) for seed in range(3)]
+    agreement = agreement_on(
+        lambda x: method.execute([x])[0].numpy(), subject.module, inputs, precision, "executorch"
+    )
     agreement.add_note("ExecuTorch runtime (XNNPACK) vs torch")
     return agreement
 

@@ -25,7 +25,7 @@ from mobattn.errors import MobattnError
 from .fold import fold_for_inference
 from .silence import quiet
 from .subject import Subject
-from .validate import Agreement, compare
+from .validate import Agreement, agreement_on
 
 DEFAULT_OPSET = 20
 VALIDATION_INPUTS = 3
@@ -115,21 +115,26 @@ def ort_session(path: Path, threads: int = 1, providers: list[str] | None = None
 
 
 def validate_onnx(
-    path: Path, module: torch.nn.Module, subject: Subject, precision: str, dynamic: bool
+    path: Path,
+    module: torch.nn.Module,
+    subject: Subject,
+    precision: str,
+    dynamic: bool = False,
+    inputs: list[torch.Tensor] | None = None,
 ) -> Agreement:
     """onnxruntime against torch on random inputs (and, if dynamic, a second shape)."""
     session = ort_session(path)
-    shapes = [subject.input_shape] * VALIDATION_INPUTS
-    if dynamic:
-        shapes.append(second_input_shape(subject))
-    outputs, references = [], []
-    for seed, shape in enumerate(shapes):
-        x = subject.example_input(seed=100 + seed, shape=shape)
-        with torch.no_grad():
-            references.append(module(x).numpy())
-        outputs.append(session.run(None, {subject.input_name: x.numpy()})[0])
-    agreement = compare(outputs, references, precision)
-    agreement.add_note("shapes: " + ", ".join("x".join(map(str, s)) for s in dict.fromkeys(shapes)))
+    if inputs is None:
+        shapes = [subject.input_shape] * VALIDATION_INPUTS
+        if dynamic:
+            shapes.append(second_input_shape(subject))
+        inputs = [subject.example_input(seed=100 + seed, shape=shape) for seed, shape in enumerate(shapes)]
+    name = session.get_inputs()[0].name
+    agreement = agreement_on(
+        lambda x: session.run(None, {name: x.numpy()})[0], module, inputs, precision, "onnxruntime"
+    )
+    shapes = dict.fromkeys(tuple(x.shape) for x in inputs)
+    agreement.add_note("shapes: " + ", ".join("x".join(map(str, s)) for s in shapes))
     return agreement
 
 

@@ -177,8 +177,15 @@ def test_model_to_coreml_with_metadata(tmp_path, cli):
         meta["model"] == "swiftformer_xs" and meta["attention"] == "eaa" and meta["resolution"] == "224x224"
     )
     assert spec.specificationVersion >= 8  # iOS17
-    if sys.platform != "darwin":
-        assert "predictions need macOS" in record["details"]["predictions"]
+    validation = record["validation"]  # executed: by Core ML on macOS, the reference executor elsewhere
+    assert validation["passed"] and validation["executor"] == (
+        "coreml" if sys.platform == "darwin" else "reference"
+    )
+    assert (
+        validation["criterion"] == "cosine"
+        and validation["cosine"] >= 0.999
+        and validation["top1_agreement"] == 1
+    )
 
 
 @pytest.mark.slow
@@ -209,6 +216,7 @@ def test_coreml_weight_compression(tmp_path, compress, op):
     assert small.path.endswith(f"mhsa-dim64-7x7-{compress}.mlpackage")
     assert small.op_histogram.get(op, 0) >= 2
     assert small.size_bytes < plain.size_bytes
+    assert small.validation["passed"] and small.validation["executor"] in ("reference", "coreml")
 
 
 @pytest.mark.skipif(sys.platform != "darwin", reason="Core ML predictions run on macOS only")

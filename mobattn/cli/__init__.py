@@ -25,6 +25,7 @@ COMMANDS = {
     "list": "list_cmd",
     "info": "info",
     "export": "export",
+    "validate": "validate",
     "bench": "bench",
     "sweep": "sweep",
     "merge": "merge",
