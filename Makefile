@@ -53,6 +53,7 @@ benchmarks: venv
 		--out $(BENCH)/models.md --force
 	$(BIN)/python bench/scripts/export_speed.py > $(BENCH)/export_speed.txt
 	$(BIN)/python bench/scripts/fidelity.py > $(BENCH)/fidelity.txt
+	$(BIN)/python bench/scripts/coreml_agreement.py > $(BENCH)/coreml_agreement.md
 	$(BIN)/mobattn report $(BENCH)/attention-scaling.jsonl $(BENCH)/attention-scaling-executorch.jsonl \
 		$(BENCH)/models.jsonl --out docs/benchmarks --page BENCHMARKS.md --force
 

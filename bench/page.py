@@ -12,6 +12,7 @@ from .row import Row
 from .table import build_rows, render
 
 NOTES = ("export_speed.txt", "fidelity.txt")  # benchmark outputs shown verbatim when present
+SECTIONS = {"coreml_agreement.md": "Core ML exports, executed"}  # markdown outputs shown as sections
 FINDINGS = "findings.md"  # the reading of these numbers, written by whoever ran them, shown first
 
 
@@ -117,6 +118,7 @@ def page_text(
         "--out results/benchmarks/models.md --force",
         "python bench/scripts/export_speed.py > results/benchmarks/export_speed.txt",
         "python bench/scripts/fidelity.py > results/benchmarks/fidelity.txt",
+        "python bench/scripts/coreml_agreement.py > results/benchmarks/coreml_agreement.md",
         "mobattn report results/benchmarks/attention-scaling.jsonl "
         "results/benchmarks/attention-scaling-executorch.jsonl results/benchmarks/models.jsonl "
         "--out docs/benchmarks --page BENCHMARKS.md --force",
@@ -132,6 +134,10 @@ def page_text(
         "",
         *sections,
     ]
+    for name, title in SECTIONS.items():
+        section = next((f.read_text().strip() for s in sources if (f := s.parent / name).exists()), "")
+        if section:
+            text += [f"## {title}", "", section, ""]
     if notes:
         text += ["## Measurement checks", ""] + [f"```\n{n}\n```" for n in notes]
     return "\n".join(text).rstrip() + "\n"

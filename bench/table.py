@@ -24,25 +24,47 @@ class TableRow:
     peak_mb: float | None = None
     top1: float | None = None
     accuracy_source: str = "n/a"
+    untrusted_eval: str = ""  # a measurement that may not replace the figure above, with why
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def _evals_of(model: str, attention: str, resolution: int, evals: list[dict]) -> list[dict]:
+    """``mobattn eval`` results of the torch model (not of an artifact) at this setting,
+    newest last; records without a numeric top-1 are ignored."""
+    return [
+        row
+        for row in evals
+        if (row.get("model"), row.get("attention"), row.get("resolution")) == (model, attention, resolution)
+        and row.get("artifact") is None
+        and isinstance(row.get("top1"), int | float)
+    ]
+
+
 def accuracy_for(model: str, attention: str, resolution: int, evals: list[dict]) -> tuple[float | None, str]:
-    """In order: top-1 measured with ``mobattn eval``; the published top-1 of the
-    official model (EAA at its published resolution); else n/a (untrained variants)."""
-    for row in reversed(evals):
-        if (row.get("model"), row.get("attention"), row.get("resolution")) == (
-            model,
-            attention,
-            resolution,
-        ) and (row.get("artifact") is None):
-            return row["top1"], f"mobattn eval ({row['images']} images, {row.get('weights') or 'weights'})"
+    """In order: a trusted top-1 measured with ``mobattn eval`` (named dataset, the
+    model's classes, trained weights, enough images: ``evaluate.caveats_of``); the
+    published top-1 of the official model (EAA at its published resolution); else n/a.
+    An untrusted measurement never replaces a published figure (see :func:`untrusted_for`)."""
+    for row in reversed(_evals_of(model, attention, resolution, evals)):
+        if row.get("trusted") is True:
+            return row[
+                "top1"
+            ], f"mobattn eval ({row.get('dataset')}, {row.get('images')} images, {row.get('weights')})"
     published = get_model_config(model).published
     if published and attention == "eaa" and resolution == get_model_config(model).input_size[-1]:
         return published.top1, f"published ({published.source.split(' (')[0]})"
     return None, "n/a (no trained weights for this variant)"
+
+
+def untrusted_for(model: str, attention: str, resolution: int, evals: list[dict]) -> str:
+    """The newest untrusted measurement, with its caveats, for its own column."""
+    for row in reversed(_evals_of(model, attention, resolution, evals)):
+        if row.get("trusted") is not True:
+            caveats = "; ".join(row.get("caveats") or ["recorded before mobattn judged evaluations"])
+            return f"{row['top1']:.1f} ({caveats})"
+    return ""
 
 
 def build_rows(bench_rows: list[Row], evals: list[dict], backends: list[str]) -> list[TableRow]:
@@ -75,6 +97,7 @@ def build_rows(bench_rows: list[Row], evals: list[dict], backends: list[str]) ->
                 peak_mb=max((r.peak_rss_mb for r in rows if r.peak_rss_mb is not None), default=None),
                 top1=top1,
                 accuracy_source=source,
+                untrusted_eval=untrusted_for(model, attention, res, evals),
             )
         )
     return table
@@ -84,7 +107,12 @@ def _columns(backends: list[str]) -> list[str]:
     cols = ["model", "attention", "precision", "params (M)", "GMACs", "resolution"]
     for b in backends:
         cols += [f"{b} median (ms)", f"{b} p90 (ms)"]
-    return cols + ["peak memory (MB, max over backends)", "top-1 (%)", "accuracy source"]
+    return cols + [
+        "peak memory (MB, max over backends)",
+        "top-1 (%)",
+        "accuracy source",
+        "untrusted eval (caveats)",
+    ]
 
 
 def _cells(row: TableRow, backends: list[str]) -> list[str]:
@@ -97,7 +125,7 @@ def _cells(row: TableRow, backends: list[str]) -> list[str]:
         lat = row.latency.get(b, {})
         noisy = " (noisy)" if lat.get("noisy") else ""
         cells += [f(lat.get("median_ms"), ".2f") + noisy, f(lat.get("p90_ms"), ".2f")]
-    return cells + [f(row.peak_mb, ".0f"), f(row.top1, ".1f"), row.accuracy_source]
+    return cells + [f(row.peak_mb, ".0f"), f(row.top1, ".1f"), row.accuracy_source, row.untrusted_eval or "-"]
 
 
 _TEX_SPECIAL = {

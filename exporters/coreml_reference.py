@@ -447,6 +447,16 @@ def _fill(shape, value=0.0):
     return torch.full(_ints(shape), float(value))
 
 
+def _classify(probabilities, classes):
+    """MIL's classify: the top class's label, and the probabilities (kept as an array in
+    the order of ``classes``; Core ML returns them as a label -> probability dictionary)."""
+    probabilities = np.asarray(probabilities, np.float32)
+    return np.array(classes[int(np.argmax(probabilities.ravel()))]), probabilities.reshape(1, -1)
+
+
+KERNELS["classify"] = _classify
+
+
 # ----- the program ---------------------------------------------------------------------------
 
 _NUMPY_DTYPES = {
@@ -543,6 +553,10 @@ class ReferenceExecutor:
         return {name: env[name] for name in self.output_names}
 
     def _run(self, op, env: dict[str, np.ndarray]) -> None:
+        if op.op_type == "classify":  # outputs a string and a dictionary, not tensors
+            label, probabilities = _classify(**{k: self._value(v, env) for k, v in op.inputs.items()})
+            env[op.outputs[0].name], env[op.outputs[1].name] = label, probabilities
+            return
         if op.op_type == "const" or op.op_type.startswith("constexpr_"):
             for out in op.outputs:
                 env[out.name] = self._constant(op, out)

@@ -76,8 +76,9 @@ def export(
     force: bool = False,
     **options,
 ) -> ExportRecord:
-    """Export ``subject`` to ``target``; the record's status is ``ok``, ``failed``
-    (outside tolerance: nothing kept) or ``error`` (the converter failed: nothing kept).
+    """Export ``subject`` to ``target``; the record's status is ``ok``, ``unvalidated``
+    (kept, but nothing here could execute it), ``failed`` (outside tolerance: nothing
+    kept) or ``error`` (the converter failed: nothing kept).
     User errors (bad options, an existing file without ``force``) raise MobattnError."""
     check_request(subject, target, precision, **options)
     precision = precision or TARGETS[target].default_precision
@@ -110,7 +111,9 @@ def export(
             f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         )
         return record
-    record.status = "ok"
+    # an artifact that could not be executed here is kept but never called validated
+    unvalidated = facts["details"].get("unvalidated")
+    record.status, record.reason = ("unvalidated", unvalidated) if unvalidated else ("ok", "")
     record.seconds = round(facts["seconds"], 2)
     record.op_count = facts["op_count"]
     record.op_histogram = facts["op_histogram"]

@@ -11,7 +11,7 @@ class ExportRecord:
     path: str
     subject: dict  # model / attention / size / input shape
     precision: str
-    status: str  # ok | failed (validation) | error
+    status: str  # ok | unvalidated (kept, not executed) | failed (validation) | error
     seconds: float = 0.0
     size_bytes: int = 0
     op_count: int = 0

@@ -9,6 +9,7 @@ macOS, by mobattn's reference executor for ML Programs elsewhere (``coreml_refer
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -21,6 +22,7 @@ from torch import nn
 
 from mobattn import __version__
 from mobattn.errors import MobattnError
+from mobattn.models import get_model_config, imagenet_classes
 
 from .fold import fold_for_inference
 from .silence import quiet
@@ -76,6 +78,30 @@ def image_input(subject: Subject, module: nn.Module):
     return kind, ChannelScale(tuple(avg / s for s in subject.std), module).eval()
 
 
+class Probabilities(nn.Module):
+    """Softmax over the model's logits: an app's image classifier reports probabilities."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.module(x), dim=1)
+
+
+# coremltools names the probabilities output after the label output
+LABEL_OUTPUT, PROBABILITIES_OUTPUT = "classLabel", "classLabel_probs"
+
+
+def is_classifier(subject: Subject, image: bool) -> bool:
+    """Image-input exports of ImageNet-1k models become Core ML classifiers (class labels,
+    probabilities, the top class), the form Xcode previews and Vision consumes; tensor-input
+    exports keep raw logits for numerical work."""
+    return (
+        image and subject.is_model and get_model_config(subject.model).num_classes == len(imagenet_classes())
+    )
+
+
 def _compress(mlmodel, compress: str):
     import coremltools.optimize.coreml as cto
 
@@ -88,18 +114,63 @@ def _compress(mlmodel, compress: str):
     return cto.palettize_weights(mlmodel, cto.OptimizationConfig(global_config=op_config))
 
 
-def _metadata(mlmodel, subject: Subject, precision: str, compress: str | None, target: str) -> None:
+def _metadata(
+    mlmodel,
+    subject: Subject,
+    precision: str,
+    compress: str | None,
+    target: str,
+    image: bool,
+    classifier: bool,
+) -> None:
+    """What an iOS developer reads in Xcode: author, license, descriptions of every input
+    and output, the preview type, and whether normalisation is still the app's job."""
     mlmodel.author = "mobattn"
+    mlmodel.license = LICENSE
     mlmodel.version = __version__
     mlmodel.short_description = f"{subject.stem()} exported by mobattn {__version__}"
+    h, w = subject.input_shape[-2:] if subject.is_model else (None, None)
+    if image:
+        mlmodel.input_description[subject.input_name] = (
+            f"RGB image, {h}x{w}; normalisation is inside the model"
+        )
+    elif subject.is_model:
+        mlmodel.input_description[subject.input_name] = (
+            f"Float image tensor 1x3x{h}x{w}, normalised with the mean and std in the metadata"
+        )
+    else:
+        mlmodel.input_description[subject.input_name] = "Tokens (batch, H*W, channels)"
+    if classifier:
+        mlmodel.output_description[LABEL_OUTPUT] = "The most probable ImageNet-1k class"
+        mlmodel.output_description[PROBABILITIES_OUTPUT] = "Probability of each ImageNet-1k class"
+    else:
+        mlmodel.output_description[subject.output_name] = "Logits" if subject.is_model else "Mixed tokens"
     meta = {
         **subject.metadata,
         "precision": precision,
         "compression": compress or "none",
         "min_target": target,
+        "normalization": "folded into the image input: pass raw RGB" if image else "apply mean/std below",
     }
+    if image:  # an app must not normalise twice
+        meta.pop("mean", None)
+        meta.pop("std", None)
+    if classifier:
+        meta["com.apple.coreml.model.preview.type"] = "imageClassifier"
     for key, value in meta.items():
         mlmodel.user_defined_metadata[key] = str(value)
+
+
+LICENSE = "MIT (mobattn); weights: see the checkpoint's own license (random init if none given)"
+
+
+def _readable(path: Path) -> None:
+    """coremltools writes model.mlmodel 0600 and folders 0700; a package is shared with
+    Xcode and a build system, so make it readable like any file this process writes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for entry in [path, *path.rglob("*")]:
+        entry.chmod((0o777 if entry.is_dir() else 0o666) & ~umask)
 
 
 def _main_block(spec):
@@ -161,8 +232,11 @@ def check_spec(path: Path, subject: Subject, image: bool) -> tuple[dict, list[st
                 problems.append(f"image input is {kind.WhichOneof('Type')} {got}")
         elif tuple(kind.multiArrayType.shape) != tuple(subject.input_shape):
             problems.append(f"input shape {tuple(kind.multiArrayType.shape)} != {subject.input_shape}")
-    if outputs != [subject.output_name]:
-        problems.append(f"outputs {outputs} != ['{subject.output_name}']")
+    expected = (
+        [LABEL_OUTPUT, PROBABILITIES_OUTPUT] if is_classifier(subject, image) else [subject.output_name]
+    )
+    if sorted(outputs) != sorted(expected):
+        problems.append(f"outputs {outputs} != {expected}")
     return op_histogram(spec), problems
 
 
@@ -196,6 +270,10 @@ def validate_coreml(
 
     if inputs is None:
         inputs = random_images(subject) if image else [subject.example_input(seed=100 + i) for i in range(3)]
+    classifier = is_classifier(subject, image)
+    output = PROBABILITIES_OUTPUT if classifier else subject.output_name
+    reference_module = Probabilities(subject.module).eval() if classifier else subject.module
+    labels = imagenet_classes() if classifier else None
     if can_predict():
         mlmodel = coremltools().models.MLModel(str(path))
         executor = "coreml"
@@ -208,7 +286,8 @@ def validate_coreml(
                 if image
                 else x.numpy()
             )
-            return mlmodel.predict({subject.input_name: feed})[subject.output_name]
+            value = mlmodel.predict({subject.input_name: feed})[output]
+            return np.array([[value[label] for label in labels]]) if classifier else value
     else:
         reference = ReferenceExecutor(path)
         missing = reference.missing_kernels()
@@ -218,9 +297,9 @@ def validate_coreml(
 
         def run(x: torch.Tensor):
             feed = to_pixels(x, subject)[None] if image else x.numpy()
-            return reference.predict({subject.input_name: feed})[subject.output_name]
+            return reference.predict({subject.input_name: feed})[output]
 
-    agreement = agreement_on(run, subject.module, inputs, criterion, executor)
+    agreement = agreement_on(run, reference_module, inputs, criterion, executor)
     agreement.add_note(
         "Core ML predictions on macOS" if can_predict() else "mobattn's ML Program reference executor"
     )
@@ -266,27 +345,38 @@ def export_coreml(
     ct = coremltools()
     start = time.perf_counter()
     module = fold_for_inference(subject.module)
+    classifier = is_classifier(subject, image)
     if image:
         input_type, module = image_input(subject, module)
     else:
         input_type = ct.TensorType(name=subject.input_name, shape=subject.input_shape)
+    extra = {}
+    if classifier:
+        module = Probabilities(module).eval()
+        extra["classifier_config"] = ct.ClassifierConfig(
+            imagenet_classes(),
+            predicted_feature_name=LABEL_OUTPUT,
+        )
+    output_name = "probabilities" if classifier else subject.output_name
     with quiet(), torch.no_grad():
         program = torch.export.export(module, (subject.example_input(),)).run_decompositions({})
         mlmodel = ct.convert(
             program,
             inputs=[input_type],
-            outputs=[ct.TensorType(name=subject.output_name)],
+            outputs=[ct.TensorType(name=output_name)],
             convert_to="mlprogram",
             minimum_deployment_target=getattr(ct.target, min_target),
             compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+            **extra,
         )
         if compress:
             mlmodel = _compress(mlmodel, compress)
-    _metadata(mlmodel, subject, precision, compress, min_target)
+    _metadata(mlmodel, subject, precision, compress, min_target, image, classifier)
     with quiet():
         mlmodel.save(str(path))
     seconds = time.perf_counter() - start
     _remove_side_files(path)
+    _readable(path)
     histogram, problems = check_spec(path, subject, image)
     if problems:
         raise MobattnError(f"Core ML package failed its spec check: {'; '.join(problems)}")
@@ -303,6 +393,7 @@ def export_coreml(
         "details": {
             "min_target": min_target,
             "image_input": image,
+            "classifier": classifier,
             "compression": compress,
             "spec_check": "ML Program; input/output names and shapes as expected",
             "executor": "coreml" if can_predict() else "reference",

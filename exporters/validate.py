@@ -15,13 +15,15 @@ TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}
 COSINE_FLOOR = {
     "int8": 0.99,
     # Core ML, run by the reference executor (or Core ML on macOS): fp16 rounds after every
-    # op, compression moves weights; both judged by direction, floors set from measurements
-    # (README, "Core ML validation").
-    "coreml-fp16": 0.999,
-    "coreml-int8": 0.99,
-    "coreml-palettize8": 0.99,
-    "coreml-palettize6": 0.98,
-    "coreml-palettize4": 0.9,
+    # op, compression moves weights; both judged by direction. Floors from measurements
+    # (bench/scripts/coreml_agreement.py, 1 - cosine on SwiftFormer and the mechanisms):
+    # fp16 <= 3e-7, int8 2.5e-5, palettize8 1.9e-5, palettize6 3.6e-4, palettize4 4.9e-3;
+    # each floor leaves 10x to 300x room for trained weights' wider ranges.
+    "coreml-fp16": 0.9999,
+    "coreml-int8": 0.999,
+    "coreml-palettize8": 0.999,
+    "coreml-palettize6": 0.99,
+    "coreml-palettize4": 0.95,
 }
 
 

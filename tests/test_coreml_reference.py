@@ -312,3 +312,14 @@ def test_a_mutated_package_fails_validation(tmp_path, cli, subject, mutate):
     (verdict,) = result.json()
     assert not verdict["passed"]
     assert json.loads(json.dumps(verdict))  # plain JSON, no NaN literal
+
+
+def test_an_export_with_an_op_the_executor_lacks_is_unvalidated_not_ok(tmp_path, cli, monkeypatch):
+    from mobattn.exporters import coreml_reference
+
+    monkeypatch.delitem(coreml_reference.KERNELS, "softmax")
+    result = cli(f"export --attention mhsa --dim 16 --hw 4x4 --to coreml --out {tmp_path} --json")
+    assert result.code == 0, result.err
+    (record,) = result.json()
+    assert record["status"] == "unvalidated" and record["validation"] == {}
+    assert "no reference kernel for softmax" in record["reason"] and "not validated" in result.err

@@ -92,6 +92,10 @@ def test_eval_command_and_artifact_agreement(tmp_path, folder, cli):
     assert plain.code == 0, plain.err
     (result,) = plain.json()
     assert result["images"] == 6 and result["classes"] == 3 and result["top5"] == 100.0
+    # 6 images of an unnamed dataset: recorded, said where, and never taken for a real top-1
+    assert not result["trusted"] and any("6 images" in c for c in result["caveats"])
+    assert any("dataset not named" in c for c in result["caveats"])
+    assert f"appended to {results} as an untrusted top-1" in plain.err.replace("\n", "")
     # the same number by hand from the model's own logits
     samples, _ = image_folder(folder)
     x = np.stack(

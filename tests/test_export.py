@@ -201,7 +201,21 @@ def test_image_input_folds_mean_and_std(tmp_path):
     )
     record = export(subject, "coreml", tmp_path, image=True)
     assert record.status == "ok", record.reason
-    assert spec_of(record.path).description.input[0].type.WhichOneof("Type") == "imageType"
+    assert record.validation["passed"] and record.details["classifier"]
+    spec = spec_of(record.path)
+    assert spec.description.input[0].type.WhichOneof("Type") == "imageType"
+    # what an iOS developer gets: a classifier with labels, described inputs and outputs,
+    # Xcode's preview type, a license, no mean/std left for the app to apply twice
+    assert spec.description.predictedFeatureName == "classLabel"
+    assert len(spec.mlProgram.functions) and len(spec.description.output) == 2
+    labels = spec.description.output  # classLabel (string) and its probabilities (dictionary)
+    assert {o.type.WhichOneof("Type") for o in labels} == {"stringType", "dictionaryType"}
+    meta = dict(spec.description.metadata.userDefined)
+    assert meta["com.apple.coreml.model.preview.type"] == "imageClassifier"
+    assert "mean" not in meta and "std" not in meta and meta["normalization"].startswith("folded")
+    assert spec.description.metadata.license and spec.description.input[0].shortDescription
+    model_file = Path(record.path) / "Data" / "com.apple.CoreML" / "model.mlmodel"
+    assert model_file.stat().st_mode & 0o044 == 0o044  # readable by group and others, not 0600
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 from mobattn.bench.page import write_report
 from mobattn.bench.report import pareto_front
 from mobattn.bench.row import Row
-from mobattn.bench.table import accuracy_for, build_rows, render
+from mobattn.bench.table import accuracy_for, build_rows, render, untrusted_for
 from mobattn.environment import environment
 
 ENV = {"cpu": "test cpu", "cores": 2, "torch": "2.13.0"}
@@ -62,21 +62,21 @@ def attention_rows():
     return rows
 
 
-def test_accuracy_sources_in_order():
-    evals = [
-        dict(
-            model="swiftformer_xs",
-            attention="eaa",
-            resolution=224,
-            top1=74.9,
-            images=500,
-            weights="w.pth",
-            artifact=None,
-        )
-    ]
-    assert accuracy_for("swiftformer_xs", "eaa", 224, evals) == (74.9, "mobattn eval (500 images, w.pth)")
-    top1, source = accuracy_for("swiftformer_xs", "eaa", 224, [])
+def test_accuracy_sources_in_order_and_untrusted_evals_never_replace_published():
+    base = dict(model="swiftformer_xs", attention="eaa", resolution=224, artifact=None, weights="w.pth")
+    trusted = dict(base, top1=74.9, images=50000, dataset="imagenet-1k-val", trusted=True, caveats=[])
+    tiny = dict(
+        base, top1=0.0, images=9, dataset=None, trusted=False, caveats=["9 images (fewer than 10000)"]
+    )
+    assert accuracy_for("swiftformer_xs", "eaa", 224, [trusted]) == (
+        74.9,
+        "mobattn eval (imagenet-1k-val, 50000 images, w.pth)",
+    )
+    top1, source = accuracy_for("swiftformer_xs", "eaa", 224, [tiny])  # the tiny run does not count
     assert top1 == 75.7 and source.startswith("published") and "ICCV 2023" in source
+    assert untrusted_for("swiftformer_xs", "eaa", 224, [tiny]) == "0.0 (9 images (fewer than 10000))"
+    old = dict(base, top1=1.0, images=9)  # written before evaluations were judged: untrusted
+    assert accuracy_for("swiftformer_xs", "eaa", 224, [old])[0] == 75.7
     assert accuracy_for("swiftformer_xs", "eaa", 320, [])[0] is None  # published only at its resolution
     assert accuracy_for("swiftformer_xs", "hilo", 224, [])[0] is None
 

@@ -10,7 +10,7 @@ from mobattn.errors import MobattnError
 from mobattn.parsing import MAX_BATCH, check_int, check_resolution
 
 from .common import CONTEXT, json_option, progress_bar
-from .console import console, make_table, print_json
+from .console import console, err_console, make_table, print_json, print_warning
 
 
 @click.command("eval", context_settings=CONTEXT)
@@ -27,6 +27,7 @@ from .console import console, make_table, print_json
 @click.option("--batch", type=int, default=32, show_default=True)
 @click.option("--limit", type=int, help="Only the first N images.")
 @click.option("--num-classes", type=int, default=1000, show_default=True)
+@click.option("--dataset", help="Name of the data, e.g. imagenet-1k-val (needed for a trusted top-1).")
 @click.option(
     "--results",
     default="results/accuracy.jsonl",
@@ -36,7 +37,18 @@ from .console import console, make_table, print_json
 )
 @json_option
 def command(
-    model, weights, data, attention, resolution, artifact, batch, limit, num_classes, results, json_out
+    model,
+    weights,
+    data,
+    attention,
+    resolution,
+    artifact,
+    batch,
+    limit,
+    num_classes,
+    dataset,
+    results,
+    json_out,
 ):
     """Top-1 and top-5 on an ImageFolder tree, with the model's own preprocessing;
     with --artifact, the export's accuracy and its agreement with torch."""
@@ -66,8 +78,16 @@ def command(
             limit,
             check_int(num_classes, "--num-classes", 1),
             on_batch=lambda n: progress.advance(task, n),
+            dataset=dataset,
         )
     append_row_dict(Path(results), result.to_dict())
+    if result.trusted:
+        err_console.print(f"appended to {results}: a trusted top-1, used by `mobattn table` and `report`")
+    else:
+        print_warning(
+            f"appended to {results} as an untrusted top-1 ({'; '.join(result.caveats)}); "
+            "tables show it in its own column and keep the published figure"
+        )
     if json_out:
         return print_json([result.to_dict()])
     rows = [

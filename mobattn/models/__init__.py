@@ -36,4 +36,26 @@ def create_model(
     return model
 
 
-__all__ = ["ModelConfig", "Published", "create_model", "get_model_config", "list_models", "load_weights"]
+__all__ = [
+    "ModelConfig",
+    "Published",
+    "create_model",
+    "get_model_config",
+    "imagenet_classes",
+    "list_models",
+    "load_weights",
+]
+
+
+def imagenet_classes() -> list[str]:
+    """The 1000 ImageNet-1k class names in index order (the short names of Keras'
+    ``imagenet_class_index.json``), shipped with mobattn for Core ML classifier exports.
+    Two names occur twice there (crane, maillot); each occurrence gets its index, e.g.
+    ``crane_134`` and ``crane_517``, since a classifier's labels must be unique."""
+    from collections import Counter
+    from importlib.resources import files
+
+    text = files(__package__).joinpath("imagenet_classes.txt").read_text(encoding="utf-8")
+    names = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    repeated = {name for name, count in Counter(names).items() if count > 1}
+    return [f"{name}_{i}" if name in repeated else name for i, name in enumerate(names)]
