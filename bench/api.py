@@ -99,7 +99,7 @@ def file_configs(
 
 
 def _common(common: dict) -> dict:
-    allowed = {"batch", "heads", "weights", "profile", "timeout_s", "memory_limit_mb"}
+    allowed = {"batch", "heads", "weights", "profile", "timeout_s", "memory_limit_mb", "samples"}
     unknown = set(common) - allowed
     if unknown:
         raise TypeError(f"unknown configuration fields: {', '.join(sorted(unknown))}")

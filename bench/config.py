@@ -77,9 +77,24 @@ def check_timeout(value: float, option: str = "--timeout") -> float:
 
 
 def check_profile(profile: str) -> str:
-    if profile not in PROFILES:
+    """``default``, ``mlperf`` or ``quick``, optionally with fixed counts:
+    ``quick,runs=20,warmup=3`` (see ``TimingPolicy.named``)."""
+    from .timer import TimingPolicy
+
+    if not isinstance(profile, str) or profile.split(",")[0] not in PROFILES:
         raise unknown_name_error("profile", str(profile), list(PROFILES))
+    TimingPolicy.named(profile)  # the overrides parse
     return profile
+
+
+def profile_with(profile: str, runs: int | None, warmup: int | None) -> str:
+    """The profile name with --runs/--warmup folded in, so a row's identity says them."""
+    parts = (
+        [profile]
+        + ([f"runs={runs}"] if runs is not None else [])
+        + ([f"warmup={warmup}"] if warmup is not None else [])
+    )
+    return ",".join(parts)
 
 
 @dataclass
@@ -102,14 +117,24 @@ class BenchConfig:
     timeout_s: float = 300.0  # the whole configuration: export, load and timing
     memory_limit_mb: int | None = None  # address-space limit applied in the worker
     matmul_peak_gflops: float | None = None  # measured once per run by the parent
+    samples: bool = False  # keep every timed run in the row (samples_ms)
     extra: dict = field(default_factory=dict)
 
     @property
     def tokens(self) -> int | None:
         return self.hw[0] * self.hw[1] if self.hw else None
 
+    def resolved_heads(self) -> int | None:
+        """A bare attention's heads: as given, or as the swap rule chooses them."""
+        if self.kind != "attention" or self.heads is not None:
+            return self.heads
+        from mobattn.describe import default_attention_kwargs
+
+        return default_attention_kwargs(self.attention, self.dim, None).get("num_heads")
+
     def subject_fields(self) -> dict:
-        """What a results row says about its subject and setting."""
+        """What a results row says about its subject and setting (heads resolved, so a
+        row and the configuration that made it have one identity)."""
         return {
             "kind": self.kind,
             "model": self.model,
@@ -117,7 +142,7 @@ class BenchConfig:
             "resolution": self.resolution,
             "dim": self.dim,
             "hw": self.hw,
-            "heads": self.heads,
+            "heads": self.resolved_heads(),
             "tokens": self.tokens,
             "file": self.file,
             "batch": self.batch,

@@ -24,7 +24,7 @@ def _status_kb(field: str) -> int | None:
     return None
 
 
-def rss_mb() -> float:
+def rss_mib() -> float:
     kb = _status_kb("VmRSS")
     return kb / 1024 if kb is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -38,7 +38,7 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def peak_rss_mb() -> float:
+def peak_rss_mib() -> float:
     kb = _status_kb("VmHWM")
     return kb / 1024 if kb is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -82,7 +82,7 @@ class LiveTensorPeak(TorchDispatchMode):
 
 
 @torch.inference_mode()
-def live_tensor_peak_mb(module: torch.nn.Module, x: torch.Tensor) -> float:
+def live_tensor_peak_mib(module: torch.nn.Module, x: torch.Tensor) -> float:
     with LiveTensorPeak() as tracker:
         module(x)
     return tracker.peak / 2**20

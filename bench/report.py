@@ -9,7 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from .fit import fit_exponents  # noqa: E402
 from .row import Row  # noqa: E402
@@ -67,8 +67,11 @@ def _grid_figure(count: int):
 
 
 def _log_axes(ax) -> None:
-    """Grid on both scales; the x ticks are the measured token counts themselves."""
+    """Grid on both scales; the x ticks are the measured token counts themselves, the y
+    ticks plain numbers (not 4x10^1)."""
     ax.grid(True, which="both", alpha=0.3)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     tokens = sorted({x for line in ax.get_lines() for x in line.get_xdata()})
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xticks(tokens, [str(int(t)) for t in tokens], rotation=45 if len(tokens) > 5 else 0)
@@ -138,7 +141,7 @@ def plot_memory(rows: list[Row]) -> Files:
     return _plot_vs_tokens(
         rows,
         fewest,
-        "peak_rss_mb",
+        "peak_rss_mib",
         "peak RSS above baseline (MB)",
         "Peak memory against tokens",
         "memory_vs_tokens",
@@ -174,14 +177,16 @@ def plot_speed_accuracy(table: list[TableRow], backend: str) -> Files:
         )
         ax.annotate(label, (latency, row.top1), textcoords="offset points", xytext=(5, 4), fontsize=8)
     front = pareto_front([(lat, r.top1) for r, lat in points])
-    ax.plot(*zip(*front, strict=True), color="black", linestyle="--", linewidth=1, label="Pareto front")
+    if len(front) >= 2:  # one point is no front: nothing to draw or to put in the legend
+        ax.plot(*zip(*front, strict=True), color="black", linestyle="--", linewidth=1, label="Pareto front")
     ax.set(
         xlabel=f"median latency, {backend} (ms)",
         ylabel="ImageNet-1K top-1 (%)",
         title="Speed–accuracy (batch 1)",
     )
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     return _save(fig, "speed_accuracy")
 
 

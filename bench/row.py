@@ -24,12 +24,24 @@ FAILED = ("oom", "timeout", "error")
 # What a row's subject is and how it was measured; with the environment, its identity.
 SUBJECT_FIELDS = ("kind", "model", "attention", "resolution", "dim", "hw", "heads", "file", "batch")
 SETTING_FIELDS = ("backend", "device", "threads", "precision", "profile")
-# Environment fields that make two runs comparable: same machine, same libraries.
-ENV_KEYS = ("cpu", "cores", "machine", "torch", "onnxruntime", "onnx", "executorch", "mobattn")
+# Environment fields that make two runs comparable: same machine, same libraries (the
+# runtime's own only for its rows: installing ExecuTorch does not change a torch row).
+ENV_KEYS = ("cpu", "cores", "machine", "torch", "mobattn")
+BACKEND_ENV_KEYS = {"onnxruntime": ("onnxruntime", "onnx"), "executorch": ("executorch",)}
 
 
-def env_fingerprint(environment: Mapping[str, Any]) -> tuple:
-    return tuple((k, environment.get(k)) for k in ENV_KEYS)
+# Fields renamed since version 0.1 (the figures were always MiB): old files still read.
+LEGACY_NAMES = {
+    "peak_rss_mb": "peak_rss_mib",
+    "baseline_rss_mb": "baseline_rss_mib",
+    "cuda_max_allocated_mb": "cuda_max_allocated_mib",
+    "live_tensor_peak_mb": "live_tensor_peak_mib",
+}
+
+
+def env_fingerprint(environment: Mapping[str, Any], backend: str | None = None) -> tuple:
+    keys = ENV_KEYS + BACKEND_ENV_KEYS.get(backend or "", ())
+    return tuple((k, environment.get(k)) for k in keys)
 
 
 def _hashable(value: Any) -> Any:
@@ -74,11 +86,12 @@ class Row:
     noisy: bool | None = None  # IQR above 10% of the median (torch.utils.benchmark's warning)
     iterations: int | None = None
     warmup_runs: int | None = None
-    # memory
-    peak_rss_mb: float | None = None
-    baseline_rss_mb: float | None = None
-    cuda_max_allocated_mb: float | None = None
-    live_tensor_peak_mb: float | None = None
+    throughput_fps: float | None = None  # batch / median latency
+    # memory (MiB = 2**20 bytes)
+    peak_rss_mib: float | None = None
+    baseline_rss_mib: float | None = None
+    cuda_max_allocated_mib: float | None = None
+    live_tensor_peak_mib: float | None = None
     artifact_bytes: int | None = None
     # compute
     params: int | None = None
@@ -87,6 +100,12 @@ class Row:
     gflops_per_s: float | None = None
     matmul_peak_gflops: float | None = None
     fraction_of_peak: float | None = None
+    # flat copies of the sizes, for data frames: token grid and input size
+    grid_h: int | None = None
+    grid_w: int | None = None
+    height: int | None = None
+    width: int | None = None
+    samples_ms: list[float] | None = None  # every timed run, with --samples
     # provenance
     details: dict = field(default_factory=dict)
     validation: dict | None = None  # the timed artifact's agreement with torch
@@ -130,6 +149,7 @@ class Row:
         if not isinstance(data, dict):
             raise MobattnError(f"a row must be a JSON object, got {type(data).__name__}")
         known = {f.name: f for f in fields(cls)}
+        data = {LEGACY_NAMES.get(k, k): v for k, v in data.items()}
         values = {}
         for name, value in data.items():
             if name not in known:
@@ -140,13 +160,16 @@ class Row:
             raise MobattnError("a row needs 'kind': model, attention or file")
         if values.get("status", "error") not in STATUSES:
             raise MobattnError(f"unknown status {values.get('status')!r} (valid: {', '.join(STATUSES)})")
-        return cls(**values)
+        row = cls(**values)
+        if row.kind == "attention" and row.heads is None and row.attention and row.dim:
+            row.heads = _swap_rule_heads(row.attention, row.dim)  # rows written before heads were recorded
+        return row
 
 
 def identity_of(values: Mapping[str, Any]) -> tuple:
     """The identity of a row or of a planned configuration (see :meth:`Row.identity`)."""
     subject = tuple(_hashable(values.get(k)) for k in SUBJECT_FIELDS + SETTING_FIELDS)
-    return subject + env_fingerprint(values.get("environment") or {})
+    return subject + env_fingerprint(values.get("environment") or {}, values.get("backend"))
 
 
 def latest(rows: Iterable[Row]) -> list[Row]:
@@ -168,6 +191,8 @@ _FIELD_TYPES = {
     **{k: "str" for k in ("kind", "backend", "device", "precision", "profile", "status", "reason")},
     "timestamp": "str",
     **{k: "int?" for k in ("dim", "heads", "tokens", "pid", "iterations", "warmup_runs")},
+    **{k: "int?" for k in ("grid_h", "grid_w", "height", "width")},
+    "samples_ms": "floats?",
     **{k: "int?" for k in ("artifact_bytes", "params", "macs", "param_bytes")},
     **{k: "int" for k in ("batch", "threads")},
     **{k: "ints?" for k in ("resolution", "hw")},
@@ -190,6 +215,8 @@ def _check_type(name: str, value: Any, kind: str) -> None:
         "bool": isinstance(value, bool),
         "float": isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value),
         "dict": isinstance(value, dict),
+        "floats": isinstance(value, list)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value),
         "ints": isinstance(value, list)
         and len(value) == 2
         and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
@@ -199,3 +226,12 @@ def _check_type(name: str, value: Any, kind: str) -> None:
         raise MobattnError(
             f"field '{name}' must be {expected}{' or null' if optional else ''}, got {value!r}"
         )
+
+
+def _swap_rule_heads(attention: str, dim: int) -> int | None:
+    from mobattn.describe import default_attention_kwargs
+
+    try:
+        return default_attention_kwargs(attention, dim, None).get("num_heads")
+    except MobattnError:  # an attention this version does not know: leave it unresolved
+        return None

@@ -13,7 +13,7 @@ from mobattn.models import list_models
 from mobattn.parsing import MAX_DIM, MAX_THREADS, check_hw, check_int, check_resolution
 
 from .api import attention_configs, model_configs
-from .config import BACKENDS, DEVICES, PROFILES, BenchConfig, check_precision, check_timeout
+from .config import BACKENDS, DEVICES, BenchConfig, check_precision, check_profile, check_timeout
 
 
 @dataclass
@@ -62,7 +62,7 @@ class Grid:
             _known(name, list(DEVICES), "device")
         for name in self.precisions:
             check_precision(name)
-        _known(self.profile, list(PROFILES), "profile")
+        check_profile(self.profile)
         for option, values in (
             ("backends", self.backends),
             ("threads", self.threads),

@@ -94,7 +94,7 @@ def build_rows(bench_rows: list[Row], evals: list[dict], backends: list[str]) ->
                     b: {"median_ms": r.median_ms, "p90_ms": r.p90_ms, "noisy": r.noisy}
                     for b, r in sorted(by_backend.items(), key=lambda kv: backends.index(kv[0]))
                 },
-                peak_mb=max((r.peak_rss_mb for r in rows if r.peak_rss_mb is not None), default=None),
+                peak_mb=max((r.peak_rss_mib for r in rows if r.peak_rss_mib is not None), default=None),
                 top1=top1,
                 accuracy_source=source,
                 untrusted_eval=untrusted_for(model, attention, res, evals),

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from mobattn.errors import MobattnError
 
 from .measurement import Measurement
 
@@ -18,6 +20,7 @@ class TimingPolicy:
     min_seconds: float = 2.0
     max_seconds: float = 30.0  # stop here even if min_runs is not reached (slow configurations)
     max_warmup_seconds: float = 10.0  # a multi-second run needs no ten warm-up runs
+    max_runs: int | None = None  # --runs N: exactly N timed runs
 
     @classmethod
     def named(cls, profile: str) -> TimingPolicy:
@@ -28,7 +31,21 @@ class TimingPolicy:
             "mlperf": cls(warmup_runs=50, min_runs=1024, min_seconds=10.0, max_seconds=600.0),
             "quick": cls(warmup_runs=2, warmup_seconds=0.0, min_runs=5, min_seconds=0.1, max_seconds=10.0),
         }
-        return profiles[profile]
+        name, *overrides = profile.split(",")
+        policy = profiles[name]
+        for override in overrides:
+            key, _, value = override.partition("=")
+            if key not in ("runs", "warmup") or not value.isdigit() or int(value) < (key == "runs"):
+                raise MobattnError(f"profile override must be runs=N (N >= 1) or warmup=N, got '{override}'")
+            if key == "runs":
+                policy = replace(
+                    policy, min_runs=int(value), max_runs=int(value), min_seconds=0.0, max_seconds=3600.0
+                )
+            else:
+                policy = replace(
+                    policy, warmup_runs=int(value), warmup_seconds=0.0, max_warmup_seconds=3600.0
+                )
+        return policy
 
 
 def measure(
@@ -53,7 +70,9 @@ def measure(
         samples.append(time.perf_counter_ns() - t0)
         elapsed = (time.perf_counter_ns() - begin) / 1e9
         if (
-            len(samples) >= policy.min_runs and elapsed >= policy.min_seconds
-        ) or elapsed >= policy.max_seconds:
+            (len(samples) >= policy.min_runs and elapsed >= policy.min_seconds)
+            or elapsed >= policy.max_seconds
+            or (policy.max_runs is not None and len(samples) >= policy.max_runs)
+        ):
             break
     return Measurement(tuple(samples), threads=threads, warmup_runs=warm)

@@ -58,6 +58,10 @@ def base_row(config: BenchConfig) -> Row:
         pid=os.getpid(),
         timestamp=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
         environment=environment(),
+        grid_h=config.hw[0] if config.hw else None,
+        grid_w=config.hw[1] if config.hw else None,
+        height=config.resolution[0] if config.resolution else None,
+        width=config.resolution[1] if config.resolution else None,
     )
 
 
@@ -107,7 +111,7 @@ def run_config(config: BenchConfig) -> Row:
     """Measure ``config`` here; failures become a row with status and reason.
 
     Memory: the baseline is this process's RSS once imports are done and any artifact
-    exported (:func:`backends.materialize`); ``peak_rss_mb`` is the kernel's
+    exported (:func:`backends.materialize`); ``peak_rss_mib`` is the kernel's
     high-water mark above it, through loading and timing.
     """
     row = base_row(config)
@@ -126,7 +130,7 @@ def run_config(config: BenchConfig) -> Row:
 
 
 def _measure_into(row: Row, config: BenchConfig) -> None:
-    baseline_mb = memory.rss_mb()
+    baseline_mb = memory.rss_mib()
     memory.reset_peak_rss()
     if config.memory_limit_mb:
         memory.limit_address_space(config.memory_limit_mb)
@@ -137,12 +141,15 @@ def _measure_into(row: Row, config: BenchConfig) -> None:
     result = measure(prepared.run, config.threads, TimingPolicy.named(config.profile), prepared.sync)
     for name, value in result.statistics().items():
         setattr(row, name, value)
-    row.peak_rss_mb = memory.peak_rss_mb() - baseline_mb
-    row.baseline_rss_mb = baseline_mb
+    row.throughput_fps = config.batch * 1000.0 / result.median_ms
+    if config.samples:
+        row.samples_ms = [round(ns / 1e6, 6) for ns in result.samples_ns]
+    row.peak_rss_mib = memory.peak_rss_mib() - baseline_mb
+    row.baseline_rss_mib = baseline_mb
     row.artifact_bytes = prepared.artifact_bytes
-    row.cuda_max_allocated_mb = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+    row.cuda_max_allocated_mib = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     if config.backend == "torch" and config.device == "cpu":
-        row.live_tensor_peak_mb = memory.live_tensor_peak_mb(prepared.module, prepared.example)
+        row.live_tensor_peak_mib = memory.live_tensor_peak_mib(prepared.module, prepared.example)
     for name, value in compute_figures(result.median_ms, config, prepared).items():
         setattr(row, name, value)
     row.details = prepared.details

@@ -28,6 +28,7 @@ from .subject import Subject
 from .validate import Agreement, agreement_on
 
 DEFAULT_OPSET = 20
+MODEL_VERSION = 1  # ONNX's integer model_version: bumped when an export of the same subject changes
 VALIDATION_INPUTS = 3
 
 
@@ -101,6 +102,7 @@ def _add_metadata(model: onnx.ModelProto, subject: Subject, precision: str, dyna
         entry = model.metadata_props.add()
         entry.key, entry.value = key, str(value)
     model.producer_name, model.producer_version = "mobattn", __version__
+    model.model_version = MODEL_VERSION
     model.doc_string = f"mobattn export of {subject.stem()}"
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -50,6 +52,25 @@ class Agreement:
         self.note = "; ".join(n for n in (self.note, text) if n)
 
 
+_OVERRIDE: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar(
+    "tolerance", default=None
+)
+
+
+@contextlib.contextmanager
+def user_tolerance(rtol: float | None, atol: float | None) -> Iterator[None]:
+    """``--rtol`` / ``--atol``: judge by ``allclose`` (|a - b| <= atol + rtol * |b| for
+    every element, as Optimum's validation does) instead of the precision's criterion."""
+    if rtol is None and atol is None:
+        yield
+        return
+    token = _OVERRIDE.set((rtol or 0.0, atol or 0.0))
+    try:
+        yield
+    finally:
+        _OVERRIDE.reset(token)
+
+
 def compare(outputs: list[np.ndarray], references: list[np.ndarray], precision: str) -> Agreement:
     """Worst case over several (output, reference) pairs, judged for ``precision``.
 
@@ -80,11 +101,19 @@ def compare(outputs: list[np.ndarray], references: list[np.ndarray], precision: 
     max_abs = max((e[0] for e in errors), default=0.0)
     max_rel = max((e[1] for e in errors), default=0.0)
     cosine = float(np.nan) if any(np.isnan(c) for c in cosines) else min(cosines, default=1.0)
-    if precision in COSINE_FLOOR:
-        tolerance = COSINE_FLOOR[precision]
+    override = _OVERRIDE.get()
+    if override is not None:
+        rtol, atol = override
+        tolerance, criterion = rtol, f"allclose(rtol={rtol:g}, atol={atol:g})"
+        passed = all(
+            np.allclose(o, r, rtol=rtol, atol=atol, equal_nan=False)
+            for o, r in zip(outputs, references, strict=True)
+        )
+    elif precision in COSINE_FLOOR:
+        tolerance, criterion = COSINE_FLOOR[precision], "cosine"
         passed = bool(np.isfinite(cosine) and cosine >= tolerance)
     else:
-        tolerance = TOLERANCE[precision]
+        tolerance, criterion = TOLERANCE[precision], "max_rel"
         passed = bool(np.isfinite(max_rel) and max_rel <= tolerance)
     return Agreement(
         max_abs,
@@ -93,7 +122,7 @@ def compare(outputs: list[np.ndarray], references: list[np.ndarray], precision: 
         tolerance,
         passed and not notes,
         len(outputs),
-        criterion=("cosine" if precision in COSINE_FLOOR else "max_rel"),
+        criterion=criterion,
         note="; ".join(dict.fromkeys(notes)),
         top1_agreement=float(np.mean(agree)) if agree else None,
     )

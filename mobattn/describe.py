@@ -133,4 +133,5 @@ def describe_model(
 
 
 def describe_all_models() -> list[ModelInfo]:
-    return [describe_model(name) for name in list_models()]
+    """Every model, smallest first (by parameters), as a reader compares them."""
+    return sorted((describe_model(name) for name in list_models()), key=lambda info: info.params)

@@ -13,7 +13,7 @@ from helpers import assert_one_line_error, join
 from mobattn.bench.config import BenchConfig
 from mobattn.bench.fit import fit_exponents, fit_power_law
 from mobattn.bench.measurement import Measurement
-from mobattn.bench.memory import live_tensor_peak_mb
+from mobattn.bench.memory import live_tensor_peak_mib
 from mobattn.bench.row import Row
 from mobattn.bench.runner import run
 from mobattn.bench.sweep import PRESETS, load_grid, parse_shard, shard
@@ -28,7 +28,7 @@ ROW_KEYS = {
     "p99_ms",
     "iterations",
     "cv",
-    "peak_rss_mb",
+    "peak_rss_mib",
     "params",
     "macs",
     "backend",
@@ -42,7 +42,7 @@ ROW_KEYS = {
     "fraction_of_peak",
     "param_bytes",
     "artifact_bytes",
-    "live_tensor_peak_mb",
+    "live_tensor_peak_mib",
 }
 
 
@@ -103,7 +103,7 @@ def test_mlperf_profile_is_single_stream_1024():
 def test_live_tensor_peak_counts_activations_not_weights():
     layer = torch.nn.Linear(256, 256).eval()
     x = torch.randn(64, 256)
-    assert live_tensor_peak_mb(layer, x) == pytest.approx(64 * 256 * 4 / 2**20)
+    assert live_tensor_peak_mib(layer, x) == pytest.approx(64 * 256 * 4 / 2**20)
 
 
 def test_power_law_fit_recovers_exponent():
@@ -141,9 +141,9 @@ def test_isolated_rows_come_from_fresh_processes_and_carry_the_schema():
         assert row.pid != os.getpid()
         assert row.environment["cores"] == os.cpu_count() and row.environment["torch"]
         assert row.min_ms <= row.median_ms <= row.p90_ms <= row.p99_ms
-        assert row.macs > 0 and row.params > 0 and row.peak_rss_mb >= 0
+        assert row.macs > 0 and row.params > 0 and row.peak_rss_mib >= 0
     assert rows[0].pid != rows[1].pid
-    assert rows[0].live_tensor_peak_mb > 0 and rows[1].artifact_bytes > 0
+    assert rows[0].live_tensor_peak_mib > 0 and rows[1].artifact_bytes > 0
     assert rows[0].validation is None and rows[1].validation["passed"]  # the timed export was checked
     json.dumps([r.to_dict() for r in rows])  # rows are plain JSON
 
@@ -170,7 +170,7 @@ def test_out_of_memory_is_recorded_not_raised():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_rows_are_synchronised_and_report_device_memory():
     row = run(quick(device="cuda", attention="mhsa", dim=64, hw=[32, 32]))
-    assert row.status == "ok" and row.cuda_max_allocated_mb > 0
+    assert row.status == "ok" and row.cuda_max_allocated_mib > 0
 
 
 # --- sweeps ------------------------------------------------------------------------
@@ -305,3 +305,20 @@ def test_warm_up_is_capped_for_slow_runs():
     )
     m = measure(lambda: time.sleep(0.02), threads=1, policy=policy)
     assert 1 <= m.warmup_runs <= 4 and m.iterations == 1
+
+
+def test_rows_written_by_earlier_versions_keep_their_identity():
+    """Committed results predate recorded heads and the MiB names: they still resume."""
+    old = {
+        "kind": "attention",
+        "attention": "mhsa",
+        "dim": 64,
+        "hw": [14, 14],
+        "status": "ok",
+        "peak_rss_mb": 12.5,
+        "environment": {"cpu": "x", "executorch": "1.5.1"},
+    }
+    row = Row.from_dict(old)
+    assert row.peak_rss_mib == 12.5 and row.heads == 2
+    config = BenchConfig(kind="attention", attention="mhsa", dim=64, hw=[14, 14])
+    assert config.identity({"cpu": "x"}) == row.identity()  # ExecuTorch's version is not a torch row's

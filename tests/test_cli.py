@@ -99,3 +99,29 @@ def test_list_targets_and_backends_json(cli):
     assert [t["name"] for t in targets.json()] == ["onnx", "coreml", "executorch"]
     backends = cli("list backends --json")
     assert {b["name"] for b in backends.json()} == {"torch", "onnxruntime", "executorch"}
+
+
+def test_rtol_and_atol_override_the_criterion(tmp_path, cli):
+    base = f"export --attention eaa --dim 8 --hw 2x2 --to onnx --out {tmp_path} --json"
+    strict = cli(f"{base} --atol 0 --rtol 0")  # bit-exact: onnxruntime's kernels differ in the last bits
+    (record,) = strict.json()
+    assert record["validation"]["criterion"] == "allclose(rtol=0, atol=0)"
+    loose = cli(f"{base} --atol 1 --force")
+    assert loose.code == 0
+    (record,) = loose.json()
+    assert record["validation"]["criterion"] == "allclose(rtol=0, atol=1)" and record["validation"]["passed"]
+
+
+def test_bench_runs_and_warmup_fix_the_counts(cli):
+    result = cli("bench --attention eaa --dim 8 --hw 2x2 --runs 7 --warmup 2 --samples --no-isolate --json")
+    assert result.code == 0, result.err
+    (row,) = result.json()
+    assert row["iterations"] == 7 and row["warmup_runs"] == 2 and len(row["samples_ms"]) == 7
+    assert row["profile"] == "default,runs=7,warmup=2"  # part of the row's identity
+    assert row["throughput_fps"] == pytest.approx(1000 / row["median_ms"])
+    assert row["grid_h"] == 2 and row["heads"] == 1  # flat sizes, and the heads the swap rule chose
+
+
+def test_list_models_smallest_first(cli):
+    models = [m["model"] for m in cli("list models --json").json()]
+    assert models == ["swiftformer_xs", "swiftformer_s", "swiftformer_l1", "swiftformer_l3"]

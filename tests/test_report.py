@@ -31,7 +31,7 @@ def model_row(model, attention, backend, median, peak=100.0):
         macs=600_000_000,
         median_ms=median,
         p90_ms=median * 1.1,
-        peak_rss_mb=peak,
+        peak_rss_mib=peak,
         environment=ENV,
     )
 
@@ -54,7 +54,7 @@ def attention_rows():
                     threads=1,
                     precision="fp32",
                     median_ms=1e-4 * n**power,
-                    peak_rss_mb=10 + n / 100,
+                    peak_rss_mib=10 + n / 100,
                     environment=ENV,
                 )
             )

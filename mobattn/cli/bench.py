@@ -47,6 +47,9 @@ from .console import console, make_table, print_json
     show_default=True,
     help="default: a few seconds each; mlperf: >= 1024 queries (MLPerf single-stream).",
 )
+@click.option("--runs", type=int, help="Exactly N timed runs (instead of the profile's count and time).")
+@click.option("--warmup", type=int, help="Exactly N warm-up runs (instead of the profile's).")
+@click.option("--samples", is_flag=True, help="Keep every run's time in the row (samples_ms).")
 @click.option(
     "--timeout",
     type=float,
@@ -75,6 +78,9 @@ def command(
     threads,
     precision,
     profile,
+    runs,
+    warmup,
+    samples,
     timeout,
     memory_limit,
     no_isolate,
@@ -93,12 +99,17 @@ def command(
     """
     from mobattn.bench import api
     from mobattn.bench.backends import artifact_backend, check_backend
-    from mobattn.bench.config import check_precision, check_timeout
+    from mobattn.bench.config import check_precision, check_timeout, profile_with
 
     check_precision(precision)
     common = dict(
         batch=check_int(batch, "--batch", 1, 256),
-        profile=profile,
+        profile=profile_with(
+            profile,
+            None if runs is None else check_int(runs, "--runs", 1, 1_000_000),
+            None if warmup is None else check_int(warmup, "--warmup", 0, 1_000_000),
+        ),
+        samples=samples,
         timeout_s=check_timeout(timeout),
         memory_limit_mb=None if memory_limit is None else check_int(memory_limit, "--memory-limit", 16),
     )
@@ -175,8 +186,9 @@ def print_bench_table(rows, title: str = "latency (batch 1)") -> None:
                 _fmt(r.p90_ms, ".3f"),
                 cv,
                 _fmt(r.iterations, "d"),
-                _fmt(r.peak_rss_mb, ".1f"),
+                _fmt(r.peak_rss_mib, ".1f"),
                 _fmt(r.gflops_per_s, ".1f"),
+                _fmt(r.throughput_fps, ".1f"),
                 "-" if r.fraction_of_peak is None else f"{r.fraction_of_peak:.0%}",
             ]
         )
@@ -191,8 +203,9 @@ def print_bench_table(rows, title: str = "latency (batch 1)") -> None:
         "p90 ms",
         "cv",
         "runs",
-        "peak MB",
+        "peak MiB",
         "GFLOP/s",
-        "of peak",
+        "FPS",
+        "of matmul peak",
     ]
     console.print(make_table(title, cols, table_rows, set(cols[6:]) | {"thr"}))

@@ -45,6 +45,8 @@ from .console import console, err_console, make_table, print_json, print_status_
     type=click.Path(file_okay=False),
     help="ExecuTorch int8: an ImageFolder of images to calibrate on (default: random inputs).",
 )
+@click.option("--rtol", type=float, help="Judge by allclose with this relative tolerance (Optimum's rule).")
+@click.option("--atol", type=float, help="Judge by allclose with this absolute tolerance.")
 @json_option
 def command(
     model,
@@ -59,6 +61,8 @@ def command(
     out_dir,
     precision,
     force,
+    rtol,
+    atol,
     json_out,
     **options,
 ) -> int:
@@ -79,6 +83,7 @@ def command(
     from mobattn.exporters import export
     from mobattn.exporters.calibration import calibration_images
     from mobattn.exporters.export import check_request
+    from mobattn.exporters.validate import user_tolerance
 
     target_list = parse_csv(targets, "--to")
     for target in target_list:
@@ -92,7 +97,8 @@ def command(
     records = []
     for target in target_list:
         with err_console.status(f"exporting {subject.stem()} to {target}..."):
-            records.append(export(subject, target, Path(out_dir), precision, force, **options))
+            with user_tolerance(rtol, atol):
+                records.append(export(subject, target, Path(out_dir), precision, force, **options))
     for record in records:
         if record.status == "unvalidated":
             print_warning(f"{record.target}: {record.path} was written but not validated: {record.reason}")

@@ -32,9 +32,11 @@ from .console import console, make_table, print_json, print_status_line
     type=click.Choice(PRECISIONS),
     help="Criterion to judge by (default: the artifact's metadata, else fp32).",
 )
+@click.option("--rtol", type=float, help="Judge by allclose with this relative tolerance (Optimum's rule).")
+@click.option("--atol", type=float, help="Judge by allclose with this absolute tolerance.")
 @json_option
 def command(
-    artifact, model, attention, dim, hw, heads, resolution, weights, images, precision, json_out
+    artifact, model, attention, dim, hw, heads, resolution, weights, images, precision, rtol, atol, json_out
 ) -> int:
     """Run an .onnx, .mlpackage or .pte against torch on random inputs (and images) and
     print the validation record. Exit 0 when it agrees, 1 when it does not, 2 on bad input.
@@ -49,10 +51,12 @@ def command(
     """
     from mobattn.exporters.calibration import calibration_images
     from mobattn.exporters.check import validate_artifact
+    from mobattn.exporters.validate import user_tolerance
 
     subject = build_subject(model, attention, dim, hw, heads, 1, weights, parse_resolution(resolution))
     image_arrays = calibration_images(subject, images, option="--images") if images else None
-    agreement, facts = validate_artifact(artifact, subject, precision, image_arrays)
+    with user_tolerance(rtol, atol):
+        agreement, facts = validate_artifact(artifact, subject, precision, image_arrays)
     record = {"artifact": artifact, **agreement.to_dict(), **facts}
     if not agreement.passed:
         print_status_line(f"{artifact}: does not agree with torch ({agreement.note or agreement.criterion})")
