@@ -99,7 +99,16 @@ def file_configs(
 
 
 def _common(common: dict) -> dict:
-    allowed = {"batch", "heads", "weights", "profile", "timeout_s", "memory_limit_mb", "samples"}
+    allowed = {
+        "batch",
+        "heads",
+        "weights",
+        "profile",
+        "timeout_s",
+        "memory_limit_mb",
+        "samples",
+        "op_profile",
+    }
     unknown = set(common) - allowed
     if unknown:
         raise TypeError(f"unknown configuration fields: {', '.join(sorted(unknown))}")

@@ -13,6 +13,7 @@ import torch
 from mobattn.errors import MobattnError, unknown_name_error
 
 from .config import BENCHMARK_TARGET_SUFFIX, DEVICES, BenchConfig, get_backend
+from .op_profile import onnxruntime_op_profile
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Prepared:
     artifact_bytes: int | None = None
     details: dict = field(default_factory=dict)
     keep: list = field(default_factory=list)  # objects that must outlive the run
+    op_profile: object = None  # () -> dict, where the runtime can profile per op
 
 
 def build_subject(config: BenchConfig):
@@ -135,6 +137,7 @@ def prepare_onnxruntime(config: BenchConfig) -> Prepared:
         artifact_bytes=path.stat().st_size,
         details={"providers": session.get_providers()},
         keep=[keep, session],
+        op_profile=lambda: onnxruntime_op_profile(path, feed, config.threads),
     )
 
 
@@ -195,6 +198,7 @@ def prepare_file(config: BenchConfig) -> Prepared:
         artifact_bytes=path.stat().st_size,
         details={"providers": session.get_providers(), "input_shape": shape, "metadata": dict(meta)},
         keep=[session],
+        op_profile=lambda: onnxruntime_op_profile(path, feed, config.threads),
     )
 
 

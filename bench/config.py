@@ -118,6 +118,7 @@ class BenchConfig:
     memory_limit_mb: int | None = None  # address-space limit applied in the worker
     matmul_peak_gflops: float | None = None  # measured once per run by the parent
     samples: bool = False  # keep every timed run in the row (samples_ms)
+    op_profile: bool = False  # also profile per op (details["op_profile"]), after timing
     extra: dict = field(default_factory=dict)
 
     @property

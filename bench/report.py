@@ -142,7 +142,7 @@ def plot_memory(rows: list[Row]) -> Files:
         rows,
         fewest,
         "peak_rss_mib",
-        "peak RSS above baseline (MB)",
+        "peak RSS above baseline (MiB)",
         "Peak memory against tokens",
         "memory_vs_tokens",
     )

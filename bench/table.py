@@ -108,7 +108,7 @@ def _columns(backends: list[str]) -> list[str]:
     for b in backends:
         cols += [f"{b} median (ms)", f"{b} p90 (ms)"]
     return cols + [
-        "peak memory (MB, max over backends)",
+        "peak memory (MiB, max over backends)",
         "top-1 (%)",
         "accuracy source",
         "untrusted eval (caveats)",

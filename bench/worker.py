@@ -153,6 +153,15 @@ def _measure_into(row: Row, config: BenchConfig) -> None:
     for name, value in compute_figures(result.median_ms, config, prepared).items():
         setattr(row, name, value)
     row.details = prepared.details
+    if config.op_profile:  # after timing and memory, so profiling costs neither
+        row.details["op_profile"] = (
+            prepared.op_profile()
+            if prepared.op_profile
+            else {
+                "unavailable": f"per-op profiles come from onnxruntime's profiler; {config.backend} has "
+                "none here"
+            }
+        )
     row.validation = config.extra.get("validation")
 
 

@@ -322,3 +322,15 @@ def test_rows_written_by_earlier_versions_keep_their_identity():
     assert row.peak_rss_mib == 12.5 and row.heads == 2
     config = BenchConfig(kind="attention", attention="mhsa", dim=64, hw=[14, 14])
     assert config.identity({"cpu": "x"}) == row.identity()  # ExecuTorch's version is not a torch row's
+
+
+def test_op_profile_sums_onnxruntime_kernel_time(cli):
+    result = cli(
+        "bench --attention mhsa --dim 16 --hw 4x4 --backend onnxruntime --runs 3 --op-profile --json"
+    )
+    assert result.code == 0, result.err
+    (row,) = result.json()
+    profile = row["details"]["op_profile"]
+    assert profile["inferences"] == 20 and profile["by_op_type"] and profile["by_node"]
+    assert sum(e["share"] for e in profile["by_op_type"]) == pytest.approx(1.0, abs=0.02)
+    assert "Softmax" in {e["op_type"] for e in profile["by_op_type"]}  # MHSA's scores

@@ -67,6 +67,7 @@ def test_model_onnx_is_checked_simplified_and_labelled(xs_onnx):
     assert Path(record.path).name == "swiftformer_xs-224.onnx"
 
 
+@pytest.mark.slow
 def test_model_onnx_carries_no_unneeded_work(xs_onnx):
     _, _, model = xs_onnx
     ops = [n.op_type for n in model.graph.node]

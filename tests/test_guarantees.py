@@ -45,6 +45,7 @@ def bench_folders() -> set[Path]:
 # 1. code in the working directory never runs -------------------------------------------
 
 
+@pytest.mark.slow
 def test_worker_ignores_modules_in_the_working_directory(tmp_path, monkeypatch):
     marker = tmp_path / "EXECUTED"
     for name in ("json", "profile", "numpy", "torch"):

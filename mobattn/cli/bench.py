@@ -51,6 +51,9 @@ from .console import console, make_table, print_json
 @click.option("--warmup", type=int, help="Exactly N warm-up runs (instead of the profile's).")
 @click.option("--samples", is_flag=True, help="Keep every run's time in the row (samples_ms).")
 @click.option(
+    "--op-profile", is_flag=True, help="onnxruntime: time per op type and node (top 20), after timing."
+)
+@click.option(
     "--timeout",
     type=float,
     default=300.0,
@@ -81,6 +84,7 @@ def command(
     runs,
     warmup,
     samples,
+    op_profile,
     timeout,
     memory_limit,
     no_isolate,
@@ -110,6 +114,7 @@ def command(
             None if warmup is None else check_int(warmup, "--warmup", 0, 1_000_000),
         ),
         samples=samples,
+        op_profile=op_profile,
         timeout_s=check_timeout(timeout),
         memory_limit_mb=None if memory_limit is None else check_int(memory_limit, "--memory-limit", 16),
     )
@@ -132,6 +137,9 @@ def command(
         print_json([r.to_dict() for r in rows])
     else:
         print_bench_table(rows)
+        for row in rows:
+            if op_profile and row.ok:
+                print_op_profile(row)
     return 1 if any(r.failed for r in rows) else 0
 
 
@@ -209,3 +217,20 @@ def print_bench_table(rows, title: str = "latency (batch 1)") -> None:
         "of matmul peak",
     ]
     console.print(make_table(title, cols, table_rows, set(cols[6:]) | {"thr"}))
+
+
+def print_op_profile(row) -> None:
+    profile = row.details.get("op_profile") or {}
+    if "unavailable" in profile:
+        console.print(f"[dim]{row.subject_label} {row.backend}: {profile['unavailable']}[/dim]")
+        return
+    label = f"{row.subject_label} ({row.backend}, {row.threads} thread(s))"
+    by_type = [[e["op_type"], f"{e['ms']:.3f}", f"{e['share']:.1%}"] for e in profile.get("by_op_type", [])]
+    console.print(
+        make_table(f"time by op type: {label}", ["op type", "ms", "share"], by_type, {"ms", "share"})
+    )
+    by_node = [
+        [e["node"], e["op_type"], f"{e['ms']:.3f}", f"{e['share']:.1%}"] for e in profile.get("by_node", [])
+    ]
+    cols = ["node", "op type", "ms", "share"]
+    console.print(make_table(f"top nodes: {label}", cols, by_node, {"ms", "share"}, fold={"node"}))

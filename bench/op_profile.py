@@ -1,0 +1,64 @@
+"""Where the time goes inside a runtime: onnxruntime's own profiler, summed per op type
+and per node (``mobattn bench --op-profile``), in the manner of onnxruntime_perf_test."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+TOP = 20
+
+
+def onnxruntime_op_profile(path: Path, feed: dict[str, np.ndarray], threads: int, runs: int = 20) -> dict:
+    """Per op type and per node (top 20): mean milliseconds per inference and share of the
+    profiled kernel time, over ``runs`` inferences (the process is warm: it was just timed)."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="mobattn-profile-") as folder:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.log_severity_level = 3
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(folder) / "ort")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        for _ in range(runs):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    return summarise(events, runs)
+
+
+def summarise(events: list[dict], runs: int) -> dict:
+    """Kernel events (``cat == "Node"``, ``*_kernel_time``) summed by op type and node."""
+    kernels = [
+        e for e in events if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")
+    ]
+    per_node: dict[str, list] = defaultdict(lambda: ["", 0.0, 0])
+    for event in kernels:
+        name = event["name"].removesuffix("_kernel_time")
+        entry = per_node[name]
+        entry[0] = event.get("args", {}).get("op_name", "?")
+        entry[1] += event.get("dur", 0) / 1000.0  # microseconds -> ms
+        entry[2] += 1
+    total = sum(ms for _, ms, _ in per_node.values()) or 1.0
+    per_type: dict[str, float] = defaultdict(float)
+    for op, ms, _ in per_node.values():
+        per_type[op] += ms
+    inferences = max(runs, 1)
+    by_type = [
+        {"op_type": op, "ms": ms / inferences, "share": ms / total}
+        for op, ms in sorted(per_type.items(), key=lambda kv: -kv[1])[:TOP]
+    ]
+    by_node = [
+        {"node": name, "op_type": op, "ms": ms / inferences, "share": ms / total}
+        for name, (op, ms, _) in sorted(per_node.items(), key=lambda kv: -kv[1][1])[:TOP]
+    ]
+    return {
+        "runtime": "onnxruntime profiler",
+        "inferences": inferences,
+        "by_op_type": by_type,
+        "by_node": by_node,
+    }
