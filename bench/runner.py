@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mobattn.exporters.files import alive
+
 from .config import BenchConfig
 from .row import Row
 from .worker import base_row, run_config
@@ -42,18 +44,8 @@ def clean_stale_folders() -> None:
     """Remove the temporary folders of runs whose process no longer exists."""
     for folder in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*-*"):
         pid = folder.name.removeprefix(TMP_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _WorkerFailedError(Exception):

@@ -296,6 +296,14 @@ def _conv(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilati
     return conv(_pad_spatial(x, pads), w, b, stride=strides, dilation=dilations, groups=int(groups))
 
 
+def _pool_geometry(x: torch.Tensor, kernel_sizes, strides, pad_type, pad):
+    """(kernel sizes, strides, padding per spatial axis) of a MIL pooling op."""
+    spatial = x.dim() - 2
+    kernel_sizes = _ints(kernel_sizes)
+    strides = _ints(strides) if strides is not None else [1] * spatial
+    return kernel_sizes, strides, _spatial_padding(x, kernel_sizes, strides, [1] * spatial, pad_type, pad)
+
+
 @kernel("avg_pool")
 def _avg_pool(
     x,
@@ -307,28 +315,21 @@ def _avg_pool(
     ceil_mode=False,
 ):
     x = _t(x)
-    spatial = x.dim() - 2
-    kernel_sizes = _ints(kernel_sizes)
-    strides = _ints(strides) if strides is not None else [1] * spatial
-    pads = _spatial_padding(x, kernel_sizes, strides, [1] * spatial, pad_type, pad)
-    pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[spatial]
-    padded = _pad_spatial(x, pads)
-    summed = pool(padded, kernel_sizes, strides, ceil_mode=bool(ceil_mode)) * math.prod(kernel_sizes)
+    kernel_sizes, strides, pads = _pool_geometry(x, kernel_sizes, strides, pad_type, pad)
+    pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[x.dim() - 2]
+    area = math.prod(kernel_sizes)
+    summed = pool(_pad_spatial(x, pads), kernel_sizes, strides, ceil_mode=bool(ceil_mode)) * area
     if exclude_padding_from_average:
         ones = _pad_spatial(torch.ones_like(x[:1, :1]), pads)
-        counts = pool(ones, kernel_sizes, strides, ceil_mode=bool(ceil_mode)) * math.prod(kernel_sizes)
-        return summed / counts
-    return summed / math.prod(kernel_sizes)
+        return summed / (pool(ones, kernel_sizes, strides, ceil_mode=bool(ceil_mode)) * area)
+    return summed / area
 
 
 @kernel("max_pool")
 def _max_pool(x, kernel_sizes, strides=None, pad_type="valid", pad=None, ceil_mode=False):
     x = _t(x)
-    spatial = x.dim() - 2
-    kernel_sizes = _ints(kernel_sizes)
-    strides = _ints(strides) if strides is not None else [1] * spatial
-    pads = _spatial_padding(x, kernel_sizes, strides, [1] * spatial, pad_type, pad)
-    pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[spatial]
+    kernel_sizes, strides, pads = _pool_geometry(x, kernel_sizes, strides, pad_type, pad)
+    pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[x.dim() - 2]
     return pool(_pad_spatial(x, pads, float("-inf")), kernel_sizes, strides, ceil_mode=bool(ceil_mode))
 
 

@@ -24,7 +24,8 @@ def check_writable(path: Path, force: bool) -> None:
         raise MobattnError(f"{path} is a folder; refusing to replace it even with --force")
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (owners of staging and temporary folders)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -39,7 +40,7 @@ def clean_stale_staging(path: Path) -> None:
     process is gone), so an interrupted export leaves nothing behind for long."""
     for folder in path.parent.glob(f".{path.name}.*.partial-*"):
         pid = folder.name.removeprefix(f".{path.name}.").split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
 
