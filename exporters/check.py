@@ -55,6 +55,16 @@ def _check_shape(path: Path, shape, subject: Subject) -> None:
         )
 
 
+def _check_metadata(path: Path, meta: dict, subject: Subject) -> None:
+    """An artifact whose metadata names another subject is a wrong description, not a
+    failed validation."""
+    said = {k: meta.get(k) for k in ("model", "attention") if meta.get(k)}
+    mine = {k: v for k, v in subject.metadata.items() if k in said}
+    if said != mine:
+        what = ", ".join(f"{k} {v}" for k, v in said.items())
+        raise MobattnError(f"{path.name} is an export of {what}; describe that subject to validate it")
+
+
 def _onnx(path: Path, subject: Subject, precision: str | None, inputs) -> tuple[Agreement, dict]:
     from .to_onnx import ort_session, validate_onnx
 
@@ -64,6 +74,7 @@ def _onnx(path: Path, subject: Subject, precision: str | None, inputs) -> tuple[
         raise MobattnError(f"cannot load {path}: {str(exc).strip().splitlines()[0][:160]}") from None
     _check_shape(path, session.get_inputs()[0].shape, subject)
     meta = dict(session.get_modelmeta().custom_metadata_map)
+    _check_metadata(path, meta, subject)
     criterion = precision or meta.get("precision", "fp32")
     return validate_onnx(path, subject.module, subject, criterion, inputs=inputs), {
         "criterion": criterion,
@@ -97,6 +108,7 @@ def _coreml(path: Path, subject: Subject, precision: str | None, inputs) -> tupl
         shape = list(description.type.multiArrayType.shape)
     _check_shape(path, shape, subject)
     meta = dict(spec.description.metadata.userDefined)
+    _check_metadata(path, meta, subject)
     compression = meta.get("compression", "none")
     criterion = criterion_for(
         precision or meta.get("precision", "fp16"), None if compression == "none" else compression

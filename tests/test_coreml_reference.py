@@ -323,3 +323,13 @@ def test_an_export_with_an_op_the_executor_lacks_is_unvalidated_not_ok(tmp_path,
     (record,) = result.json()
     assert record["status"] == "unvalidated" and record["validation"] == {}
     assert "no reference kernel for softmax" in record["reason"] and "not validated" in result.err
+
+
+def test_validate_refuses_a_subject_the_artifact_is_not(tmp_path, cli):
+    export_eaa(tmp_path, cli, "--precision fp32")
+    package = tmp_path / "eaa-dim16-4x4-fp32.mlpackage"
+    from helpers import assert_one_line_error
+
+    assert_one_line_error(
+        cli(f"validate {package} --attention ufo --dim 16 --hw 4x4"), "an export of attention eaa"
+    )
