@@ -324,6 +324,7 @@ def test_rows_written_by_earlier_versions_keep_their_identity():
     assert config.identity({"cpu": "x"}) == row.identity()  # ExecuTorch's version is not a torch row's
 
 
+@pytest.mark.slow
 def test_op_profile_sums_onnxruntime_kernel_time(cli):
     result = cli(
         "bench --attention mhsa --dim 16 --hw 4x4 --backend onnxruntime --runs 3 --op-profile --json"
