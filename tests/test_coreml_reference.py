@@ -122,6 +122,7 @@ VALUE_INFERRED = {
 }
 
 
+@pytest.mark.slow  # 40 one-op conversions: about 20 s
 @pytest.mark.parametrize("name", sorted(VALUE_INFERRED))
 def test_kernel_matches_coremltools_value_inference(tmp_path, name):
     build, arrays = VALUE_INFERRED[name]
