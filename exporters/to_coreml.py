@@ -9,8 +9,6 @@ macOS, by mobattn's reference executor for ML Programs elsewhere (``coreml_refer
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 import time
 from collections import Counter
@@ -20,10 +18,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from mobattn import __version__
 from mobattn.errors import MobattnError
 from mobattn.models import get_model_config, imagenet_classes
 
+from .coreml_package import (
+    LABEL_OUTPUT,
+    PROBABILITIES_OUTPUT,
+    fp16_subnormals,
+    make_readable,
+    remove_side_files,
+    set_metadata,
+)
 from .fold import fold_for_inference
 from .silence import quiet
 from .subject import Subject
@@ -89,10 +94,6 @@ class Probabilities(nn.Module):
         return torch.softmax(self.module(x), dim=1)
 
 
-# coremltools names the probabilities output after the label output
-LABEL_OUTPUT, PROBABILITIES_OUTPUT = "classLabel", "classLabel_probs"
-
-
 def is_classifier(subject: Subject, image: bool) -> bool:
     """Image-input exports of ImageNet-1k models become Core ML classifiers (class labels,
     probabilities, the top class), the form Xcode previews and Vision consumes; tensor-input
@@ -114,65 +115,6 @@ def _compress(mlmodel, compress: str):
     return cto.palettize_weights(mlmodel, cto.OptimizationConfig(global_config=op_config))
 
 
-def _metadata(
-    mlmodel,
-    subject: Subject,
-    precision: str,
-    compress: str | None,
-    target: str,
-    image: bool,
-    classifier: bool,
-) -> None:
-    """What an iOS developer reads in Xcode: author, license, descriptions of every input
-    and output, the preview type, and whether normalisation is still the app's job."""
-    mlmodel.author = "mobattn"
-    mlmodel.license = LICENSE
-    mlmodel.version = __version__
-    mlmodel.short_description = f"{subject.stem()} exported by mobattn {__version__}"
-    h, w = subject.input_shape[-2:] if subject.is_model else (None, None)
-    if image:
-        mlmodel.input_description[subject.input_name] = (
-            f"RGB image, {h}x{w}; normalisation is inside the model"
-        )
-    elif subject.is_model:
-        mlmodel.input_description[subject.input_name] = (
-            f"Float image tensor 1x3x{h}x{w}, normalised with the mean and std in the metadata"
-        )
-    else:
-        mlmodel.input_description[subject.input_name] = "Tokens (batch, H*W, channels)"
-    if classifier:
-        mlmodel.output_description[LABEL_OUTPUT] = "The most probable ImageNet-1k class"
-        mlmodel.output_description[PROBABILITIES_OUTPUT] = "Probability of each ImageNet-1k class"
-    else:
-        mlmodel.output_description[subject.output_name] = "Logits" if subject.is_model else "Mixed tokens"
-    meta = {
-        **subject.metadata,
-        "precision": precision,
-        "compression": compress or "none",
-        "min_target": target,
-        "normalization": "folded into the image input: pass raw RGB" if image else "apply mean/std below",
-    }
-    if image:  # an app must not normalise twice
-        meta.pop("mean", None)
-        meta.pop("std", None)
-    if classifier:
-        meta["com.apple.coreml.model.preview.type"] = "imageClassifier"
-    for key, value in meta.items():
-        mlmodel.user_defined_metadata[key] = str(value)
-
-
-LICENSE = "MIT (mobattn); weights: see the checkpoint's own license (random init if none given)"
-
-
-def _readable(path: Path) -> None:
-    """coremltools writes model.mlmodel 0600 and folders 0700; a package is shared with
-    Xcode and a build system, so make it readable like any file this process writes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for entry in [path, *path.rglob("*")]:
-        entry.chmod((0o777 if entry.is_dir() else 0o666) & ~umask)
-
-
 def _main_block(spec):
     main = spec.mlProgram.functions["main"]
     return main.block_specializations[main.opset]
@@ -180,37 +122,6 @@ def _main_block(spec):
 
 def op_histogram(spec) -> dict[str, int]:
     return dict(Counter(op.type for op in _main_block(spec).operations if op.type != "const").most_common())
-
-
-PACKAGE_ENTRIES = {"Manifest.json", "Data"}
-
-
-def _remove_side_files(path: Path) -> None:
-    """Keep only what an .mlpackage holds (Manifest.json and Data/): the converter leaves
-    ExecuTorch's ``executorch_debug_handle_mapping.json`` beside them, which no Core ML
-    tool reads and which would ship inside an app."""
-    for entry in path.iterdir():
-        if entry.name not in PACKAGE_ENTRIES:
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-
-
-def fp16_subnormals(path: Path) -> dict | None:
-    """Small fp16 constants that are subnormal (0 < |v| < 6.1e-5), e.g. F.normalize's
-    1e-12 epsilon, stored as 5.96e-8: what hardware that flushes subnormals to zero would
-    change (the reference executor keeps them, as IEEE fp16 does)."""
-    from .coreml_reference import load_program
-
-    _, program = load_program(path)
-    names, values = [], set()
-    for op in program.functions["main"].operations:
-        value = op.outputs[0].val if op.op_type == "const" else None
-        if isinstance(value, np.ndarray | np.floating) and np.asarray(value).dtype == np.float16:
-            array = np.abs(np.asarray(value, np.float32)).ravel()
-            tiny = array[(array > 0) & (array < np.finfo(np.float16).tiny)]
-            if array.size <= 16 and tiny.size:
-                names.append(op.outputs[0].name)
-                values.update(float(v) for v in tiny)
-    return {"count": len(names), "values": sorted(values), "first": names[0]} if names else None
 
 
 def check_spec(path: Path, subject: Subject, image: bool) -> tuple[dict, list[str]]:
@@ -371,12 +282,12 @@ def export_coreml(
         )
         if compress:
             mlmodel = _compress(mlmodel, compress)
-    _metadata(mlmodel, subject, precision, compress, min_target, image, classifier)
+    set_metadata(mlmodel, subject, precision, compress, min_target, image, classifier)
     with quiet():
         mlmodel.save(str(path))
     seconds = time.perf_counter() - start
-    _remove_side_files(path)
-    _readable(path)
+    remove_side_files(path)
+    make_readable(path)
     histogram, problems = check_spec(path, subject, image)
     if problems:
         raise MobattnError(f"Core ML package failed its spec check: {'; '.join(problems)}")
