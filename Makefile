@@ -49,13 +49,17 @@ run: venv
 benchmarks: venv
 	$(BIN)/mobattn sweep --preset attention-scaling --results $(BENCH)/attention-scaling.jsonl
 	$(BIN)/mobattn sweep --preset attention-scaling-executorch --results $(BENCH)/attention-scaling-executorch.jsonl
+	$(BIN)/mobattn sweep --preset precision --results $(BENCH)/precision.jsonl
+	$(BIN)/mobattn bench --model swiftformer_s --backend onnxruntime,executorch --precision fp32,int8 \
+		--results $(BENCH)/precision-models.jsonl
 	$(BIN)/mobattn table --backend onnxruntime,executorch,torch --results $(BENCH)/models.jsonl \
 		--out $(BENCH)/models.md --force
 	$(BIN)/python bench/scripts/export_speed.py > $(BENCH)/export_speed.txt
 	$(BIN)/python bench/scripts/fidelity.py > $(BENCH)/fidelity.txt
 	$(BIN)/python bench/scripts/coreml_agreement.py > $(BENCH)/coreml_agreement.md
 	$(BIN)/mobattn report $(BENCH)/attention-scaling.jsonl $(BENCH)/attention-scaling-executorch.jsonl \
-		$(BENCH)/models.jsonl --out docs/benchmarks --page BENCHMARKS.md --force
+		$(BENCH)/precision.jsonl $(BENCH)/precision-models.jsonl $(BENCH)/models.jsonl \
+		--out docs/benchmarks --page BENCHMARKS.md --force
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache exports results/quick*

@@ -42,7 +42,7 @@ BACKENDS: dict[str, Backend] = {
         Backend(
             "onnxruntime",
             "onnx",
-            {"cpu": ("fp32", "fp16"), "cuda": ("fp32", "fp16")},
+            {"cpu": ("fp32", "fp16", "int8"), "cuda": ("fp32", "fp16")},
             "onnxruntime, timing mobattn's ONNX export",
         ),
         Backend("executorch", "executorch", {"cpu": ("fp32", "int8")}, "ExecuTorch with XNNPACK"),

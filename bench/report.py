@@ -169,12 +169,19 @@ def plot_speed_accuracy(table: list[TableRow], backend: str) -> Files:
         return {}
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     for row, latency in points:
+        fp32 = row.precision == "fp32"  # other precisions: hollow markers and the precision in the label
         ax.scatter(
-            latency, row.top1, marker=MARKERS.get(row.attention, "o"), color=COLORS.get(row.attention), s=40
+            latency,
+            row.top1,
+            marker=MARKERS.get(row.attention, "o"),
+            s=40,
+            facecolors=COLORS.get(row.attention) if fp32 else "none",
+            edgecolors=COLORS.get(row.attention),
         )
         label = row.model.replace("swiftformer_", "SF-").upper() + (
             "" if row.attention == "eaa" else f"+{row.attention}"
         )
+        label += "" if fp32 else f" {row.precision}"
         ax.annotate(label, (latency, row.top1), textcoords="offset points", xytext=(5, 4), fontsize=8)
     front = pareto_front([(lat, r.top1) for r, lat in points])
     if len(front) >= 2:  # one point is no front: nothing to draw or to put in the legend
@@ -226,3 +233,36 @@ def latency_tables(rows: list[Row]) -> list[tuple[str, list[str], list[list[str]
 def markdown_table(columns: list[str], body: list[list[str]]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
     return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in body]) + "\n"
+
+
+def precision_tables(rows: list[Row]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Per backend (and width): what int8 buys or costs per mechanism and token count, as
+    int8 median / fp32 median of rows measured alike, with int8's cosine to torch fp32."""
+    pairs: dict[tuple, dict[str, Row]] = defaultdict(dict)
+    for r in rows:
+        if r.kind == "attention" and r.precision in ("fp32", "int8"):
+            pairs[(r.backend, r.threads, r.dim, r.attention, r.tokens, tuple(r.hw or ()))][r.precision] = r
+    tables: dict[tuple, dict[tuple, dict[str, str]]] = defaultdict(lambda: defaultdict(dict))
+    for (backend, threads, dim, attention, tokens, hw), by_precision in pairs.items():
+        fp32, int8 = by_precision.get("fp32"), by_precision.get("int8")
+        if fp32 is None or int8 is None:
+            continue
+        if fp32.ok and int8.ok:
+            ratio = int8.median_ms / fp32.median_ms
+            validation = int8.validation or {}
+            cell = f"{ratio:.2f}x" + (" (slower)" if ratio >= 1.005 else "")
+            if validation.get("cosine") is not None:
+                cell += f", cos {validation['cosine']:.4f}"
+                cell += "" if validation.get("passed", True) else f" (below {validation.get('tolerance')})"
+        else:
+            cell = f"fp32 {fp32.status}, int8 {int8.status}"
+        tables[(backend, threads, dim)][(tokens, f"{hw[0]}x{hw[1]} ({tokens})")][attention] = cell
+    out = []
+    for (backend, threads, dim), cells in sorted(tables.items(), key=str):
+        names = sorted({a for c in cells.values() for a in c})
+        body = [[label] + [c.get(a, "") for a in names] for (_, label), c in sorted(cells.items())]
+        title = (
+            f"{backend}, {threads} thread(s), dim {dim}: int8 median / fp32 median, int8 cosine to torch fp32"
+        )
+        out.append((title, ["tokens"] + names, body))
+    return out

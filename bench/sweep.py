@@ -135,6 +135,18 @@ PRESETS = {
         backends=["onnxruntime", "torch"],
         threads=[1],
     ),
+    # what int8 buys or costs per mechanism, on the two mobile CPU runtimes (quick profile:
+    # a few runs each, so the largest grids finish in minutes)
+    "precision": Grid(
+        attentions=["eaa", "external", "hilo", "mhsa", "ufo"],
+        dims=[64],
+        hws=_square([14, 56, 128]),
+        backends=["onnxruntime", "executorch"],
+        precisions=["fp32", "int8"],
+        threads=[1],
+        profile="quick",
+        timeout_s=600.0,
+    ),
     # a small grid for smoke runs and `make run`
     "quick": Grid(
         attentions=["eaa", "external", "hilo", "mhsa", "ufo"],

@@ -18,6 +18,7 @@ class TableRow:
     attention: str
     resolution: int
     precision: str
+    machine: str  # the CPU the latencies were measured on
     params_m: float | None
     gmacs: float | None
     latency: dict[str, dict[str, float | None]] = field(default_factory=dict)  # backend -> median/p90
@@ -68,30 +69,41 @@ def untrusted_for(model: str, attention: str, resolution: int, evals: list[dict]
 
 
 def build_rows(bench_rows: list[Row], evals: list[dict], backends: list[str]) -> list[TableRow]:
-    """One table row per (model, attention, resolution, precision) among the ``ok``
-    model rows; per backend, the newest row (:func:`row.latest`)."""
+    """One table row per (model, attention, resolution, precision, machine) among the
+    ``ok`` model rows; per backend, the newest row (:func:`row.latest`). Rows of different
+    machines never share a table row: their latencies are not comparable."""
     grouped: dict[tuple, dict[str, Row]] = {}
     for row in latest(bench_rows):
         if row.kind == "model" and row.ok and row.backend in backends:
-            key = (row.model, row.attention, row.resolution[0], row.precision)
+            machine = str(row.environment.get("cpu") or "unknown")
+            key = (row.model, row.attention, row.resolution[0], row.precision, machine)
             by_backend = grouped.setdefault(key, {})
             if row.backend not in by_backend or row.timestamp >= by_backend[row.backend].timestamp:
                 by_backend[row.backend] = row
     table = []
-    for (model, attention, res, precision), by_backend in grouped.items():
+    for (model, attention, res, precision, machine), by_backend in grouped.items():
         rows = list(by_backend.values())
         first = rows[0]
         top1, source = accuracy_for(model, attention, res, evals)
+        if precision != "fp32" and source.startswith("published"):  # a published top-1 is fp32's
+            top1, source = None, f"n/a at {precision} (fp32's is published; see the cosine to fp32)"
         table.append(
             TableRow(
                 model=model,
                 attention=attention,
                 resolution=res,
                 precision=precision,
+                machine=machine,
                 params_m=first.params / 1e6 if first.params else None,
                 gmacs=first.macs / 1e9 if first.macs else None,
                 latency={
-                    b: {"median_ms": r.median_ms, "p90_ms": r.p90_ms, "noisy": r.noisy}
+                    b: {
+                        "median_ms": r.median_ms,
+                        "p90_ms": r.p90_ms,
+                        "noisy": r.noisy,
+                        "cosine": (r.validation or {}).get("cosine"),  # the timed artifact vs torch fp32
+                        "top1_agreement": (r.validation or {}).get("top1_agreement"),
+                    }
                     for b, r in sorted(by_backend.items(), key=lambda kv: backends.index(kv[0]))
                 },
                 peak_mb=max((r.peak_rss_mib for r in rows if r.peak_rss_mib is not None), default=None),
@@ -103,11 +115,13 @@ def build_rows(bench_rows: list[Row], evals: list[dict], backends: list[str]) ->
     return table
 
 
-def _columns(backends: list[str]) -> list[str]:
+def _columns(backends: list[str], machines: bool) -> list[str]:
     cols = ["model", "attention", "precision", "params (M)", "GMACs", "resolution"]
+    cols += ["machine"] if machines else []
     for b in backends:
         cols += [f"{b} median (ms)", f"{b} p90 (ms)"]
     return cols + [
+        "cosine to torch fp32 (min over backends)",
         "peak memory (MiB, max over backends)",
         "top-1 (%)",
         "accuracy source",
@@ -115,17 +129,26 @@ def _columns(backends: list[str]) -> list[str]:
     ]
 
 
-def _cells(row: TableRow, backends: list[str]) -> list[str]:
+def _cells(row: TableRow, backends: list[str], machines: bool) -> list[str]:
     def f(value, spec):
         return "n/a" if value is None else format(value, spec)
 
     cells = [row.model, row.attention, row.precision]
     cells += [f(row.params_m, ".2f"), f(row.gmacs, ".3f"), str(row.resolution)]
+    cells += [row.machine] if machines else []
     for b in backends:
         lat = row.latency.get(b, {})
         noisy = " (noisy)" if lat.get("noisy") else ""
         cells += [f(lat.get("median_ms"), ".2f") + noisy, f(lat.get("p90_ms"), ".2f")]
-    return cells + [f(row.peak_mb, ".0f"), f(row.top1, ".1f"), row.accuracy_source, row.untrusted_eval or "-"]
+    cosines = [lat["cosine"] for lat in row.latency.values() if lat.get("cosine") is not None]
+    fidelity = f(min(cosines) if cosines else None, ".5f")
+    return cells + [
+        fidelity,
+        f(row.peak_mb, ".0f"),
+        f(row.top1, ".1f"),
+        row.accuracy_source,
+        row.untrusted_eval or "-",
+    ]
 
 
 _TEX_SPECIAL = {
@@ -149,8 +172,9 @@ def tex_escape(text: str) -> str:
 
 
 def render(rows: list[TableRow], backends: list[str], fmt: str) -> str:
-    cols = _columns(backends)
-    body = [_cells(r, backends) for r in rows]
+    machines = len({r.machine for r in rows}) > 1  # a column only when rows differ in it
+    cols = _columns(backends, machines)
+    body = [_cells(r, backends, machines) for r in rows]
     if fmt == "json":
         return json.dumps([r.to_dict() for r in rows], indent=2) + "\n"
     if fmt == "csv":

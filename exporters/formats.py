@@ -49,9 +49,9 @@ TARGETS: dict[str, Target] = {
         Target(
             "onnx",
             ".onnx",
-            ("fp32", "fp16"),
+            ("fp32", "fp16", "int8"),
             "fp32",
-            ("dynamic", "simplify", "opset"),
+            ("dynamic", "simplify", "opset", "calibration"),
             "onnxruntime (CPU)",
             "ONNX, torch's dynamo exporter, folded and simplified",
         ),
@@ -61,7 +61,7 @@ TARGETS: dict[str, Target] = {
             ("fp16", "fp32"),
             "fp16",
             ("min_target", "image", "compress"),
-            "Core ML on macOS; spec check elsewhere",
+            "Core ML on macOS, mobattn's reference executor elsewhere",
             "Core ML ML Program through torch.export",
         ),
         Target(

@@ -145,8 +145,17 @@ MIN_OPSET, MAX_OPSET = 17, 23
 
 
 def check_options(
-    subject: Subject, precision: str, opset: int = DEFAULT_OPSET, dynamic: bool = False, simplify: bool = True
+    subject: Subject,
+    precision: str,
+    opset: int = DEFAULT_OPSET,
+    dynamic: bool = False,
+    simplify: bool = True,
+    calibration=None,
 ) -> None:
+    if precision == "int8" and dynamic:
+        raise MobattnError("--precision int8 calibrates at one input shape; drop --dynamic")
+    if calibration is not None and precision != "int8":
+        raise MobattnError("--calibration applies to --precision int8")
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise MobattnError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
 
@@ -158,9 +167,10 @@ def export_onnx(
     dynamic: bool = False,
     simplify: bool = True,
     opset: int = DEFAULT_OPSET,
+    calibration: list[np.ndarray] | None = None,
 ) -> dict:
     """Write ``path`` and return the facts of the export (the caller stages the path)."""
-    check_options(subject, precision, opset=opset)
+    check_options(subject, precision, opset=opset, dynamic=dynamic, calibration=calibration)
     start = time.perf_counter()
     module = fold_for_inference(subject.module)
     raw = path.with_suffix(".raw.onnx")
@@ -176,8 +186,13 @@ def export_onnx(
     nodes_before = len(model.graph.node)
     if simplify:
         model = _simplify(model)
+    quantization = None
     if precision == "fp16":
         model = _to_fp16(model)
+    elif precision == "int8":
+        from .quantize_onnx import quantize_int8
+
+        model, quantization = quantize_int8(model, subject, calibration, path.parent)
     _add_metadata(model, subject, precision, dynamic)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
@@ -194,6 +209,7 @@ def export_onnx(
             "simplified": simplify,
             "dynamic": dynamic,
             "nodes_before_simplify": nodes_before,
+            **({"quantization": quantization} if quantization else {}),
         },
     }
 

@@ -73,8 +73,8 @@ def test_bad_executorch_input(tmp_path, cli):
         "fp32 or int8",
     )
     assert_one_line_error(
-        cli(f"export --model swiftformer_xs --to onnx,executorch --precision int8 --out {out}"),
-        "--to onnx takes --precision",
+        cli(f"export --model swiftformer_xs --to coreml,executorch --precision int8 --out {out}"),
+        "--to coreml takes --precision",
     )
     assert not out.exists()  # checked for every target before the first file
     bad = tmp_path / "bad.pte"

@@ -38,7 +38,10 @@ from .console import console, make_table, print_json
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--threads", default="1", show_default=True, help="Intra-op threads, e.g. 1,2 (inter-op is 1).")
 @click.option(
-    "--precision", default="fp32", show_default=True, help="fp32, fp16 or int8 (see `mobattn list backends`)."
+    "--precision",
+    default="fp32",
+    show_default=True,
+    help="fp32, fp16, int8, or several: fp32,int8 (`mobattn list backends`).",
 )
 @click.option(
     "--profile",
@@ -105,7 +108,7 @@ def command(
     from mobattn.bench.backends import artifact_backend, check_backend
     from mobattn.bench.config import check_precision, check_timeout, profile_with
 
-    check_precision(precision)
+    precisions = [check_precision(p) for p in parse_csv(precision, "--precision")]
     common = dict(
         batch=check_int(batch, "--batch", 1, 256),
         profile=profile_with(
@@ -124,13 +127,16 @@ def command(
             raise MobattnError("give an artifact file or --model/--attention/--weights, not both")
         backend = artifact_backend(artifact)
         check_backend(backend, device)
+        if len(precisions) != 1:
+            raise MobattnError("an artifact file has one precision: give one --precision (its criterion)")
+        precision = precisions[0]
         sizes = parse_resolutions(resolution) if resolution else [None]
         configs = api.file_configs(artifact, backend, sizes, thread_list, precision, device, **common)
     else:
         backend_list = parse_csv(backends, "--backend")
         for backend in backend_list:
             check_backend(backend, device)
-        settings = dict(backends=backend_list, threads=thread_list, precisions=[precision], devices=[device])
+        settings = dict(backends=backend_list, threads=thread_list, precisions=precisions, devices=[device])
         configs = _subject_configs(model, attention, dim, hw, heads, weights, resolution, settings, common)
     rows = measure_with_progress(configs, isolate=not no_isolate, results=Path(results) if results else None)
     if json_out:

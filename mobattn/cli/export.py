@@ -43,7 +43,7 @@ from .console import console, err_console, make_table, print_json, print_status_
 @click.option(
     "--calibration",
     type=click.Path(file_okay=False),
-    help="ExecuTorch int8: an ImageFolder of images to calibrate on (default: random inputs).",
+    help="int8 (ONNX, ExecuTorch): an ImageFolder of images to calibrate on (default: random inputs).",
 )
 @click.option("--rtol", type=float, help="Judge by allclose with this relative tolerance (Optimum's rule).")
 @click.option("--atol", type=float, help="Judge by allclose with this absolute tolerance.")

@@ -30,6 +30,13 @@ FORMATS = ("md", "csv", "tex", "json")
     help="e.g. onnxruntime,torch,executorch.",
 )
 @click.option("--threads", type=int, default=1, show_default=True)
+@click.option(
+    "--precision",
+    "precisions",
+    default="fp32",
+    show_default=True,
+    help="e.g. fp32,int8: a row per precision.",
+)
 @click.option("--resolution", type=int, default=224, show_default=True)
 @click.option(
     "--profile", type=click.Choice(["default", "mlperf", "quick"]), default="default", show_default=True
@@ -51,7 +58,19 @@ FORMATS = ("md", "csv", "tex", "json")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the table here (else print it).")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 def command(
-    models, attentions, backends, threads, resolution, profile, results, accuracy, fmt, json_out, out, force
+    models,
+    attentions,
+    backends,
+    threads,
+    precisions,
+    resolution,
+    profile,
+    results,
+    accuracy,
+    fmt,
+    json_out,
+    out,
+    force,
 ):
     """A speed–accuracy table: params, GMACs, latency per backend, memory, top-1 and its source.
 
@@ -65,6 +84,7 @@ def command(
     from mobattn.attention import list_attentions
     from mobattn.bench import api
     from mobattn.bench.backends import check_backend
+    from mobattn.bench.config import check_precision
     from mobattn.bench.results import read_records
     from mobattn.bench.table import build_rows, render
     from mobattn.exporters.files import check_writable, staged
@@ -75,12 +95,15 @@ def command(
     backend_list = parse_csv(backends, "--backend")
     for backend in backend_list:
         check_backend(backend, "cpu")
+    precision_list = [check_precision(p) for p in parse_csv(precisions, "--precision")]
     size = check_resolution([resolution, resolution])
     check_int(threads, "--threads", 1, MAX_THREADS)
     if out:
         check_writable(Path(out), force)
     evals = read_records(Path(accuracy))  # read (and checked) before anything is measured
-    configs = api.model_configs(model_list, attention_list, [size], backend_list, [threads], profile=profile)
+    configs = api.model_configs(
+        model_list, attention_list, [size], backend_list, [threads], precision_list, profile=profile
+    )
     results_path = Path(results) if results else None
     rows = api.measure_missing(
         configs,
