@@ -129,9 +129,9 @@ class BenchConfig:
         """A bare attention's heads: as given, or as the swap rule chooses them."""
         if self.kind != "attention" or self.heads is not None:
             return self.heads
-        from mobattn.describe import default_attention_kwargs
+        from .row import swap_rule_heads
 
-        return default_attention_kwargs(self.attention, self.dim, None).get("num_heads")
+        return swap_rule_heads(self.attention, self.dim)
 
     def subject_fields(self) -> dict:
         """What a results row says about its subject and setting (heads resolved, so a

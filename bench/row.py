@@ -228,10 +228,15 @@ def _check_type(name: str, value: Any, kind: str) -> None:
         )
 
 
-def _swap_rule_heads(attention: str, dim: int) -> int | None:
+def swap_rule_heads(attention: str, dim: int) -> int | None:
+    """The heads the swap rule gives a bare ``attention`` of width ``dim``."""
     from mobattn.describe import default_attention_kwargs
 
+    return default_attention_kwargs(attention, dim, None).get("num_heads")
+
+
+def _swap_rule_heads(attention: str, dim: int) -> int | None:
     try:
-        return default_attention_kwargs(attention, dim, None).get("num_heads")
+        return swap_rule_heads(attention, dim)
     except MobattnError:  # an attention this version does not know: leave it unresolved
         return None

@@ -27,3 +27,10 @@ def calibration_images(subject: Subject, folder: str, option: str = "--calibrati
         preprocess(load_image(path), h, config.crop_pct, config.mean, config.std, config.interpolation)
         for path, _ in samples[:MAX_CALIBRATION_IMAGES]
     ]
+
+
+def stack_batches(subject: Subject, images: list[np.ndarray]) -> list[np.ndarray]:
+    """Preprocessed images grouped into the subject's batch size (a partial last batch is
+    dropped: the exported input shape is fixed)."""
+    batch = subject.input_shape[0]
+    return [np.stack(images[i : i + batch]) for i in range(0, len(images) - batch + 1, batch)]

@@ -22,6 +22,7 @@ import onnx
 
 from mobattn.errors import warn
 
+from .calibration import stack_batches
 from .silence import quiet
 from .subject import Subject
 
@@ -31,9 +32,7 @@ RANDOM_CALIBRATION_INPUTS = 16
 def calibration_batches(subject: Subject, images: list[np.ndarray] | None) -> tuple[list[np.ndarray], str]:
     """Inputs to calibrate on, and how to describe them in the record."""
     if images:
-        batch = subject.input_shape[0]
-        stacked = [np.stack(images[i : i + batch]) for i in range(0, len(images) - batch + 1, batch)]
-        return stacked, f"{len(images)} images (--calibration)"
+        return stack_batches(subject, images), f"{len(images)} images (--calibration)"
     warn(
         "int8 calibrated on random inputs: activation ranges of real images differ; "
         "give --calibration DIR (images in class folders) for a deployable model"

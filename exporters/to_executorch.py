@@ -22,6 +22,7 @@ import torch
 
 from mobattn.errors import MobattnError
 
+from .calibration import stack_batches
 from .fold import fold_for_inference
 from .silence import quiet, quiet_native_stderr
 from .subject import Subject
@@ -51,12 +52,7 @@ def set_threads(threads: int) -> None:
 
 def calibration_inputs(subject: Subject, images: Iterable[np.ndarray] | None) -> list[torch.Tensor]:
     if images is not None:
-        batch = subject.input_shape[0]
-        arrays = list(images)
-        return [
-            torch.from_numpy(np.stack(arrays[i : i + batch]))
-            for i in range(0, len(arrays) - batch + 1, batch)
-        ]
+        return [torch.from_numpy(b) for b in stack_batches(subject, list(images))]
     return [subject.example_input(seed=1000 + i) for i in range(CALIBRATION_INPUTS)]
 
 
