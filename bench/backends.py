@@ -98,9 +98,9 @@ def _session(path: Path, config: BenchConfig):
 def materialize(config: BenchConfig, folder: Path | None = None) -> tempfile.TemporaryDirectory | None:
     """Export what an artifact backend (onnxruntime, executorch) will load, before the
     measuring process takes its memory baseline (the exporter's own memory is not the
-    runtime's). Sets ``config.extra["artifact_path"]`` and ``config.extra["validation"]``
-    (the artifact's agreement with torch). Written into ``folder``, or into a temporary
-    directory that the caller keeps alive."""
+    runtime's). Sets ``config.extra["artifact_path"]``, ``config.extra["validation"]``
+    (the artifact's agreement with torch) and ``config.extra["export"]`` (its form).
+    Written into ``folder``, or into a temporary directory that the caller keeps alive."""
     suffix = BENCHMARK_TARGET_SUFFIX.get(config.backend)
     if suffix is None or config.kind == "file" or "artifact_path" in config.extra:
         return None
@@ -121,6 +121,8 @@ def materialize(config: BenchConfig, folder: Path | None = None) -> tempfile.Tem
         facts = export_executorch(subject, path, precision=config.precision)
     config.extra["artifact_path"] = str(path)
     config.extra["validation"] = facts["validation"].to_dict()  # the row says how faithful the artifact is
+    # which deployable form was timed, and what (if anything) stayed off the fast path
+    config.extra["export"] = {k: v for k, v in facts["details"].items() if k in ("form", "not_delegated")}
     return tmp
 
 

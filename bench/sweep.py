@@ -127,6 +127,18 @@ PRESETS = {
         backends=["executorch"],
         threads=[1, 2],
     ),
+    # ExecuTorch against onnxruntime, side by side, each in its fastest faithful form
+    # (exporters.deploy): the five mechanisms and the SwiftFormer family with its swaps
+    "runtime-parity": Grid(
+        attentions=["eaa", "external", "hilo", "mhsa", "ufo"],
+        dims=[64, 128],
+        hws=_square([14, 28, 56, 80, 112, 128]),
+        models=["swiftformer_xs", "swiftformer_s", "swiftformer_l1", "swiftformer_l3"],
+        model_attentions=[None, "hilo", "external", "ufo", "mhsa"],
+        backends=["onnxruntime", "executorch"],
+        threads=[1],
+        timeout_s=600.0,
+    ),
     # the SwiftFormer family and its attention swaps from 224 to 1024 pixels
     "models": Grid(
         models=["swiftformer_xs", "swiftformer_s", "swiftformer_l1", "swiftformer_l3"],

@@ -153,6 +153,8 @@ def _measure_into(row: Row, config: BenchConfig) -> None:
     for name, value in compute_figures(result.median_ms, config, prepared).items():
         setattr(row, name, value)
     row.details = prepared.details
+    if "export" in config.extra:
+        row.details["export"] = config.extra["export"]
     if config.op_profile:  # after timing and memory, so profiling costs neither
         row.details["op_profile"] = (
             prepared.op_profile()
@@ -179,7 +181,7 @@ def export_phase(config: BenchConfig) -> dict:
         if config.memory_limit_mb:
             memory.limit_address_space(config.memory_limit_mb)
         materialize(config, Path.cwd())
-        return {k: config.extra[k] for k in ("artifact_path", "validation")}
+        return {k: config.extra[k] for k in ("artifact_path", "validation", "export")}
     except MobattnError as exc:
         row.reason = f"export: {exc}"
     except (Exception, MemoryError) as exc:

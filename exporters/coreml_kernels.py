@@ -249,6 +249,14 @@ def _matmul(x, y, transpose_x=False, transpose_y=False):
     return torch.matmul(a, b)
 
 
+@kernel("einsum")
+def _einsum(values, equation):
+    """MIL's einsum: "nchw,nwhu->nchu" (and "chw,whu->chu") with broadcasting over the
+    batch axes of size 1; torch.einsum broadcasts the same way."""
+    a, b = (_t(v) for v in values)
+    return torch.einsum(str(equation), a, b)
+
+
 def _same_padding(size: int, kernel_size: int, stride: int, dilation: int, lower: bool) -> tuple[int, int]:
     """MIL's ``same`` padding: output = ceil(size / stride); the odd pixel goes after the
     input (``same``) or before it (``same_lower``)."""

@@ -33,6 +33,10 @@ def artifact_tags(target: str, precision: str, options: dict) -> list[str]:
         tags.append(f"opset{options['opset']}")
     if options.get("min_target") not in (None, DEFAULT_MIN_TARGET):
         tags.append(options["min_target"].lower())
+    if options.get("layout") not in (None, "default"):
+        tags.append(f"{options['layout']}")
+    if options.get("form") not in (None, "reference"):
+        tags.append(options["form"])
     if options.get("simplify") is False:
         tags.append("unsimplified")
     return tags

@@ -21,6 +21,8 @@ OPTION_FLAGS = {
     "image": "--image-input",
     "compress": "--compress",
     "calibration": "--calibration",
+    "form": "--form",
+    "layout": "--layout",
 }
 
 
@@ -51,7 +53,7 @@ TARGETS: dict[str, Target] = {
             ".onnx",
             ("fp32", "fp16", "int8"),
             "fp32",
-            ("dynamic", "simplify", "opset", "calibration"),
+            ("dynamic", "simplify", "opset", "calibration", "form"),
             "onnxruntime (CPU)",
             "ONNX, torch's dynamo exporter, folded and simplified",
         ),
@@ -60,7 +62,7 @@ TARGETS: dict[str, Target] = {
             ".mlpackage",
             ("fp16", "fp32"),
             "fp16",
-            ("min_target", "image", "compress"),
+            ("min_target", "image", "compress", "layout"),
             "Core ML on macOS, mobattn's reference executor elsewhere",
             "Core ML ML Program through torch.export",
         ),

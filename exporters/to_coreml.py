@@ -29,6 +29,8 @@ from .coreml_package import (
     remove_side_files,
     set_metadata,
 )
+from .deploy import deployable
+from .deploy.ane import CAVEATS
 from .fold import fold_for_inference
 from .silence import quiet
 from .subject import Subject
@@ -228,13 +230,36 @@ def criterion_for(precision: str, compress: str | None) -> str:
     return "fp32" if precision == "fp32" else "coreml-fp16"
 
 
+LAYOUTS = ("default", "ane")
+
+
+def ane_caveats(subject: Subject, layout: str) -> dict:
+    """What ``--layout ane`` could not make transpose-free for this subject's mechanism."""
+    mechanism = subject.attention or "eaa"
+    return {mechanism: CAVEATS[mechanism]} if layout == "ane" and mechanism in CAVEATS else {}
+
+
+def ane_summary(path: Path) -> dict:
+    """The Neural Engine rules' summary for the written package (see ane_rules)."""
+    from .ane_rules import findings, summary
+    from .coreml_reference import load_program
+
+    spec, program = load_program(path)
+    return summary(program, findings(program, spec))
+
+
 def check_options(
     subject: Subject,
     precision: str,
     min_target: str = DEFAULT_MIN_TARGET,
     image: bool = False,
     compress: str | None = None,
+    layout: str = "default",
 ) -> None:
+    if layout not in LAYOUTS:
+        raise MobattnError(f"--layout must be {' or '.join(LAYOUTS)}, got '{layout}'")
+    if layout == "ane" and not subject.is_model:
+        raise MobattnError("--layout ane needs a model (it rewrites the SwiftFormer backbone's token mixers)")
     if min_target not in TARGETS:
         raise MobattnError(f"--min-target must be one of {', '.join(TARGETS)}, got '{min_target}'")
     if compress is not None and compress not in COMPRESSIONS:
@@ -250,12 +275,18 @@ def export_coreml(
     min_target: str = DEFAULT_MIN_TARGET,
     image: bool = False,
     compress: str | None = None,
+    layout: str = "default",
 ) -> dict:
-    """Write ``path`` (.mlpackage) and return the facts of the export."""
-    check_options(subject, precision, min_target=min_target, image=image, compress=compress)
+    """Write ``path`` (.mlpackage) and return the facts of the export.
+
+    ``layout="ane"`` exports the Neural Engine layout of :mod:`.deploy.ane`, validated
+    against the reference module like any export."""
+    check_options(subject, precision, min_target=min_target, image=image, compress=compress, layout=layout)
     ct = coremltools()
     start = time.perf_counter()
     module = fold_for_inference(subject.module)
+    if layout == "ane":
+        module = deployable(module, "ane")
     classifier = is_classifier(subject, image)
     if image:
         input_type, module = image_input(subject, module)
@@ -302,6 +333,9 @@ def export_coreml(
         "op_count": sum(histogram.values()),
         "validation": agreement,
         "details": {
+            "layout": layout,
+            **({"layout_caveats": caveats} if (caveats := ane_caveats(subject, layout)) else {}),
+            "ane": ane_summary(path),
             "min_target": min_target,
             "image_input": image,
             "classifier": classifier,

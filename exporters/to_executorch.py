@@ -23,6 +23,7 @@ import torch
 from mobattn.errors import MobattnError
 
 from .calibration import stack_batches
+from .deploy import deployable
 from .fold import fold_for_inference
 from .silence import quiet, quiet_native_stderr
 from .subject import Subject
@@ -30,6 +31,7 @@ from .validate import Agreement, agreement_on
 
 INSTALL_HINT = "ExecuTorch is not installed: pip install 'mobattn[executorch]' (or: pip install executorch)"
 CALIBRATION_INPUTS = 8
+FORM = "xnnpack"  # every program is lowered from the deployable form (see exporters.deploy)
 
 
 def require_executorch() -> None:
@@ -134,7 +136,7 @@ def export_executorch(
     from executorch.exir import to_edge_transform_and_lower
 
     start = time.perf_counter()
-    module = fold_for_inference(subject.module)
+    module = deployable(fold_for_inference(subject.module), FORM)
     example = subject.example_input()
     with quiet(), torch.no_grad():
         if precision == "int8":
@@ -151,5 +153,5 @@ def export_executorch(
         "op_histogram": histogram,
         "op_count": report["delegated_ops"] + report["not_delegated_ops"],
         "validation": agreement,
-        "details": {"backend": "XNNPACK", **report},
+        "details": {"backend": "XNNPACK", "form": FORM, **report},
     }

@@ -22,7 +22,9 @@ import torch
 from mobattn import __version__
 from mobattn.errors import MobattnError
 
+from .deploy import deployable
 from .fold import fold_for_inference
+from .mobile_check import mobile_usability
 from .silence import quiet
 from .subject import Subject
 from .validate import Agreement, agreement_on
@@ -30,6 +32,7 @@ from .validate import Agreement, agreement_on
 DEFAULT_OPSET = 20
 MODEL_VERSION = 1  # ONNX's integer model_version: bumped when an export of the same subject changes
 VALIDATION_INPUTS = 3
+FORMS = ("reference", "mobile")  # see exporters.deploy
 
 
 def dynamic_shapes(subject: Subject) -> tuple[dict, ...]:
@@ -151,7 +154,10 @@ def check_options(
     dynamic: bool = False,
     simplify: bool = True,
     calibration=None,
+    form: str = "reference",
 ) -> None:
+    if form not in FORMS:
+        raise MobattnError(f"--form must be {' or '.join(FORMS)} for ONNX, got '{form}'")
     if precision == "int8" and dynamic:
         raise MobattnError("--precision int8 calibrates at one input shape; drop --dynamic")
     if calibration is not None and precision != "int8":
@@ -168,11 +174,16 @@ def export_onnx(
     simplify: bool = True,
     opset: int = DEFAULT_OPSET,
     calibration: list[np.ndarray] | None = None,
+    form: str = "reference",
 ) -> dict:
-    """Write ``path`` and return the facts of the export (the caller stages the path)."""
-    check_options(subject, precision, opset=opset, dynamic=dynamic, calibration=calibration)
+    """Write ``path`` and return the facts of the export (the caller stages the path).
+
+    ``form="mobile"`` exports the deployable form onnxruntime's NNAPI and Core ML
+    providers take whole (see :mod:`.deploy`); it is validated against the reference
+    module like any export. Every record carries onnxruntime's mobile usability verdict."""
+    check_options(subject, precision, opset=opset, dynamic=dynamic, calibration=calibration, form=form)
     start = time.perf_counter()
-    module = fold_for_inference(subject.module)
+    module = deployable(fold_for_inference(subject.module), form)
     raw = path.with_suffix(".raw.onnx")
     _torch_export(module, subject, raw, opset, dynamic)
     model = onnx.load(str(raw))
@@ -205,6 +216,8 @@ def export_onnx(
         "op_count": sum(histogram.values()),
         "validation": agreement,
         "details": {
+            "form": form,
+            "mobile_usability": mobile_usability(path),
             "opset": written_opset,
             "simplified": simplify,
             "dynamic": dynamic,

@@ -1,6 +1,6 @@
 """mobattn: efficient attention for mobile vision, implemented, exported and measured."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .attention import create_attention, list_attentions
 from .errors import MobattnError

@@ -26,6 +26,7 @@ COMMANDS = {
     "info": "info",
     "export": "export",
     "validate": "validate",
+    "inspect": "inspect_cmd",
     "bench": "bench",
     "sweep": "sweep",
     "merge": "merge",

@@ -35,6 +35,16 @@ from .console import console, err_console, make_table, print_json, print_status_
 @click.option("--dynamic", is_flag=True, default=None, help="ONNX: dynamic batch (and H, W for models).")
 @click.option("--no-simplify", "simplify", flag_value=False, default=None, help="ONNX: skip onnxsim.")
 @click.option("--opset", type=int, help="ONNX opset, 17..23 (default 20).")
+@click.option(
+    "--form",
+    help="ONNX: reference (default: the modules as written) or mobile (ops onnxruntime's NNAPI and "
+    "Core ML providers take).",
+)
+@click.option(
+    "--layout",
+    help="Core ML: default (the modules' channels-last tokens) or ane (the Neural Engine's 4-D "
+    "channels-first layout; models only).",
+)
 @click.option("--min-target", help="Core ML: iOS16 (default), iOS17, iOS18 or iOS26.")
 @click.option(
     "--image-input", "image", is_flag=True, default=None, help="Core ML: RGB image input, mean/std folded in."

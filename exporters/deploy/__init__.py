@@ -1,0 +1,120 @@
+"""Deployable forms: the same computation as the reference modules, rewritten at export
+time into the ops each runtime runs fast.
+
+The reference modules in :mod:`mobattn.attention` are the parity contract and stay as
+they are. A *form* is an export-time rewrite of a copy of the module: every token mixer
+is wrapped by its deployable twin (which reads the reference's own parameters, so a
+checkpoint needs no conversion), the model's global pooling becomes a 4-D mean, and for
+onnxruntime's mobile providers GELU is written without Erf. Exporters validate the
+rewritten program against the *reference* module, so a form that changed the numbers
+would fail its export.
+
+==============  =======================================================================
+form            used by
+==============  =======================================================================
+``reference``   ONNX (default) and Core ML: the modules as written
+``xnnpack``     ExecuTorch, always: no op left to ExecuTorch's portable kernels
+``mobile``      ONNX ``--form mobile``: ops onnxruntime's NNAPI and Core ML providers take
+``ane``         Core ML ``--layout ane``: the Neural Engine's 4-D channels-first layout
+==============  =======================================================================
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mobattn.attention.eaa import EfficientAdditiveAttention
+from mobattn.attention.external import ExternalAttention
+from mobattn.attention.hilo import HiLo
+from mobattn.attention.mhsa import MultiHeadSelfAttention
+from mobattn.attention.ufo import UFOAttention
+from mobattn.errors import MobattnError, unknown_name_error
+from mobattn.models.swiftformer import SwiftFormer
+
+from .ane import ane_layout
+from .eaa import DeployEAA
+from .external import DeployExternal
+from .hilo import DeployHiLo
+from .mhsa import DeployMHSA
+from .ops import ErfFreeGELU
+from .ufo import DeployUFO
+
+# Reference token mixer -> its deployable twin.
+MIXERS: dict[type[nn.Module], type[nn.Module]] = {
+    EfficientAdditiveAttention: DeployEAA,
+    MultiHeadSelfAttention: DeployMHSA,
+    ExternalAttention: DeployExternal,
+    UFOAttention: DeployUFO,
+    HiLo: DeployHiLo,
+}
+
+
+@dataclass(frozen=True)
+class Form:
+    name: str
+    rewrite_mixers: bool
+    erf_free_gelu: bool
+    summary: str
+    ane_layout: bool = False
+
+
+FORMS: dict[str, Form] = {
+    f.name: f
+    for f in (
+        Form("reference", False, False, "the modules as written (the parity contract)"),
+        Form("xnnpack", True, False, "rank-3 bmm attention, last-axis softmax, sums as 4-D means"),
+        Form("mobile", True, True, "the xnnpack form with GELU through Relu/Mul/Add/Sub/Div/Exp"),
+        Form("ane", False, False, "4-D channels-first token mixers, 1x1 convs, no transposes", True),
+    )
+}
+
+
+def get_form(name: str) -> Form:
+    if name not in FORMS:
+        raise unknown_name_error("form", name, list(FORMS))
+    return FORMS[name]
+
+
+class DeploySwiftFormer(SwiftFormer):
+    """SwiftFormer whose global pooling is a keepdim mean over the two spatial axes
+    (XNNPACK's global average pooling) rather than a mean over a flattened axis."""
+
+    def forward(self, x: torch.Tensor):
+        if self.dist:
+            raise MobattnError("fold the two heads before taking the deployable form")
+        pooled = self.forward_features(x).mean(dim=(2, 3), keepdim=True).flatten(1)
+        return self.head(pooled)
+
+
+def _swap_children(module: nn.Module, form: Form) -> None:
+    for name, child in module.named_children():
+        twin = MIXERS.get(type(child)) if form.rewrite_mixers else None
+        if twin is not None:
+            setattr(module, name, twin(child))
+        elif form.erf_free_gelu and isinstance(child, nn.GELU) and child.approximate == "none":
+            setattr(module, name, ErfFreeGELU())
+        else:
+            _swap_children(child, form)
+
+
+def deployable(module: nn.Module, form: str) -> nn.Module:
+    """A copy of ``module`` (already folded: one head) in ``form``; the reference form
+    returns ``module`` itself."""
+    spec = get_form(form)
+    if spec.name == "reference":
+        return module
+    module = copy.deepcopy(module).eval()
+    if spec.rewrite_mixers and type(module) in MIXERS:
+        return MIXERS[type(module)](module)
+    if spec.ane_layout:
+        if not isinstance(module, SwiftFormer):
+            raise MobattnError("--layout ane applies to models (the SwiftFormer backbone)")
+        ane_layout(module)
+    if isinstance(module, SwiftFormer):
+        module.__class__ = DeploySwiftFormer
+    _swap_children(module, spec)
+    return module

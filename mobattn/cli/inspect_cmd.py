@@ -1,0 +1,84 @@
+"""``mobattn inspect``: what an artifact holds and what keeps it off the fast path."""
+
+from __future__ import annotations
+
+import click
+
+from .common import CONTEXT, json_option
+from .console import console, make_table, print_json, print_warning
+
+
+@click.command("inspect", context_settings=CONTEXT)
+@click.argument("artifact", type=click.Path())
+@click.option(
+    "--compute-plan",
+    is_flag=True,
+    help="Core ML: ask Core ML itself for each op's device (MLComputePlan; macOS only).",
+)
+@json_option
+def command(artifact, compute_plan, json_out) -> int:
+    """Op histogram, tensor ranks and deployment findings of an .mlpackage, .onnx or .pte.
+
+    \b
+      mobattn inspect exports/swiftformer_s-224.mlpackage
+      mobattn inspect exports/swiftformer_s-224-ane.mlpackage --json
+      mobattn inspect exports/swiftformer_s-224-mobile.onnx
+
+    Core ML: the Neural Engine rules (Apple's published guidance; predictions, each with
+    its source) and ops_at_risk / ops_total. ONNX: onnxruntime's mobile usability verdict
+    for NNAPI and Core ML. ExecuTorch: delegate calls and ops left on portable kernels.
+    """
+    from mobattn.exporters.inspection import inspect_artifact
+
+    result = inspect_artifact(artifact, compute_plan)
+    if compute_plan and result.compute_plan and "skipped" in result.compute_plan:
+        print_warning(f"compute plan skipped: {result.compute_plan['skipped']}")
+    if json_out:
+        print_json([result.to_dict()])
+        return 0
+    render(result)
+    return 0
+
+
+def render(result) -> None:
+    ops = ", ".join(f"{k} {v}" for k, v in result.op_histogram.items())
+    ranks = ", ".join(f"rank {k}: {v}" for k, v in result.ranks.items()) or "n/a"
+    console.print(f"[bold]{result.path}[/bold] ({result.format}): {result.ops_total} ops")
+    console.print(f"ops: {ops}")
+    console.print(f"output ranks: {ranks}")
+    if result.ane:
+        rows = [
+            [f["rule"], f["count"], ", ".join(f["blocks"]), f["says"], f["source"]]
+            for f in result.ane["findings"]
+        ]
+        if rows:
+            table = make_table(
+                "Neural Engine findings (predictions)",
+                ["rule", "ops", "blocks", "why", "source"],
+                rows,
+                {"ops"},
+                fold={"blocks", "why", "source"},
+            )
+            console.print(table)
+        s = result.ane["summary"]
+        console.print(f"ops at risk: {s['ops_at_risk']} / {s['ops_total']} ({s['prediction']})")
+    if result.mobile_usability:
+        for provider, v in result.mobile_usability.items():
+            if "error" in v:
+                console.print(f"{provider}: {v['error']}")
+                continue
+            missing = ", ".join(v["unsupported_ops"]) or "none"
+            console.print(
+                f"{provider}: {v['supported_nodes']}/{v['nodes']} nodes in {v['partitions']} partition(s), "
+                f"unsupported: {missing}, suitability {v['suitability']}"
+            )
+    if result.delegation:
+        left = ", ".join(f"{k} {v}" for k, v in result.delegation["portable_ops"].items()) or "none"
+        console.print(
+            f"delegates: {', '.join(result.delegation['delegates']) or 'none'}; portable ops: {left}"
+        )
+    if result.compute_plan and "devices" in result.compute_plan:
+        console.print(
+            "Core ML compute plan: "
+            + ", ".join(f"{k} {v}" for k, v in result.compute_plan["devices"].items())
+        )
