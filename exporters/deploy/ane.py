@@ -27,7 +27,6 @@ from mobattn.attention.external import ExternalAttention
 from mobattn.attention.hilo import HiLo
 from mobattn.attention.mhsa import MultiHeadSelfAttention
 from mobattn.attention.ufo import UFOAttention
-
 from mobattn.models.swiftformer import SwiftFormerEncoder
 
 from .hilo import DeployHiLo
