@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from mobattn.environment import environment
+from mobattn.errors import MobattnError
+from mobattn.models import check_resolution_for, swap_for
 
 from .config import BACKENDS, BenchConfig
 from .results import append_row, read_rows
@@ -54,8 +56,9 @@ def model_configs(
     devices: Sequence[str] = ("cpu",),
     **common,
 ) -> list[BenchConfig]:
-    """Models (with swapped token mixers: ``None``/``"eaa"`` is the original) x
-    resolutions x settings, in a fixed order."""
+    """Models (with swapped token mixers: ``None`` or the model's own is the original) x
+    resolutions x settings, in a fixed order. Combinations a model does not take (a swap
+    into DeiT or MobileViT, DeiT at another resolution) are left out."""
     return [
         BenchConfig(
             "model",
@@ -64,13 +67,27 @@ def model_configs(
             t,
             precision=p,
             model=m,
-            attention=None if a == "eaa" else a,
+            attention=swap_for(m, a),
             resolution=list(res),
             **_common(common),
         )
-        for m, a, res in itertools.product(models, attentions, resolutions)
+        for m, a, res in dict.fromkeys(  # a model's own mechanism named explicitly is the original
+            (m, swap_for(m, a) if takes(m, a, tuple(res)) else a, tuple(res))
+            for m, a, res in itertools.product(models, attentions, resolutions)
+        )
+        if takes(m, a, res)
         for b, dev, t, p in itertools.product(backends, devices, threads, precisions)
     ]
+
+
+def takes(model: str, attention: str | None, resolution: tuple[int, int]) -> bool:
+    """Whether ``model`` takes this swap and input size (see mobattn.models)."""
+    try:
+        swap_for(model, attention)
+        check_resolution_for(model, attention, resolution)
+    except MobattnError:
+        return False
+    return True
 
 
 def file_configs(

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 from mobattn.errors import MobattnError, unknown_name_error
 from mobattn.exporters.formats import PRECISIONS, TARGETS
+from mobattn.models import native_attention
 
 DEVICES = ("cpu", "cuda")
 PROFILES = ("default", "mlperf", "quick")
@@ -139,7 +140,7 @@ class BenchConfig:
         return {
             "kind": self.kind,
             "model": self.model,
-            "attention": self.attention or ("eaa" if self.model else None),
+            "attention": self.attention or (native_attention(self.model) if self.model else None),
             "resolution": self.resolution,
             "dim": self.dim,
             "hw": self.hw,

@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
+from mobattn.models import native_attention  # noqa: E402
+
 from .fit import fit_exponents  # noqa: E402
 from .row import Row  # noqa: E402
 from .table import TableRow  # noqa: E402
@@ -158,8 +160,31 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
+# family prefix -> (short name, colour) for the cross-family speed-accuracy plot
+FAMILIES = {
+    "swiftformer_": ("SF-", "tab:blue"),
+    "efficientformer_": ("EF-", "tab:orange"),
+    "deit_": ("DeiT-", "tab:green"),
+    "mobilevitv2_": ("MViTv2-", "tab:purple"),
+    "mobilevit_": ("MViT-", "tab:red"),
+}
+
+
+def short_name(model: str) -> str:
+    """``swiftformer_xs`` -> ``SF-XS``, ``mobilevitv2_100`` -> ``MViTv2-100``."""
+    for prefix, (short, _) in FAMILIES.items():
+        if model.startswith(prefix):
+            return short + model[len(prefix) :].upper()
+    return model
+
+
+def family_colour(model: str) -> str:
+    return next((colour for prefix, (_, colour) in FAMILIES.items() if model.startswith(prefix)), "gray")
+
+
 def plot_speed_accuracy(table: list[TableRow], backend: str) -> Files:
-    """Top-1 against median latency, with the Pareto front marked."""
+    """Top-1 against median latency, one colour per family (marker: the token mixer of a
+    swap), with the Pareto front marked."""
     points = [
         (r, r.latency[backend]["median_ms"])
         for r in table
@@ -170,16 +195,17 @@ def plot_speed_accuracy(table: list[TableRow], backend: str) -> Files:
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     for row, latency in points:
         fp32 = row.precision == "fp32"  # other precisions: hollow markers and the precision in the label
+        colour = family_colour(row.model)
         ax.scatter(
             latency,
             row.top1,
             marker=MARKERS.get(row.attention, "o"),
             s=40,
-            facecolors=COLORS.get(row.attention) if fp32 else "none",
-            edgecolors=COLORS.get(row.attention),
+            facecolors=colour if fp32 else "none",
+            edgecolors=colour,
         )
-        label = row.model.replace("swiftformer_", "SF-").upper() + (
-            "" if row.attention == "eaa" else f"+{row.attention}"
+        label = short_name(row.model) + (
+            "" if row.attention == native_attention(row.model) else f"+{row.attention}"
         )
         label += "" if fp32 else f" {row.precision}"
         ax.annotate(label, (latency, row.top1), textcoords="offset points", xytext=(5, 4), fontsize=8)

@@ -131,7 +131,7 @@ class Row:
         if self.kind == "attention":
             return f"{self.attention} d{self.dim}"
         if self.kind == "model":
-            return f"{self.model}" + ("" if self.attention == "eaa" else f"+{self.attention}")
+            return f"{self.model}" + ("" if self.attention == _native(self.model) else f"+{self.attention}")
         return self.file or ""
 
     # ----- (de)serialisation ----------------------------------------------------------
@@ -164,6 +164,16 @@ class Row:
         if row.kind == "attention" and row.heads is None and row.attention and row.dim:
             row.heads = _swap_rule_heads(row.attention, row.dim)  # rows written before heads were recorded
         return row
+
+
+def _native(model: str | None) -> str:
+    """The model's own token mixer; ``eaa`` for a model this version does not know."""
+    from mobattn.models import native_attention
+
+    try:
+        return native_attention(model or "")
+    except MobattnError:
+        return "eaa"
 
 
 def identity_of(values: Mapping[str, Any]) -> tuple:

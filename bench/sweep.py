@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mobattn.attention import list_attentions
 from mobattn.errors import MobattnError, unknown_name_error
-from mobattn.models import list_models
+from mobattn.models import get_model_config, list_models
 from mobattn.parsing import MAX_DIM, MAX_THREADS, check_hw, check_int, check_resolution
 
 from .api import attention_configs, model_configs
@@ -27,7 +27,7 @@ class Grid:
     hws: list[list[int]] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
     model_attentions: list[str | None] = field(default_factory=lambda: [None])
-    resolutions: list[int] = field(default_factory=lambda: [224])
+    resolutions: list[int] = field(default_factory=lambda: [224])  # [] : each model's own input size
     backends: list[str] = field(default_factory=lambda: ["torch"])
     threads: list[int] = field(default_factory=lambda: [1])
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
@@ -97,8 +97,17 @@ class Grid:
             memory_limit_mb=self.memory_limit_mb,
         )
         bare = attention_configs(self.attentions, self.dims, self.hws, **settings) if self.hws else []
-        sizes = [(r, r) for r in self.resolutions]
-        return bare + model_configs(self.models, self.model_attentions, sizes, **settings)
+        if self.resolutions:
+            sizes = [(r, r) for r in self.resolutions]
+            return bare + model_configs(self.models, self.model_attentions, sizes, **settings)
+        own = [  # no resolutions: each model at its own input size
+            config
+            for m in self.models
+            for config in model_configs(
+                [m], self.model_attentions, [tuple(get_model_config(m).input_size[1:])], **settings
+            )
+        ]
+        return bare + own
 
 
 def _known(name: object, valid: list[str], kind: str) -> None:
@@ -109,6 +118,21 @@ def _known(name: object, valid: list[str], kind: str) -> None:
 def _square(sizes: list[int]) -> list[list[int]]:
     return [[s, s] for s in sizes]
 
+
+FAMILIES = [
+    "swiftformer_xs",
+    "swiftformer_s",
+    "swiftformer_l1",
+    "swiftformer_l3",
+    "efficientformer_l1",
+    "efficientformer_l3",
+    "efficientformer_l7",
+    "deit_tiny",
+    "deit_small",
+    "mobilevit_xs",
+    "mobilevit_s",
+    "mobilevitv2_100",
+]
 
 PRESETS = {
     # the five mechanisms at dim 64 and 128 over 14x14 ... 128x128 tokens
@@ -139,9 +163,26 @@ PRESETS = {
         threads=[1],
         timeout_s=600.0,
     ),
-    # the SwiftFormer family and its attention swaps from 224 to 1024 pixels
+    # every family at its own input size on the two mobile CPU runtimes
+    "families": Grid(
+        models=FAMILIES,
+        resolutions=[],
+        backends=["onnxruntime", "executorch"],
+        threads=[1],
+        timeout_s=600.0,
+    ),
+    # the SwiftFormer paper's swap experiment: EfficientFormer-L1's attention replaced by
+    # each mechanism (EAA is the paper's), at 224
+    "swap-experiment": Grid(
+        models=["efficientformer_l1"],
+        model_attentions=[None, "eaa", "hilo", "external", "ufo", "mhsa", "separable"],
+        backends=["onnxruntime", "executorch"],
+        threads=[1],
+        timeout_s=600.0,
+    ),
+    # every model and its attention swaps from 224 to 1024 pixels
     "models": Grid(
-        models=["swiftformer_xs", "swiftformer_s", "swiftformer_l1", "swiftformer_l3"],
+        models=FAMILIES,
         model_attentions=[None, "hilo", "external", "ufo", "mhsa"],
         resolutions=[224, 384, 512, 768, 1024],
         backends=["onnxruntime", "torch"],

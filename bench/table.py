@@ -54,7 +54,8 @@ def accuracy_for(model: str, attention: str, resolution: int, evals: list[dict])
                 "top1"
             ], f"mobattn eval ({row.get('dataset')}, {row.get('images')} images, {row.get('weights')})"
     published = get_model_config(model).published
-    if published and attention == "eaa" and resolution == get_model_config(model).input_size[-1]:
+    own = get_model_config(model).native_attention
+    if published and attention == own and resolution == get_model_config(model).input_size[-1]:
         return published.top1, f"published ({published.source.split(' (')[0]})"
     return None, "n/a (no trained weights for this variant)"
 

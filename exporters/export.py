@@ -91,7 +91,7 @@ def export(
     files.check_writable(path, force)
     subject_info = {
         "model": subject.model,
-        "attention": subject.attention or ("eaa" if subject.model else None),
+        "attention": subject.attention or subject.native,
         "size": subject.size,
         "input_shape": list(subject.input_shape),
     }

@@ -12,7 +12,7 @@ from torch import nn
 import mobattn
 from mobattn.describe import default_attention_kwargs
 from mobattn.errors import MobattnError
-from mobattn.models import get_model_config
+from mobattn.models import check_resolution_for, get_model_config
 
 INIT_SEED = 0
 
@@ -51,6 +51,7 @@ class Subject:
     metadata: dict[str, str] = field(default_factory=dict)
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    native: str | None = None  # a model's own token mixer (``eaa`` for SwiftFormer)
 
     @property
     def is_model(self) -> bool:
@@ -64,7 +65,7 @@ class Subject:
         """``{model}[-{attention}]-{size}[-{precision}]``; a bare attention is
         ``{attention}-{size}``."""
         parts = [self.model] if self.model else []
-        if self.attention and (not self.model or self.attention != "eaa"):
+        if self.attention and (not self.model or self.attention != self.native):
             parts.append(self.attention)
         parts.append(self.size)
         if precision:
@@ -81,6 +82,7 @@ def model_subject(
 ) -> Subject:
     if batch <= 0:
         raise MobattnError(f"--batch must be positive, got {batch}")
+    check_resolution_for(name, attention, resolution)
     with seeded():
         module = mobattn.create_model(name, attention=attention, weights=weights).eval()
     config = get_model_config(name)
@@ -88,7 +90,7 @@ def model_subject(
     size = str(h) if h == w else f"{h}x{w}"
     metadata = {
         "model": name,
-        "attention": attention or "eaa",
+        "attention": attention or config.native_attention,
         "resolution": f"{h}x{w}",
         "mean": ",".join(map(str, config.mean)),
         "std": ",".join(map(str, config.std)),
@@ -107,6 +109,7 @@ def model_subject(
         metadata=metadata,
         mean=config.mean,
         std=config.std,
+        native=config.native_attention,
     )
 
 

@@ -49,6 +49,7 @@ class ModelInfo:
     published_gmacs: float | None
     published_top1: float | None
     published_latency_ms: float | None
+    published_device: str | None
     published_source: str | None
     input_size: list[int]
     mean: list[float]
@@ -56,6 +57,8 @@ class ModelInfo:
     crop_pct: float
     interpolation: str
     mixers: list[MixerSetting]
+    swap: str  # which mechanisms swap in, or why none does
+    swappable: bool
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,7 +98,14 @@ def describe_all_attentions(dim: int, hw: tuple[int, int]) -> list[AttentionInfo
 
 def mixer_settings(model: torch.nn.Module, resolution: tuple[int, int]) -> list[MixerSetting]:
     """The token mixer of each stage, its width, its tokens and its settings."""
+    from mobattn.models.efficientformer import Meta3D
+
     settings, h, w = [], -(-resolution[0] // 4), -(-resolution[1] // 4)
+    if any(isinstance(m, Meta3D) for m in model.modules()):  # EfficientFormer: the last stage, 1/32
+        h, w = -(-resolution[0] // 32), -(-resolution[1] // 32)
+        blocks = [m for m in model.modules() if isinstance(m, Meta3D)]
+        dim = blocks[0].layer_scale_1.shape[0]
+        return [MixerSetting(4, dim, h * w, mixer_kwargs(model.attention, dim))] * len(blocks)
     encoders = [m for m in model.modules() if isinstance(m, SwiftFormerEncoder)]
     for stage, block in enumerate(encoders):
         if stage:
@@ -106,15 +116,18 @@ def mixer_settings(model: torch.nn.Module, resolution: tuple[int, int]) -> list[
 
 
 def describe_model(
-    name: str, attention: str | None = None, resolution: tuple[int, int] = (224, 224)
+    name: str, attention: str | None = None, resolution: tuple[int, int] | None = None
 ) -> ModelInfo:
-    model = create_model(name, attention=attention).eval()
+    """Measured params and MACs at ``resolution`` (default: the model's input size) beside
+    the published figures."""
     config = get_model_config(name)
+    resolution = resolution or tuple(config.input_size[1:])
+    model = create_model(name, attention=attention).eval()
     pub = config.published
     x = torch.zeros(1, 3, *resolution)
     return ModelInfo(
         model=name,
-        attention=attention or "eaa",
+        attention=attention or config.native_attention,
         resolution=list(resolution),
         params=count_params(model),
         macs=count_macs(model, x),
@@ -122,6 +135,7 @@ def describe_model(
         published_gmacs=pub.gmacs if pub else None,
         published_top1=pub.top1 if pub else None,
         published_latency_ms=pub.latency_ms if pub else None,
+        published_device=pub.latency_device if pub else None,
         published_source=pub.source if pub else None,
         input_size=list(config.input_size),
         mean=list(config.mean),
@@ -129,6 +143,8 @@ def describe_model(
         crop_pct=config.crop_pct,
         interpolation=config.interpolation,
         mixers=mixer_settings(model, resolution),
+        swap=config.no_swap or f"any registered mechanism replaces its {config.native_attention} blocks",
+        swappable=config.no_swap is None,
     )
 
 

@@ -179,7 +179,7 @@ def evaluate(
     agreement with the torch model on the same images."""
     import torch
 
-    from mobattn.models import create_model, get_model_config
+    from mobattn.models import create_model, get_model_config, native_attention
 
     config = get_model_config(model_name)
     resolution = resolution or config.input_size[-1]
@@ -189,7 +189,8 @@ def evaluate(
     if len(classes) > num_classes:
         raise MobattnError(f"--data has {len(classes)} classes but the model predicts {num_classes}")
     model = create_model(model_name, attention=attention, weights=weights, num_classes=num_classes).eval()
-    session = _artifact_session(artifact, model_name, attention or "eaa", resolution) if artifact else None
+    own = attention or native_attention(model_name)
+    session = _artifact_session(artifact, model_name, own, resolution) if artifact else None
 
     def prepare(image):
         return preprocess(image, resolution, config.crop_pct, config.mean, config.std, config.interpolation)
@@ -207,7 +208,7 @@ def evaluate(
             on_batch(len(labels))
     result = EvalResult(
         model=model_name,
-        attention=attention or "eaa",
+        attention=attention or native_attention(model_name),
         resolution=resolution,
         weights=str(weights) if weights else None,
         artifact=str(artifact) if artifact else None,
@@ -228,9 +229,10 @@ def evaluate(
 def check_artifact(path: str, model: str, attention: str | None, resolution: int | None) -> None:
     """Refuse, before any image is read, an artifact that is not an export of this
     model at this resolution."""
-    from mobattn.models import get_model_config
+    from mobattn.models import get_model_config, native_attention
 
-    _artifact_session(path, model, attention or "eaa", resolution or get_model_config(model).input_size[-1])
+    resolution = resolution or get_model_config(model).input_size[-1]
+    _artifact_session(path, model, attention or native_attention(model), resolution)
 
 
 def _artifact_session(path: str, model: str, attention: str, resolution: int):

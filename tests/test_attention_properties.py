@@ -14,7 +14,7 @@ NAMES = mobattn.list_attentions()
 @st.composite
 def configs(draw):
     name = draw(st.sampled_from(NAMES))
-    heads = draw(st.integers(1, 4))
+    heads = 1 if name == "separable" else draw(st.integers(1, 4))  # one context vector
     dim = heads * draw(st.integers(1, 8)) * 2
     kwargs = {"num_heads": heads}
     if name == "hilo":
@@ -43,12 +43,12 @@ def test_shape_finite_and_batch_independent(config):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_wrong_token_count_is_a_clear_error(name):
-    module = mobattn.create_attention(name, 16, num_heads=2)
+    module = mobattn.create_attention(name, 16, num_heads=1 if name == "separable" else 2)
     with pytest.raises(MobattnError, match="tokens but hw=4x4"):
         module(torch.randn(1, 15, 16), (4, 4))
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "eaa"])
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in ("eaa", "separable")])
 def test_dim_not_divisible_by_heads_is_a_clear_error(name):
     with pytest.raises(MobattnError, match="not divisible"):
         mobattn.create_attention(name, 30, num_heads=4)
@@ -68,3 +68,8 @@ def test_unknown_attention_suggests_the_closest():
 def test_unknown_keyword_is_a_clear_error():
     with pytest.raises(MobattnError, match="window_size"):
         mobattn.create_attention("mhsa", 16, window_size=2)
+
+
+def test_separable_takes_no_heads():
+    with pytest.raises(MobattnError, match="takes no heads"):
+        mobattn.create_attention("separable", 16, num_heads=2)

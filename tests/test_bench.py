@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import mobattn
 from helpers import assert_one_line_error, join
 from mobattn.bench.config import BenchConfig
 from mobattn.bench.fit import fit_exponents, fit_power_law
@@ -226,7 +227,15 @@ def test_presets_cover_what_they_promise():
     assert set(scaling.attentions) == {"eaa", "external", "hilo", "mhsa", "ufo"} and scaling.dims == [64, 128]
     assert scaling.hws[0] == [14, 14] and scaling.hws[-1] == [128, 128]
     models = PRESETS["models"]
-    assert min(models.resolutions) == 224 and max(models.resolutions) == 1024 and len(models.models) == 4
+    assert min(models.resolutions) == 224 and max(models.resolutions) == 1024
+    assert set(models.models) == set(mobattn.list_models())  # every family
+    families = PRESETS["families"].configs()  # each model once per backend, at its own input size
+    assert len(families) == 2 * len(mobattn.list_models())
+    assert {tuple(c.resolution) for c in families if c.model.startswith("mobilevit")} == {(256, 256)}
+    parity = PRESETS["runtime-parity"]
+    assert parity.backends == ["onnxruntime", "executorch"] and parity.threads == [1]
+    swaps = {c.attention for c in PRESETS["swap-experiment"].configs()}
+    assert swaps == {None} | (set(mobattn.list_attentions()))
 
 
 def test_parse_shard_and_bad_grid(tmp_path):

@@ -123,5 +123,8 @@ def test_bench_runs_and_warmup_fix_the_counts(cli):
 
 
 def test_list_models_smallest_first(cli):
-    models = [m["model"] for m in cli("list models --json").json()]
-    assert models == ["swiftformer_xs", "swiftformer_s", "swiftformer_l1", "swiftformer_l3"]
+    infos = cli("list models --json").json()
+    params = [m["params"] for m in infos]
+    assert params == sorted(params)
+    swiftformers = [m["model"] for m in infos if m["model"].startswith("swiftformer")]
+    assert swiftformers == ["swiftformer_xs", "swiftformer_s", "swiftformer_l1", "swiftformer_l3"]

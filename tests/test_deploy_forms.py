@@ -81,7 +81,7 @@ def test_erf_free_gelu_is_as_exact_as_torchs_own_fp32_gelu():
 def test_unknown_form_is_a_user_error():
     with pytest.raises(mobattn.MobattnError, match="unknown form 'fast'"):
         deployable(torch.nn.Identity(), "fast")
-    assert set(FORMS) == {"reference", "xnnpack", "mobile"}
+    assert set(FORMS) == {"reference", "xnnpack", "mobile", "ane"}
 
 
 # ----- onnxruntime's mobile providers ---------------------------------------------------

@@ -24,23 +24,28 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from mobattn.attention.eaa import EfficientAdditiveAttention
 from mobattn.attention.external import ExternalAttention
 from mobattn.attention.hilo import HiLo
 from mobattn.attention.mhsa import MultiHeadSelfAttention
+from mobattn.attention.separable import SeparableSelfAttention
 from mobattn.attention.ufo import UFOAttention
 from mobattn.errors import MobattnError, unknown_name_error
+from mobattn.models import deit, efficientformer, mobilevit
 from mobattn.models.swiftformer import SwiftFormer
 
 from .ane import ane_layout
 from .eaa import DeployEAA
+from .efficientformer import DeployEfficientFormerAttention
 from .external import DeployExternal
 from .hilo import DeployHiLo
 from .mhsa import DeployMHSA
+from .models import MODELS
+from .norms import DeployGroupNorm1, DeployLayerNorm
 from .ops import ErfFreeGELU
+from .separable import DeployLinearSelfAttention, DeploySeparable
 from .ufo import DeployUFO
 
 # Reference token mixer -> its deployable twin.
@@ -50,6 +55,13 @@ MIXERS: dict[type[nn.Module], type[nn.Module]] = {
     ExternalAttention: DeployExternal,
     UFOAttention: DeployUFO,
     HiLo: DeployHiLo,
+    SeparableSelfAttention: DeploySeparable,
+    # the other families' own attentions and normalisations
+    deit.Attention: DeployMHSA,  # same qkv / proj / num_heads / scale as the reference MHSA
+    efficientformer.Attention: DeployEfficientFormerAttention,
+    mobilevit.LinearSelfAttention: DeployLinearSelfAttention,
+    nn.LayerNorm: DeployLayerNorm,
+    mobilevit.GroupNorm1: DeployGroupNorm1,
 }
 
 
@@ -79,17 +91,6 @@ def get_form(name: str) -> Form:
     return FORMS[name]
 
 
-class DeploySwiftFormer(SwiftFormer):
-    """SwiftFormer whose global pooling is a keepdim mean over the two spatial axes
-    (XNNPACK's global average pooling) rather than a mean over a flattened axis."""
-
-    def forward(self, x: torch.Tensor):
-        if self.dist:
-            raise MobattnError("fold the two heads before taking the deployable form")
-        pooled = self.forward_features(x).mean(dim=(2, 3), keepdim=True).flatten(1)
-        return self.head(pooled)
-
-
 def _swap_children(module: nn.Module, form: Form) -> None:
     for name, child in module.named_children():
         twin = MIXERS.get(type(child)) if form.rewrite_mixers else None
@@ -114,7 +115,7 @@ def deployable(module: nn.Module, form: str) -> nn.Module:
         if not isinstance(module, SwiftFormer):
             raise MobattnError("--layout ane applies to models (the SwiftFormer backbone)")
         ane_layout(module)
-    if isinstance(module, SwiftFormer):
-        module.__class__ = DeploySwiftFormer
+    if type(module) in MODELS:
+        module.__class__ = MODELS[type(module)]
     _swap_children(module, spec)
     return module

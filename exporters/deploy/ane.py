@@ -9,7 +9,8 @@ SwiftFormer backbone takes the (B, C, H, W) map the convolutions already produce
 - ``eaa`` needs only 1x1 convs and reductions over the two token axes: no reshape at all;
 - ``mhsa``, ``ufo`` and ``external`` contract over tokens, so they view the map as
   (B, C, 1, N) (one 4-D reshape in, one out) and run each head's products as einsums;
-- ``hilo``'s Lo-Fi half does the same; its Hi-Fi half keeps the reference's window
+- ``separable`` needs its token scores' softmax on one axis: one reshape there and back;
+- ``hilo``'s Lo-Fi half does the same as ``mhsa``; its Hi-Fi half keeps the reference's window
   partition, whose row/column interleaving has no transpose-free form (see ``CAVEATS``).
 
 Projections are the reference Linear layers' own parameters viewed as 1x1 conv kernels
@@ -26,6 +27,7 @@ from mobattn.attention.eaa import EfficientAdditiveAttention
 from mobattn.attention.external import ExternalAttention
 from mobattn.attention.hilo import HiLo
 from mobattn.attention.mhsa import MultiHeadSelfAttention
+from mobattn.attention.separable import SeparableSelfAttention
 from mobattn.attention.ufo import UFOAttention
 from mobattn.models.swiftformer import SwiftFormerEncoder
 
@@ -191,6 +193,20 @@ class AneHiLo(nn.Module):
         return out[:, :, :H, :W] if pad_r or pad_b else out
 
 
+class AneSeparable(nn.Module):
+    def __init__(self, ref: SeparableSelfAttention):
+        super().__init__()
+        self.ref = ref
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ref = self.ref
+        B, _, H, W = x.shape
+        query, key, value = pointwise(ref.qkv_proj, x).split([1, ref.dim, ref.dim], dim=1)
+        scores = query.reshape(B, 1, 1, H * W).softmax(dim=-1).reshape(B, 1, H, W)  # over tokens
+        context = (key * scores).sum(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
+        return pointwise(ref.out_proj, F.relu(value) * context)
+
+
 class AneSwiftFormerEncoder(SwiftFormerEncoder):
     """The encoder with its token mixer applied to the (B, C, H, W) map itself: no
     permute to (B, N, C) tokens and back."""
@@ -207,6 +223,7 @@ MIXERS: dict[type[nn.Module], type[nn.Module]] = {
     UFOAttention: AneUFO,
     ExternalAttention: AneExternal,
     HiLo: AneHiLo,
+    SeparableSelfAttention: AneSeparable,
 }
 
 

@@ -16,7 +16,7 @@ class DeployMHSA(nn.Module):
         super().__init__()
         self.ref = ref
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None) -> torch.Tensor:
         ref = self.ref
         C = x.shape[-1]
         q, k, v = (split_heads(t, ref.num_heads) for t in chunks_last(ref.qkv(x), (C, C, C)))

@@ -6,6 +6,7 @@ from .external import ExternalAttention, ExternalAttentionBlock
 from .hilo import HiLo
 from .mhsa import MultiHeadSelfAttention
 from .registry import create_attention, get_attention_class, list_attentions, register_attention
+from .separable import SeparableSelfAttention
 from .ufo import UFOAttention
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "ExternalAttentionBlock",
     "HiLo",
     "MultiHeadSelfAttention",
+    "SeparableSelfAttention",
     "UFOAttention",
     "create_attention",
     "get_attention_class",

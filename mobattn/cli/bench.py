@@ -15,6 +15,7 @@ from .common import (
     check_bare_attention,
     json_option,
     measure_with_progress,
+    own_resolution,
     reject_attention_sizes,
     subject_options,
     with_limits,
@@ -26,7 +27,7 @@ from .console import console, make_table, print_json
 @click.argument("artifact", required=False, type=click.Path(dir_okay=False))
 @subject_options
 @click.option(
-    "--resolution", help="Resolutions, e.g. 224,320 (models: default 224; files: fills dynamic H, W)."
+    "--resolution", help="Resolutions, e.g. 224,320 (models: default their own; files: fills dynamic H, W)."
 )
 @click.option(
     "--backend",
@@ -155,16 +156,17 @@ command.help = with_limits(command.help)
 def _subject_configs(model, attention, dim, hw, heads, weights, resolution, settings, common) -> list:
     from mobattn.attention import get_attention_class
     from mobattn.bench import api
-    from mobattn.models import get_model_entry
+    from mobattn.models import check_resolution_for, get_model_entry, swap_for
 
     if model is not None:
         reject_attention_sizes(dim, hw, heads)
         get_model_entry(model)
-        if attention is not None:
-            get_attention_class(attention)
+        swap_for(model, attention)  # an unknown mechanism, or a family that takes no swap
         if weights is not None and not Path(weights).is_file():
             raise MobattnError(f"weights file not found: {weights}")
-        sizes = parse_resolutions(resolution or "224")
+        sizes = parse_resolutions(resolution or own_resolution(model))
+        for size in sizes:
+            check_resolution_for(model, attention, size)
         return api.model_configs([model], [attention], sizes, weights=weights, **settings, **common)
     if weights is not None:
         raise MobattnError("--weights applies to --model only (a bare attention has random weights)")

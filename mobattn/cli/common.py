@@ -69,6 +69,17 @@ def build_subject(model, attention, dim, hw, heads, batch, weights, resolution: 
     return attention_subject(attention, dim, parse_hw(hw), heads, batch)
 
 
+def own_resolution(model: str | None) -> str:
+    """A model's own input size as ``--resolution`` text (224 for a bare attention's
+    callers, which never use it)."""
+    if model is None:
+        return "224"
+    from mobattn.models import get_model_config
+
+    _, h, w = get_model_config(model).input_size
+    return f"{h}x{w}"
+
+
 def settings_text(settings: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in settings.items())
 

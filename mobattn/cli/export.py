@@ -11,13 +11,13 @@ from rich.text import Text
 from mobattn.exporters.formats import PRECISIONS, TARGETS, check_options_apply, get_target
 from mobattn.parsing import parse_csv, parse_resolution
 
-from .common import CONTEXT, build_subject, json_option, subject_options, with_limits
+from .common import CONTEXT, build_subject, json_option, own_resolution, subject_options, with_limits
 from .console import console, err_console, make_table, print_json, print_status_line, print_warning
 
 
 @click.command("export", context_settings=CONTEXT)
 @subject_options
-@click.option("--resolution", default="224", show_default=True, help="Model input resolution, N or HxW.")
+@click.option("--resolution", help="Model input resolution, N or HxW (default: the model's own, e.g. 224).")
 @click.option(
     "--to",
     "targets",
@@ -99,7 +99,17 @@ def command(
     for target in target_list:
         get_target(target)
     check_options_apply(target_list, options)
-    subject = build_subject(model, attention, dim, hw, heads, batch, weights, parse_resolution(resolution))
+    parse_resolution(resolution or own_resolution(model))
+    subject = build_subject(
+        model,
+        attention,
+        dim,
+        hw,
+        heads,
+        batch,
+        weights,
+        parse_resolution(resolution or own_resolution(model)),
+    )
     if options.get("calibration"):
         options["calibration"] = calibration_images(subject, options["calibration"])
     for target in target_list:  # every target's options, before the first file is written

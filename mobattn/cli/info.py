@@ -11,6 +11,7 @@ from .common import (
     check_bare_attention,
     json_option,
     optional,
+    own_resolution,
     reject_attention_sizes,
     settings_text,
 )
@@ -23,7 +24,7 @@ from .console import console, make_table, print_json
 @click.option("--dim", type=int, help="Channels of a bare attention module.")
 @click.option("--hw", help="Token grid HxW of a bare attention module.")
 @click.option("--heads", type=int, help="Heads of a bare attention (default: the swap rule).")
-@click.option("--resolution", help="Model input resolution, N or HxW (default 224).")
+@click.option("--resolution", help="Model input resolution, N or HxW (default: the model's own).")
 @json_option
 def command(model, attention, dim, hw, heads, resolution, json_out) -> None:
     """Parameters and multiply-accumulates of a model or of one attention module.
@@ -37,7 +38,7 @@ def command(model, attention, dim, hw, heads, resolution, json_out) -> None:
             raise click.UsageError("--resolution describes a model input; a bare attention takes --hw")
         return _attention_info(attention, dim, hw, heads, json_out)
     reject_attention_sizes(dim, hw, heads)
-    _model_info(model, attention, parse_resolution(resolution or "224"), json_out)
+    _model_info(model, attention, parse_resolution(resolution or own_resolution(model)), json_out)
 
 
 def _attention_info(attention, dim, hw, heads, json_out) -> None:
@@ -67,7 +68,9 @@ def _model_info(model, attention, resolution, json_out) -> None:
     if json_out:
         return print_json([info.to_dict()])
     # Published figures describe the official model only: a swapped variant has none.
-    official = info.attention == "eaa"
+    from mobattn.models import native_attention
+
+    official = info.attention == native_attention(model)
     rows = [
         [
             "params",
@@ -95,8 +98,11 @@ def _model_info(model, attention, resolution, json_out) -> None:
     console.print(make_table(title, ["", "measured here", "published"], rows))
     mixer_rows = [[m.stage, m.dim, m.tokens, settings_text(m.settings)] for m in info.mixers]
     cols = ["stage", "dim", "tokens", "settings"]
-    console.print(make_table("token mixer per stage (swap rule: mobattn.models.swap)", cols, mixer_rows))
+    if mixer_rows:
+        console.print(make_table("token mixer per stage (swap rule: mobattn.models.swap)", cols, mixer_rows))
+    console.print(f"swap (--attention): {info.swap}")
     if info.published_source and official:
         console.print(f"[dim]published: {info.published_source}[/dim]")
     elif not official:
-        console.print(f"[dim]published figures are for {info.model} with eaa; none exist for this swap[/dim]")
+        own = native_attention(model)
+        console.print(f"[dim]published figures are for {info.model} with {own}; none exist for a swap[/dim]")

@@ -38,7 +38,8 @@ def attentions(dim: int, hw: str, json_out: bool) -> None:
 @command.command("models")
 @json_option
 def models(json_out: bool) -> None:
-    """The models, with measured params and GMACs at 224 and published figures."""
+    """The models, with params and GMACs measured at each one's input size, and the
+    published figures with their source (a figure not found in the primary source is n/a)."""
     from mobattn.describe import describe_all_models
 
     infos = describe_all_models()
@@ -47,15 +48,19 @@ def models(json_out: bool) -> None:
     rows = [
         [
             i.model,
+            f"{i.resolution[0]}x{i.resolution[1]}",
             f"{i.params / 1e6:.2f} M",
             f"{i.macs / 1e9:.3f}",
             "n/a" if i.published_top1 is None else f"{i.published_top1:.1f} %",
             "n/a" if i.published_latency_ms is None else f"{i.published_latency_ms:.1f} ms",
+            i.published_device or "",
+            "yes" if i.swappable else "no (mobattn info says why)",
         ]
         for i in infos
     ]
-    cols = ["model", "params", "GMACs", "top-1 (published)", "latency (published)"]
-    console.print(make_table("models at 224x224 (params, GMACs measured here)", cols, rows, set(cols[1:])))
+    cols = ["model", "input", "params", "GMACs", "top-1 (published)", "latency (published)", "on", "swap"]
+    title = "models at their input size (params, GMACs measured here)"
+    console.print(make_table(title, cols, rows, {"params", "GMACs"}))
 
 
 @command.command("targets")

@@ -10,7 +10,7 @@ import click
 from mobattn.parsing import MAX_THREADS, check_int, check_resolution, parse_csv, parse_names
 
 from .common import CONTEXT, measure_with_progress
-from .console import err_console
+from .console import err_console, print_warning
 
 FORMATS = ("md", "csv", "tex", "json")
 
@@ -20,7 +20,11 @@ FORMATS = ("md", "csv", "tex", "json")
     "--models", default="swiftformer_xs,swiftformer_s,swiftformer_l1,swiftformer_l3", show_default=True
 )
 @click.option(
-    "--attention", "attentions", default="eaa", show_default=True, help="Token mixers, e.g. eaa,hilo,mhsa."
+    "--attention",
+    "attentions",
+    default="own",
+    show_default=True,
+    help="Token mixers, e.g. own,hilo,mhsa (own: each model's own; swaps a model does not take: skipped).",
 )
 @click.option(
     "--backend",
@@ -37,7 +41,7 @@ FORMATS = ("md", "csv", "tex", "json")
     show_default=True,
     help="e.g. fp32,int8: a row per precision.",
 )
-@click.option("--resolution", type=int, default=224, show_default=True)
+@click.option("--resolution", type=int, help="Input size for every model (default: each model's own).")
 @click.option(
     "--profile", type=click.Choice(["default", "mlperf", "quick"]), default="default", show_default=True
 )
@@ -88,22 +92,29 @@ def command(
     from mobattn.bench.results import read_records
     from mobattn.bench.table import build_rows, render
     from mobattn.exporters.files import check_writable, staged
-    from mobattn.models import list_models
+    from mobattn.models import get_model_config, list_models
 
     model_list = parse_names(models, list_models(), "model")
-    attention_list = parse_names(attentions, list_attentions(), "attention")
+    names = parse_names(attentions, ["own", *list_attentions()], "attention")
+    attention_list = list(dict.fromkeys(None if a == "own" else a for a in names))
     backend_list = parse_csv(backends, "--backend")
     for backend in backend_list:
         check_backend(backend, "cpu")
     precision_list = [check_precision(p) for p in parse_csv(precisions, "--precision")]
-    size = check_resolution([resolution, resolution])
+    size = check_resolution([resolution, resolution]) if resolution is not None else None
     check_int(threads, "--threads", 1, MAX_THREADS)
     if out:
         check_writable(Path(out), force)
     evals = read_records(Path(accuracy))  # read (and checked) before anything is measured
-    configs = api.model_configs(
-        model_list, attention_list, [size], backend_list, [threads], precision_list, profile=profile
-    )
+    configs = []
+    for model in model_list:
+        own_size = size or tuple(get_model_config(model).input_size[1:])
+        found = api.model_configs(
+            [model], attention_list, [own_size], backend_list, [threads], precision_list, profile=profile
+        )
+        if not found:
+            print_warning(f"{model}: none of --attention {attentions} applies at {own_size[0]}x{own_size[1]}")
+        configs += found
     results_path = Path(results) if results else None
     rows = api.measure_missing(
         configs,

@@ -7,7 +7,7 @@ import click
 from mobattn.exporters.formats import PRECISIONS
 from mobattn.parsing import parse_resolution
 
-from .common import CONTEXT, build_subject, json_option
+from .common import CONTEXT, build_subject, json_option, own_resolution
 from .console import console, make_table, print_json, print_status_line
 
 
@@ -18,7 +18,7 @@ from .console import console, make_table, print_json, print_status_line
 @click.option("--dim", type=int, help="Channels of a bare attention.")
 @click.option("--hw", help="Token grid HxW of a bare attention.")
 @click.option("--heads", type=int, help="Heads of a bare attention (default: the swap rule).")
-@click.option("--resolution", default="224", show_default=True, help="Model input resolution, N or HxW.")
+@click.option("--resolution", help="Model input resolution, N or HxW (default: the model's own).")
 @click.option(
     "--weights",
     type=click.Path(dir_okay=False),
@@ -53,7 +53,10 @@ def command(
     from mobattn.exporters.check import validate_artifact
     from mobattn.exporters.validate import user_tolerance
 
-    subject = build_subject(model, attention, dim, hw, heads, 1, weights, parse_resolution(resolution))
+    parse_resolution(resolution or own_resolution(model))
+    subject = build_subject(
+        model, attention, dim, hw, heads, 1, weights, parse_resolution(resolution or own_resolution(model))
+    )
     image_arrays = calibration_images(subject, images, option="--images") if images else None
     with user_tolerance(rtol, atol):
         agreement, facts = validate_artifact(artifact, subject, precision, image_arrays)

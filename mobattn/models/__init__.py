@@ -7,8 +7,9 @@ from pathlib import Path
 from torch import nn
 
 from mobattn.attention import get_attention_class
+from mobattn.errors import MobattnError
 
-from . import swiftformer  # noqa: F401  (registers the family)
+from . import deit, efficientformer, mobilevit, swiftformer  # noqa: F401  (register the families)
 from .registry import ModelConfig, Published, get_model_config, get_model_entry, list_models
 from .weights import load_weights
 
@@ -26,8 +27,7 @@ def create_model(
     name as ``model.name``.
     """
     factory, config = get_model_entry(name)
-    if attention is not None:
-        get_attention_class(attention)  # unknown names fail before any building
+    attention = swap_for(name, attention)
     model = factory(attention=attention, num_classes=num_classes, **kwargs)
     model.name = name
     model.config = config
@@ -36,8 +36,39 @@ def create_model(
     return model
 
 
+def native_attention(name: str) -> str:
+    """The token mixer model ``name`` ships with (``eaa`` for SwiftFormer)."""
+    return get_model_config(name).native_attention
+
+
+def swap_for(name: str, attention: str | None) -> str | None:
+    """The mechanism to swap into model ``name``: None for its own; a user error for an
+    unknown mechanism or a family that takes no swap (the error says why)."""
+    config = get_model_config(name)
+    if attention is None or attention == config.native_attention:
+        return None
+    if config.no_swap:
+        raise MobattnError(f"--attention does not apply to {name}: {config.no_swap}")
+    get_attention_class(attention)  # unknown names fail before any building
+    return attention
+
+
+def check_resolution_for(name: str, attention: str | None, resolution: tuple[int, int]) -> None:
+    """Refuse an input the model cannot take (DeiT's position embeddings and
+    EfficientFormer's attention biases are learned for 224x224)."""
+    allowed = get_model_config(name).native_resolutions
+    if allowed and swap_for(name, attention) is None and tuple(resolution) not in {(r, r) for r in allowed}:
+        sizes = " or ".join(f"{r}x{r}" for r in allowed)
+        raise MobattnError(
+            f"{name} takes {sizes} inputs only (learned position terms), got {resolution[0]}x{resolution[1]}"
+        )
+
+
 __all__ = [
     "ModelConfig",
+    "check_resolution_for",
+    "native_attention",
+    "swap_for",
     "Published",
     "create_model",
     "get_model_config",

@@ -18,10 +18,10 @@ class Published:
     """Figures the authors published for the official model, with their source."""
 
     top1: float  # ImageNet-1K top-1, %
-    params_m: float  # millions
-    gmacs: float  # at the default input size
-    latency_ms: float
-    latency_device: str
+    params_m: float | None  # millions; None: not found in the primary source
+    gmacs: float | None  # at the default input size; None: not found in the primary source
+    latency_ms: float | None  # None: no published mobile latency found for the model
+    latency_device: str | None
     source: str
 
 
@@ -36,6 +36,9 @@ class ModelConfig:
     interpolation: str = "bicubic"
     num_classes: int = 1000
     published: Published | None = None
+    native_attention: str = "eaa"  # the token mixer the family ships with
+    no_swap: str | None = None  # why ``attention=`` does not apply, for families that take no swap
+    native_resolutions: tuple[int, ...] | None = None  # the only square inputs the native model takes
     extra: dict = field(default_factory=dict)
 
 

@@ -7,7 +7,8 @@ written down once here and shown by ``mobattn info``:
 - every other mechanism gets ``num_heads`` = the largest divisor of ``dim`` that is at
   most ``max(2, dim // 32)`` (heads of about 32 channels, at least two heads where
   ``dim`` is even, so HiLo always has both a Hi-Fi and a Lo-Fi head);
-- ``hilo`` uses the LITv2 defaults ``window_size=2``, ``alpha=0.5``.
+- ``hilo`` uses the LITv2 defaults ``window_size=2``, ``alpha=0.5``;
+- ``separable`` has a single context vector: no heads.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def heads_for(dim: int) -> int:
 
 def mixer_kwargs(attention: str, dim: int) -> dict:
     """Keyword arguments for ``create_attention(attention, dim, **kwargs)`` in a block."""
-    if attention == "eaa":
+    if attention in ("eaa", "separable"):
         return {"num_heads": 1}
     kwargs = {"num_heads": heads_for(dim)}
     if attention == "hilo":

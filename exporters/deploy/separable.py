@@ -1,0 +1,50 @@
+"""Separable self-attention's deployable form: the query scores' softmax on the last
+axis, the weighted sum over tokens as a 4-D mean (XNNPACK has no ``sum``), q/k/v as
+slices."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mobattn.attention.separable import SeparableSelfAttention
+
+from .ops import chunks_last, sum_last
+
+
+class DeploySeparable(nn.Module):
+    """The registered mechanism on (B, N, C) tokens."""
+
+    def __init__(self, ref: SeparableSelfAttention):
+        super().__init__()
+        self.ref = ref
+
+    def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None) -> torch.Tensor:
+        ref = self.ref
+        B, N, C = x.shape
+        query, key, value = chunks_last(ref.qkv_proj(x), (1, C, C))
+        scores = query.reshape(B, 1, N).softmax(dim=-1)  # tokens on the last axis
+        context = torch.bmm(scores, key)  # (B, 1, C): sum over tokens of score * key
+        return ref.out_proj(F.relu(value) * context)
+
+
+class DeployLinearSelfAttention(nn.Module):
+    """MobileViTv2's form of it on (B, C, P, N) patches, tokens on the last axis. Worked
+    on rank-3 views: XNNPACK keeps 4-D tensors channels-last inside a delegate, and
+    slicing or broadcasting along their channel axis there gave wrong results."""
+
+    def __init__(self, ref):
+        super().__init__()
+        self.ref = ref
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ref = self.ref
+        B, _, P, N = x.shape
+        d = ref.dim
+        qkv = ref.qkv_proj(x).reshape(B, 1 + 2 * d, P * N)
+        query, key, value = qkv[:, :1], qkv[:, 1 : 1 + d], qkv[:, 1 + d :]
+        scores = query.reshape(B, P, N).softmax(dim=-1).reshape(B, 1, P * N)
+        context = sum_last((key * scores).reshape(B, d * P, N))  # (B, d*P, 1)
+        out = F.relu(value).reshape(B, d * P, N) * context
+        return ref.out_proj(out.reshape(B, d, P, N))
