@@ -48,18 +48,19 @@ run: venv
 # The published page: real sweeps on this machine (about an hour on 2 cores), resumable.
 benchmarks: venv
 	$(BIN)/mobattn sweep --preset attention-scaling --results $(BENCH)/attention-scaling.jsonl
-	$(BIN)/mobattn sweep --preset attention-scaling-executorch --results $(BENCH)/attention-scaling-executorch.jsonl
+	$(BIN)/mobattn sweep --preset runtime-parity --results $(BENCH)/runtime-parity.jsonl
+	$(BIN)/mobattn sweep --preset families --results $(BENCH)/families.jsonl
+	$(BIN)/mobattn sweep --preset swap-experiment --results $(BENCH)/swap-experiment.jsonl
 	$(BIN)/mobattn sweep --preset precision --results $(BENCH)/precision.jsonl
-	$(BIN)/mobattn bench --model swiftformer_s --backend onnxruntime,executorch --precision fp32,int8 \
-		--results $(BENCH)/precision-models.jsonl
-	$(BIN)/mobattn table --backend onnxruntime,executorch,torch --results $(BENCH)/models.jsonl \
-		--out $(BENCH)/models.md --force
+	$(BIN)/mobattn bench --model swiftformer_s --backend onnxruntime,executorch --precision fp32,int8 --results $(BENCH)/precision-models.jsonl
+	$(BIN)/mobattn table --models swiftformer_xs,swiftformer_s,swiftformer_l1,swiftformer_l3,efficientformer_l1,efficientformer_l3,efficientformer_l7,deit_tiny,deit_small,mobilevit_xs,mobilevit_s,mobilevitv2_100 --backend onnxruntime,executorch --results $(BENCH)/families.jsonl --out $(BENCH)/families.md --force
 	$(BIN)/python bench/scripts/export_speed.py > $(BENCH)/export_speed.txt
 	$(BIN)/python bench/scripts/fidelity.py > $(BENCH)/fidelity.txt
 	$(BIN)/python bench/scripts/coreml_agreement.py > $(BENCH)/coreml_agreement.md
-	$(BIN)/mobattn report $(BENCH)/attention-scaling.jsonl $(BENCH)/attention-scaling-executorch.jsonl \
-		$(BENCH)/precision.jsonl $(BENCH)/precision-models.jsonl $(BENCH)/models.jsonl \
-		--out docs/benchmarks --page BENCHMARKS.md --force
+	$(BIN)/python bench/scripts/runtime_parity.py > $(BENCH)/runtime_parity.md
+	$(BIN)/python bench/scripts/mobile_usability.py > $(BENCH)/mobile_usability.md
+	$(BIN)/python bench/scripts/ane_layout.py > $(BENCH)/ane_layout.md
+	$(BIN)/mobattn report $(BENCH)/attention-scaling.jsonl $(BENCH)/runtime-parity.jsonl $(BENCH)/precision.jsonl $(BENCH)/precision-models.jsonl $(BENCH)/families.jsonl $(BENCH)/swap-experiment.jsonl --out docs/benchmarks --page BENCHMARKS.md --force
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache exports results/quick*

@@ -30,7 +30,7 @@ def fit_power_law(tokens, latency_ms) -> tuple[float, float, float]:
     return float(k), float(np.exp(log_a)), 1.0 - ss_res / ss_tot
 
 
-GROUP_KEYS = ("attention", "dim", "backend", "device", "threads", "precision")
+GROUP_KEYS = ("attention", "dim", "backend", "device", "threads", "precision", "machine")
 
 
 def fit_exponents(rows: list[Row], min_points: int = 3) -> list[Fit]:
@@ -52,7 +52,7 @@ def fit_exponents(rows: list[Row], min_points: int = 3) -> list[Fit]:
     return fits
 
 
-FIT_COLUMNS = ["attention", "dim", "backend", "threads", "k", "r²", "tokens", "points"]
+FIT_COLUMNS = ["attention", "dim", "backend", "threads", "machine", "k", "r²", "tokens", "points"]
 
 
 def fit_cells(fit: Fit) -> list[str]:
@@ -63,6 +63,7 @@ def fit_cells(fit: Fit) -> list[str]:
         str(g["dim"]),
         f"{g['backend']}/{g['device']}",
         str(g["threads"]),
+        g["machine"],
         f"{fit.k:.2f}",
         f"{fit.r2:.3f}",
         f"{fit.tokens[0]}–{fit.tokens[1]}",

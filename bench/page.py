@@ -16,10 +16,39 @@ from .report import (
 )
 from .results import status_counts
 from .row import Row
+from .sweep import FAMILIES
 from .table import build_rows, render
 
+R = "results/benchmarks"
+# `make benchmarks`, command for command (a test keeps the Makefile's recipe equal to it)
+BENCHMARK_COMMANDS = [
+    f"mobattn sweep --preset attention-scaling --results {R}/attention-scaling.jsonl",
+    f"mobattn sweep --preset runtime-parity --results {R}/runtime-parity.jsonl",
+    f"mobattn sweep --preset families --results {R}/families.jsonl",
+    f"mobattn sweep --preset swap-experiment --results {R}/swap-experiment.jsonl",
+    f"mobattn sweep --preset precision --results {R}/precision.jsonl",
+    "mobattn bench --model swiftformer_s --backend onnxruntime,executorch --precision fp32,int8 "
+    f"--results {R}/precision-models.jsonl",
+    "mobattn table --models " + ",".join(FAMILIES) + " --backend onnxruntime,executorch "
+    f"--results {R}/families.jsonl --out {R}/families.md --force",
+    f"python bench/scripts/export_speed.py > {R}/export_speed.txt",
+    f"python bench/scripts/fidelity.py > {R}/fidelity.txt",
+    f"python bench/scripts/coreml_agreement.py > {R}/coreml_agreement.md",
+    f"python bench/scripts/runtime_parity.py > {R}/runtime_parity.md",
+    f"python bench/scripts/mobile_usability.py > {R}/mobile_usability.md",
+    f"python bench/scripts/ane_layout.py > {R}/ane_layout.md",
+    f"mobattn report {R}/attention-scaling.jsonl {R}/runtime-parity.jsonl {R}/precision.jsonl "
+    f"{R}/precision-models.jsonl {R}/families.jsonl {R}/swap-experiment.jsonl "
+    "--out docs/benchmarks --page BENCHMARKS.md --force",
+]
+
 NOTES = ("export_speed.txt", "fidelity.txt")  # benchmark outputs shown verbatim when present
-SECTIONS = {"coreml_agreement.md": "Core ML exports, executed"}  # markdown outputs shown as sections
+SECTIONS = {  # markdown outputs of bench/scripts, shown as sections in this order
+    "runtime_parity.md": "ExecuTorch against onnxruntime, each in its fastest faithful form",
+    "mobile_usability.md": "onnxruntime's mobile providers: default and --form mobile",
+    "ane_layout.md": "The Neural Engine layout: --layout ane",
+    "coreml_agreement.md": "Core ML exports, executed",
+}
 FINDINGS = "findings.md"  # the reading of these numbers, written by whoever ran them, shown first
 
 
@@ -29,9 +58,16 @@ def exponents_table(rows: list[Row]) -> str:
 
 
 def machine(rows: list[Row]) -> str:
-    env = next((r.environment for r in rows if r.environment), {})
-    keys = ("cpu", "cores", "machine", "os", "python", "torch", "onnxruntime", "onnx", "mobattn")
-    return "\n".join(f"- {k}: {env.get(k)}" for k in keys)
+    """Each machine the rows were measured on, with its libraries and its row count
+    (tables and plots never mix machines; see Row.machine)."""
+    keys = ("cores", "machine", "os", "python", "torch", "onnxruntime", "executorch", "mobattn")
+    lines = []
+    for cpu in dict.fromkeys(r.machine for r in rows):
+        mine = [r for r in rows if r.machine == cpu]
+        env = next((r.environment for r in mine if r.environment), {})
+        details = ", ".join(f"{k} {env.get(k)}" for k in keys if env.get(k) is not None)
+        lines.append(f"- {cpu} ({len(mine)} rows): {details}")
+    return "\n".join(lines)
 
 
 def write_report(
@@ -52,7 +88,10 @@ def write_report(
     table = build_rows(rows, evals, backends) if backends else []
     plots = {**plot_latency(rows), **plot_memory(rows)}
     if table:
-        plots.update(plot_speed_accuracy(table, "onnxruntime" if "onnxruntime" in backends else backends[0]))
+        main = "onnxruntime" if "onnxruntime" in backends else backends[0]
+        plots.update(plot_speed_accuracy(table, main))
+        for other in (b for b in backends if b != main and b != "torch"):
+            plots.update(plot_speed_accuracy(table, other, f"speed_accuracy_{other}"))
     sections = []
     exponents = exponents_table(rows)
     if exponents:
@@ -122,24 +161,10 @@ def page_text(
         "```",
         "make benchmarks",
         "# which runs:",
-        "mobattn sweep --preset attention-scaling --results results/benchmarks/attention-scaling.jsonl",
-        "mobattn sweep --preset attention-scaling-executorch "
-        "--results results/benchmarks/attention-scaling-executorch.jsonl",
-        "mobattn sweep --preset precision --results results/benchmarks/precision.jsonl",
-        "mobattn bench --model swiftformer_s --backend onnxruntime,executorch --precision fp32,int8 "
-        "--results results/benchmarks/precision-models.jsonl",
-        "mobattn table --backend onnxruntime,executorch,torch --results results/benchmarks/models.jsonl "
-        "--out results/benchmarks/models.md --force",
-        "python bench/scripts/export_speed.py > results/benchmarks/export_speed.txt",
-        "python bench/scripts/fidelity.py > results/benchmarks/fidelity.txt",
-        "python bench/scripts/coreml_agreement.py > results/benchmarks/coreml_agreement.md",
-        "mobattn report results/benchmarks/attention-scaling.jsonl "
-        "results/benchmarks/attention-scaling-executorch.jsonl results/benchmarks/precision.jsonl "
-        "results/benchmarks/precision-models.jsonl results/benchmarks/models.jsonl "
-        "--out docs/benchmarks --page BENCHMARKS.md --force",
+        *BENCHMARK_COMMANDS,
         "```",
         "",
-        "## Machine",
+        "## Machines",
         "",
         machine(rows),
         "",

@@ -28,8 +28,8 @@ COLORS = {
 
 
 def _settings(rows: list[Row]) -> list[tuple]:
-    """The (backend, device, threads, precision) settings present among attention rows."""
-    keys = {(r.backend, r.device, r.threads, r.precision) for r in rows if r.kind == "attention"}
+    """The (backend, device, threads, precision, machine) settings among attention rows."""
+    keys = {(r.backend, r.device, r.threads, r.precision, r.machine) for r in rows if r.kind == "attention"}
     return sorted(keys, key=str)
 
 
@@ -38,7 +38,7 @@ def _series(rows: list[Row], setting: tuple, value: str) -> dict[tuple, list[tup
     for r in rows:
         if r.kind != "attention" or r.status != "ok" or getattr(r, value) is None:
             continue
-        if (r.backend, r.device, r.threads, r.precision) == setting:
+        if (r.backend, r.device, r.threads, r.precision, r.machine) == setting:
             series[(r.attention, r.dim)].append((r.tokens, getattr(r, value)))
     return {k: sorted(v) for k, v in sorted(series.items())}
 
@@ -96,13 +96,14 @@ def _plot_vs_tokens(rows, settings, value, ylabel, title, stem, exponents=None) 
                 linestyle="-" if dim == smallest_dim else "--",
                 label=label,
             )
-        backend, device, threads, precision = setting
+        backend, device, threads, precision, machine = setting
         ax.set(
             xscale="log",
             yscale="log",
             xlabel="tokens N = H·W",
             ylabel=ylabel,
-            title=f"{backend} {device}, {threads} thread{'s' if threads > 1 else ''}, {precision}, batch 1",
+            title=f"{backend} {device}, {threads} thread{'s' if threads > 1 else ''}, {precision}, batch 1"
+            f"\n{machine}",
         )
         _log_axes(ax)
         if ax.get_lines():  # a setting whose every configuration failed has no line to label
@@ -122,6 +123,7 @@ def plot_latency(rows: list[Row]) -> Files:
             f.group["device"],
             f.group["threads"],
             f.group["precision"],
+            f.group["machine"],
         ): f.k
         for f in fit_exponents(rows)
     }
@@ -182,7 +184,7 @@ def family_colour(model: str) -> str:
     return next((colour for prefix, (_, colour) in FAMILIES.items() if model.startswith(prefix)), "gray")
 
 
-def plot_speed_accuracy(table: list[TableRow], backend: str) -> Files:
+def plot_speed_accuracy(table: list[TableRow], backend: str, stem: str = "speed_accuracy") -> Files:
     """Top-1 against median latency, one colour per family (marker: the token mixer of a
     swap), with the Pareto front marked."""
     points = [
@@ -215,12 +217,12 @@ def plot_speed_accuracy(table: list[TableRow], backend: str) -> Files:
     ax.set(
         xlabel=f"median latency, {backend} (ms)",
         ylabel="ImageNet-1K top-1 (%)",
-        title="Speed–accuracy (batch 1)",
+        title=f"Speed–accuracy, {backend} CPU (batch 1, published top-1)",
     )
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    return _save(fig, "speed_accuracy")
+    return _save(fig, stem)
 
 
 def latency_tables(rows: list[Row]) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -233,7 +235,7 @@ def latency_tables(rows: list[Row]) -> list[tuple[str, list[str], list[list[str]
                 for r in rows
                 if r.kind == "attention"
                 and r.dim
-                and (r.backend, r.device, r.threads, r.precision) == setting
+                and (r.backend, r.device, r.threads, r.precision, r.machine) == setting
             }
         )
         for dim in dims:
@@ -242,7 +244,7 @@ def latency_tables(rows: list[Row]) -> list[tuple[str, list[str], list[list[str]
             for r in rows:
                 if r.kind != "attention" or r.dim != dim:
                     continue
-                if (r.backend, r.device, r.threads, r.precision) != setting:
+                if (r.backend, r.device, r.threads, r.precision, r.machine) != setting:
                     continue
                 attentions.add(r.attention)
                 hw = f"{r.hw[0]}x{r.hw[1]} ({r.tokens})"
@@ -251,7 +253,8 @@ def latency_tables(rows: list[Row]) -> list[tuple[str, list[str], list[list[str]
                 )
             names = sorted(attentions)
             body = [[hw] + [c.get(a, "") for a in names] for (_, hw), c in sorted(cells.items())]
-            title = f"{setting[0]} {setting[1]}, {setting[2]} thread(s), dim {dim}: median latency (ms)"
+            backend, device, threads, _, machine = setting
+            title = f"{backend} {device}, {threads} thread(s), {machine}, dim {dim}: median latency (ms)"
             tables.append((title, ["tokens"] + names, body))
     return tables
 

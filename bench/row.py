@@ -119,6 +119,12 @@ class Row:
         return identity_of(asdict(self))
 
     @property
+    def machine(self) -> str:
+        """The CPU the row was measured on: rows of different machines never share a
+        table cell, a plot panel or a fit."""
+        return str(self.environment.get("cpu") or "unknown")
+
+    @property
     def ok(self) -> bool:
         return self.status == "ok"
 

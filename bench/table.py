@@ -26,6 +26,7 @@ class TableRow:
     top1: float | None = None
     accuracy_source: str = "n/a"
     untrusted_eval: str = ""  # a measurement that may not replace the figure above, with why
+    published_latency: str = "n/a"  # the authors' on-device latency with its device (never measured here)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,6 +59,19 @@ def accuracy_for(model: str, attention: str, resolution: int, evals: list[dict])
     if published and attention == own and resolution == get_model_config(model).input_size[-1]:
         return published.top1, f"published ({published.source.split(' (')[0]})"
     return None, "n/a (no trained weights for this variant)"
+
+
+def published_latency_for(model: str, attention: str, resolution: int) -> str:
+    """The authors' mobile latency of the official model at its input size, labelled
+    with device and source; n/a for swaps, other sizes and models without one."""
+    config = get_model_config(model)
+    published = config.published
+    if not published or published.latency_ms is None or attention != config.native_attention:
+        return "n/a"
+    if resolution != config.input_size[-1]:
+        return "n/a"
+    source = published.source.split(" (")[0]
+    return f"{published.latency_ms:.1f} ms on {published.latency_device} (published, {source})"
 
 
 def untrusted_for(model: str, attention: str, resolution: int, evals: list[dict]) -> str:
@@ -111,6 +125,7 @@ def build_rows(bench_rows: list[Row], evals: list[dict], backends: list[str]) ->
                 top1=top1,
                 accuracy_source=source,
                 untrusted_eval=untrusted_for(model, attention, res, evals),
+                published_latency=published_latency_for(model, attention, res),
             )
         )
     return table
@@ -127,6 +142,7 @@ def _columns(backends: list[str], machines: bool) -> list[str]:
         "top-1 (%)",
         "accuracy source",
         "untrusted eval (caveats)",
+        "published mobile latency",
     ]
 
 
@@ -149,6 +165,7 @@ def _cells(row: TableRow, backends: list[str], machines: bool) -> list[str]:
         f(row.top1, ".1f"),
         row.accuracy_source,
         row.untrusted_eval or "-",
+        row.published_latency,
     ]
 
 

@@ -122,7 +122,8 @@ def test_report_writes_plots_tables_and_page(tmp_path):
         assert (tmp_path / "plots" / f"{stem}.png").stat().st_size > 10_000
     report = (tmp_path / "plots" / "report.md").read_text()
     assert (
-        "| eaa | 64 | torch/cpu | 1 | 1.00 |" in report and "| mhsa | 64 | torch/cpu | 1 | 2.00 |" in report
+        "| eaa | 64 | torch/cpu | 1 | test cpu | 1.00 |" in report
+        and "| mhsa | 64 | torch/cpu | 1 | test cpu | 2.00 |" in report
     )
     assert "oom" in report  # the failed configuration is a recorded cell, not a gap
     text = page.read_text()
@@ -224,3 +225,20 @@ def test_latest_row_wins_but_never_a_failure_over_ok():
     assert [r.median_ms for r in latest([ok, failed])] == [10.0]
     assert [r.median_ms for r in latest([failed, ok])] == [10.0]
     assert len(latest([ok, replace(ok, precision="fp16")])) == 2
+
+
+def test_make_benchmarks_runs_what_the_page_says_it_runs():
+    from pathlib import Path
+
+    from mobattn.bench.page import BENCHMARK_COMMANDS
+
+    makefile = (Path(__file__).parent.parent / "Makefile").read_text()
+    recipe = makefile.split("\nbenchmarks: venv\n", 1)[1].split("\n\n", 1)[0]
+    commands = [line.strip() for line in recipe.splitlines()]
+    expected = [
+        c.replace("results/benchmarks", "$(BENCH)").replace("mobattn ", "$(BIN)/mobattn ", 1)
+        if c.startswith("mobattn ")
+        else "$(BIN)/" + c.replace("results/benchmarks", "$(BENCH)")
+        for c in BENCHMARK_COMMANDS
+    ]
+    assert commands == expected

@@ -72,6 +72,7 @@ class Form:
     erf_free_gelu: bool
     summary: str
     ane_layout: bool = False
+    concat_padding: bool = False  # zero padding as Concat (onnxruntime's Core ML provider has no Pad)
 
 
 FORMS: dict[str, Form] = {
@@ -79,7 +80,9 @@ FORMS: dict[str, Form] = {
     for f in (
         Form("reference", False, False, "the modules as written (the parity contract)"),
         Form("xnnpack", True, False, "rank-3 bmm attention, last-axis softmax, sums as 4-D means"),
-        Form("mobile", True, True, "the xnnpack form with GELU through Relu/Mul/Add/Sub/Div/Exp"),
+        Form(
+            "mobile", True, True, "the xnnpack form, GELU without Erf, padding as Concat", concat_padding=True
+        ),
         Form("ane", False, False, "4-D channels-first token mixers, 1x1 convs, no transposes", True),
     )
 }
@@ -109,13 +112,17 @@ def deployable(module: nn.Module, form: str) -> nn.Module:
     if spec.name == "reference":
         return module
     module = copy.deepcopy(module).eval()
-    if spec.rewrite_mixers and type(module) in MIXERS:
-        return MIXERS[type(module)](module)
-    if spec.ane_layout:
-        if not isinstance(module, SwiftFormer):
-            raise MobattnError("--layout ane applies to models (the SwiftFormer backbone)")
-        ane_layout(module)
-    if type(module) in MODELS:
-        module.__class__ = MODELS[type(module)]
-    _swap_children(module, spec)
+    if spec.rewrite_mixers and type(module) in MIXERS:  # a bare token mixer
+        module = MIXERS[type(module)](module)
+    else:
+        if spec.ane_layout:
+            if not isinstance(module, SwiftFormer):
+                raise MobattnError("--layout ane applies to models (the SwiftFormer backbone)")
+            ane_layout(module)
+        if type(module) in MODELS:
+            module.__class__ = MODELS[type(module)]
+        _swap_children(module, spec)
+    for sub in module.modules():
+        if isinstance(sub, DeployHiLo):
+            sub.concat_padding = spec.concat_padding
     return module

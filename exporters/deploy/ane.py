@@ -32,6 +32,7 @@ from mobattn.attention.ufo import UFOAttention
 from mobattn.models.swiftformer import SwiftFormerEncoder
 
 from .hilo import DeployHiLo
+from .ops import Twin
 
 FP16_TINY = 2.0**-14  # the smallest normal fp16: an epsilon below it is flushed or subnormal
 
@@ -90,11 +91,7 @@ def attention_heads(q, k, v, heads: int, scale: float) -> torch.Tensor:
     return torch.cat(outs, dim=1)
 
 
-class AneEAA(nn.Module):
-    def __init__(self, ref: EfficientAdditiveAttention):
-        super().__init__()
-        self.ref = ref
-
+class AneEAA(Twin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ref = self.ref
         query = l2_normalize(pointwise(ref.to_query, x), dim=1)
@@ -110,11 +107,7 @@ class AneEAA(nn.Module):
         return pointwise(ref.final, pointwise(ref.Proj, global_query * key) + query)
 
 
-class AneMHSA(nn.Module):
-    def __init__(self, ref: MultiHeadSelfAttention):
-        super().__init__()
-        self.ref = ref
-
+class AneMHSA(Twin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ref = self.ref
         C = x.shape[1]
@@ -124,11 +117,7 @@ class AneMHSA(nn.Module):
         return out.reshape(x.shape)
 
 
-class AneUFO(nn.Module):
-    def __init__(self, ref: UFOAttention):
-        super().__init__()
-        self.ref = ref
-
+class AneUFO(Twin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ref = self.ref
         t = as_sequence(x)
@@ -146,11 +135,7 @@ class AneUFO(nn.Module):
         return pointwise(ref.fc_o, torch.cat(outs, dim=1)).reshape(x.shape)
 
 
-class AneExternal(nn.Module):
-    def __init__(self, ref: ExternalAttention):
-        super().__init__()
-        self.ref = ref
-
+class AneExternal(Twin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ref = self.ref
         heads, k = ref.num_heads, ref.k
@@ -163,10 +148,9 @@ class AneExternal(nn.Module):
         return pointwise(ref.proj, out).reshape(x.shape)
 
 
-class AneHiLo(nn.Module):
+class AneHiLo(Twin):
     def __init__(self, ref: HiLo):
-        super().__init__()
-        self.ref = ref
+        super().__init__(ref)
         self.hifi = DeployHiLo(ref).hifi
 
     def lofi(self, x: torch.Tensor) -> torch.Tensor:
@@ -193,11 +177,7 @@ class AneHiLo(nn.Module):
         return out[:, :, :H, :W] if pad_r or pad_b else out
 
 
-class AneSeparable(nn.Module):
-    def __init__(self, ref: SeparableSelfAttention):
-        super().__init__()
-        self.ref = ref
-
+class AneSeparable(Twin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ref = self.ref
         B, _, H, W = x.shape

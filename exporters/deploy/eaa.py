@@ -4,18 +4,11 @@ sum over tokens as one bmm."""
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from mobattn.attention.eaa import EfficientAdditiveAttention
-
-from .ops import l2_normalize_last
+from .ops import Twin, l2_normalize_last
 
 
-class DeployEAA(nn.Module):
-    def __init__(self, ref: EfficientAdditiveAttention):
-        super().__init__()
-        self.ref = ref
-
+class DeployEAA(Twin):
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         ref = self.ref
         B, N, _ = x.shape

@@ -5,15 +5,15 @@ as a broadcast (no gather)."""
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from mobattn.models.efficientformer import Attention
 
+from .ops import Twin
 
-class DeployEfficientFormerAttention(nn.Module):
+
+class DeployEfficientFormerAttention(Twin):
     def __init__(self, ref: Attention):
-        super().__init__()
-        self.ref = ref
+        super().__init__(ref)
         # the per-pair biases gathered once, at export time, from the same parameters
         self.register_buffer("bias", ref.attention_biases[:, ref.attention_bias_idxs].detach().clone())
 

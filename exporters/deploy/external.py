@@ -5,18 +5,11 @@ units through a 4-D mean."""
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from mobattn.attention.external import ExternalAttention
-
-from .ops import merge_heads, split_heads, sum_last
+from .ops import Twin, merge_heads, split_heads, sum_last
 
 
-class DeployExternal(nn.Module):
-    def __init__(self, ref: ExternalAttention):
-        super().__init__()
-        self.ref = ref
-
+class DeployExternal(Twin):
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         ref = self.ref
         x = split_heads(ref.trans_dims(x), ref.num_heads)  # (B*heads, N, d)

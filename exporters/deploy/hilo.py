@@ -5,17 +5,28 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from mobattn.attention.hilo import HiLo
 
-from .ops import attend, chunks_last, merge_heads, split_heads
+from .ops import Twin, attend, chunks_last, merge_heads, split_heads
 
 
-class DeployHiLo(nn.Module):
+def pad_by_concat(x: torch.Tensor, pad_r: int, pad_b: int) -> torch.Tensor:
+    """Zero-pad a (B, H, W, C) map on the right and bottom with Concat (onnxruntime's
+    Core ML provider has no Pad)."""
+    B, H, W, C = x.shape
+    if pad_r:
+        x = torch.cat([x, torch.zeros(B, H, pad_r, C, dtype=x.dtype)], dim=2)
+    if pad_b:
+        x = torch.cat([x, torch.zeros(B, pad_b, W + pad_r, C, dtype=x.dtype)], dim=1)
+    return x
+
+
+class DeployHiLo(Twin):
+    concat_padding = False  # the mobile form sets it (see exporters.deploy.deployable)
+
     def __init__(self, ref: HiLo):
-        super().__init__()
-        self.ref = ref
+        super().__init__(ref)
 
     def hifi(self, x: torch.Tensor) -> torch.Tensor:
         """Window attention on a padded (B, H, W, C) map, windows folded into the batch."""
@@ -50,7 +61,11 @@ class DeployHiLo(nn.Module):
         x = x.reshape(B, H, W, C)
         pad_r, pad_b = (ref.ws - W % ref.ws) % ref.ws, (ref.ws - H % ref.ws) % ref.ws
         if pad_r or pad_b:
-            x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+            x = (
+                pad_by_concat(x, pad_r, pad_b)
+                if self.concat_padding
+                else F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+            )
         parts = ([self.hifi(x)] if ref.h_heads else []) + ([self.lofi(x)] if ref.l_heads else [])
         out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
         if pad_r or pad_b:

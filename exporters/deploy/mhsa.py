@@ -4,18 +4,11 @@ ops), heads folded into the batch of two bmm."""
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from mobattn.attention.mhsa import MultiHeadSelfAttention
-
-from .ops import attend, chunks_last, merge_heads, split_heads
+from .ops import Twin, attend, chunks_last, merge_heads, split_heads
 
 
-class DeployMHSA(nn.Module):
-    def __init__(self, ref: MultiHeadSelfAttention):
-        super().__init__()
-        self.ref = ref
-
+class DeployMHSA(Twin):
     def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None) -> torch.Tensor:
         ref = self.ref
         C = x.shape[-1]

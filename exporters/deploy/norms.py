@@ -4,9 +4,8 @@ but batch norm) and NNAPI takes: means as 4-D global average pooling, sqrt, div,
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from .ops import sum_last
+from .ops import Twin, sum_last
 
 
 def mean_last(x: torch.Tensor) -> torch.Tensor:
@@ -25,21 +24,13 @@ def normalize_last(x: torch.Tensor, eps: float) -> torch.Tensor:
     return centered / std(mean_last(centered * centered), eps)
 
 
-class DeployLayerNorm(nn.Module):
-    def __init__(self, ref: nn.LayerNorm):
-        super().__init__()
-        self.ref = ref
-
+class DeployLayerNorm(Twin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return normalize_last(x, self.ref.eps) * self.ref.weight + self.ref.bias
 
 
-class DeployGroupNorm1(nn.Module):
+class DeployGroupNorm1(Twin):
     """GroupNorm with one group on (B, C, ...): statistics over everything but B."""
-
-    def __init__(self, ref: nn.GroupNorm):
-        super().__init__()
-        self.ref = ref
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         normed = normalize_last(x.reshape(x.shape[0], 1, -1), self.ref.eps).reshape(x.shape)

@@ -16,6 +16,15 @@ import torch
 from torch import nn
 
 
+class Twin(nn.Module):
+    """A deployable form of a reference module: it holds the reference (so its parameters,
+    under ``ref.``) and computes the same function with other ops."""
+
+    def __init__(self, ref: nn.Module):
+        super().__init__()
+        self.ref = ref
+
+
 def sum_last(x: torch.Tensor) -> torch.Tensor:
     """``x.sum(-1, keepdim=True)`` as a mean over the two innermost axes of a 4-D
     view, times the axis length (XNNPACK's global average pooling; ONNX ReduceMean)."""

@@ -6,19 +6,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from mobattn.attention.separable import SeparableSelfAttention
-
-from .ops import chunks_last, sum_last
+from .ops import Twin, chunks_last, sum_last
 
 
-class DeploySeparable(nn.Module):
+class DeploySeparable(Twin):
     """The registered mechanism on (B, N, C) tokens."""
-
-    def __init__(self, ref: SeparableSelfAttention):
-        super().__init__()
-        self.ref = ref
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None) -> torch.Tensor:
         ref = self.ref
@@ -29,14 +22,10 @@ class DeploySeparable(nn.Module):
         return ref.out_proj(F.relu(value) * context)
 
 
-class DeployLinearSelfAttention(nn.Module):
+class DeployLinearSelfAttention(Twin):
     """MobileViTv2's form of it on (B, C, P, N) patches, tokens on the last axis. Worked
     on rank-3 views: XNNPACK keeps 4-D tensors channels-last inside a delegate, and
     slicing or broadcasting along their channel axis there gave wrong results."""
-
-    def __init__(self, ref):
-        super().__init__()
-        self.ref = ref
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ref = self.ref

@@ -4,18 +4,11 @@ as rank-3 bmm (a rank-4 matmul lowers to broadcasting copies)."""
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from mobattn.attention.ufo import UFOAttention
-
-from .ops import l2_norm_last, merge_heads, split_heads
+from .ops import Twin, l2_norm_last, merge_heads, split_heads
 
 
-class DeployUFO(nn.Module):
-    def __init__(self, ref: UFOAttention):
-        super().__init__()
-        self.ref = ref
-
+class DeployUFO(Twin):
     def xnorm(self, x: torch.Tensor) -> torch.Tensor:
         """``gamma * x / ||x||`` with x of shape (B * heads, rows, d)."""
         BH, rows, d = x.shape

@@ -99,7 +99,7 @@ def command(
     for target in target_list:
         get_target(target)
     check_options_apply(target_list, options)
-    parse_resolution(resolution or own_resolution(model))
+    size = parse_resolution(resolution or own_resolution(model))
     subject = build_subject(
         model,
         attention,
@@ -108,7 +108,7 @@ def command(
         heads,
         batch,
         weights,
-        parse_resolution(resolution or own_resolution(model)),
+        size,
     )
     if options.get("calibration"):
         options["calibration"] = calibration_images(subject, options["calibration"])

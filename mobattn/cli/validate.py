@@ -53,10 +53,8 @@ def command(
     from mobattn.exporters.check import validate_artifact
     from mobattn.exporters.validate import user_tolerance
 
-    parse_resolution(resolution or own_resolution(model))
-    subject = build_subject(
-        model, attention, dim, hw, heads, 1, weights, parse_resolution(resolution or own_resolution(model))
-    )
+    size = parse_resolution(resolution or own_resolution(model))
+    subject = build_subject(model, attention, dim, hw, heads, 1, weights, size)
     image_arrays = calibration_images(subject, images, option="--images") if images else None
     with user_tolerance(rtol, atol):
         agreement, facts = validate_artifact(artifact, subject, precision, image_arrays)

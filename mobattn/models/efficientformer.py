@@ -27,6 +27,7 @@ from mobattn.errors import MobattnError
 
 from .registry import ModelConfig, Published, register_model
 from .swap import mixer_kwargs
+from .swiftformer import Embedding, distilled_heads, stem  # the same stem and downsampling, the same names
 
 WIDTHS = {"l1": (48, 96, 224, 448), "l3": (64, 128, 320, 512), "l7": (96, 192, 384, 768)}
 DEPTHS = {"l1": (3, 2, 6, 4), "l3": (4, 4, 12, 6), "l7": (6, 6, 18, 8)}
@@ -76,29 +77,6 @@ class Attention(nn.Module):
         bias = self.attention_biases[:, self.attention_bias_idxs]  # (heads, N, N)
         attn = ((q @ k.transpose(-2, -1)) * self.scale + bias).softmax(dim=-1)
         return self.proj((attn @ v).transpose(1, 2).reshape(B, N, self.dh))
-
-
-def stem(in_chs: int, out_chs: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_chs, out_chs // 2, 3, stride=2, padding=1),
-        nn.BatchNorm2d(out_chs // 2),
-        nn.ReLU(),
-        nn.Conv2d(out_chs // 2, out_chs, 3, stride=2, padding=1),
-        nn.BatchNorm2d(out_chs),
-        nn.ReLU(),
-    )
-
-
-class Embedding(nn.Module):
-    """Downsampling between stages: stride-2 3x3 conv + BatchNorm."""
-
-    def __init__(self, in_chans: int, embed_dim: int):
-        super().__init__()
-        self.proj = nn.Conv2d(in_chans, embed_dim, 3, stride=2, padding=1)
-        self.norm = nn.BatchNorm2d(embed_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.proj(x))
 
 
 class Flat(nn.Module):
@@ -232,13 +210,7 @@ class EfficientFormer(nn.Module):
         return self.norm(x)
 
     def forward(self, x: torch.Tensor):
-        pooled = self.forward_features(x).mean(-2)
-        if not self.dist:
-            return self.head(pooled)
-        logits, dist_logits = self.head(pooled), self.dist_head(pooled)
-        if self.training:
-            return logits, dist_logits
-        return (logits + dist_logits) / 2
+        return distilled_heads(self, self.forward_features(x).mean(-2))
 
 
 def _config(top1: float, latency_ms: float | None) -> ModelConfig:

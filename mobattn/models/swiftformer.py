@@ -120,6 +120,17 @@ class SwiftFormerEncoder(nn.Module):
         return x + self.layer_scale_2 * self.linear(x)
 
 
+def distilled_heads(model: nn.Module, pooled: torch.Tensor):
+    """The classification and distillation heads of a DeiT-style distilled model
+    (SwiftFormer, EfficientFormer): both logits in training, their average in eval."""
+    if not model.dist:
+        return model.head(pooled)
+    logits, dist_logits = model.head(pooled), model.dist_head(pooled)
+    if model.training:
+        return logits, dist_logits
+    return (logits + dist_logits) / 2
+
+
 def make_stage(dim: int, depth: int, attention: str, mlp_ratio: float = 4.0) -> nn.Sequential:
     """``depth - 1`` ConvEncoders followed by one SwiftFormerEncoder."""
     blocks: list[nn.Module] = [ConvEncoder(dim, int(mlp_ratio * dim)) for _ in range(depth - 1)]
@@ -165,13 +176,7 @@ class SwiftFormer(nn.Module):
         return self.norm(x)
 
     def forward(self, x: torch.Tensor):
-        pooled = self.forward_features(x).flatten(2).mean(-1)
-        if not self.dist:
-            return self.head(pooled)
-        logits, dist_logits = self.head(pooled), self.dist_head(pooled)
-        if self.training:
-            return logits, dist_logits
-        return (logits + dist_logits) / 2
+        return distilled_heads(self, self.forward_features(x).flatten(2).mean(-1))
 
 
 def _config(top1: float, params_m: float, gmacs: float, latency_ms: float) -> ModelConfig:
