@@ -60,7 +60,7 @@ benchmarks: venv
 	$(BIN)/python bench/scripts/runtime_parity.py > $(BENCH)/runtime_parity.md
 	$(BIN)/python bench/scripts/mobile_usability.py > $(BENCH)/mobile_usability.md
 	$(BIN)/python bench/scripts/ane_layout.py > $(BENCH)/ane_layout.md
-	$(BIN)/mobattn report $(BENCH)/attention-scaling.jsonl $(BENCH)/runtime-parity.jsonl $(BENCH)/precision.jsonl $(BENCH)/precision-models.jsonl $(BENCH)/families.jsonl $(BENCH)/swap-experiment.jsonl --out docs/benchmarks --page BENCHMARKS.md --force
+	$(BIN)/mobattn report $(BENCH)/attention-scaling.jsonl $(BENCH)/precision.jsonl $(BENCH)/precision-models.jsonl $(BENCH)/runtime-parity.jsonl $(BENCH)/families.jsonl $(BENCH)/swap-experiment.jsonl --out docs/benchmarks --page BENCHMARKS.md --force
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache exports results/quick*

@@ -37,8 +37,10 @@ BENCHMARK_COMMANDS = [
     f"python bench/scripts/runtime_parity.py > {R}/runtime_parity.md",
     f"python bench/scripts/mobile_usability.py > {R}/mobile_usability.md",
     f"python bench/scripts/ane_layout.py > {R}/ane_layout.md",
-    f"mobattn report {R}/attention-scaling.jsonl {R}/runtime-parity.jsonl {R}/precision.jsonl "
-    f"{R}/precision-models.jsonl {R}/families.jsonl {R}/swap-experiment.jsonl "
+    # later sources win where two measured the same point (runtime-parity's default profile
+    # over precision's quick one)
+    f"mobattn report {R}/attention-scaling.jsonl {R}/precision.jsonl {R}/precision-models.jsonl "
+    f"{R}/runtime-parity.jsonl {R}/families.jsonl {R}/swap-experiment.jsonl "
     "--out docs/benchmarks --page BENCHMARKS.md --force",
 ]
 

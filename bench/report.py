@@ -34,13 +34,15 @@ def _settings(rows: list[Row]) -> list[tuple]:
 
 
 def _series(rows: list[Row], setting: tuple, value: str) -> dict[tuple, list[tuple[int, float]]]:
-    series: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
+    """(attention, dim) -> [(tokens, value)], one point per token count (the last row
+    given wins, as in the tables and fits: sources later on the command line win)."""
+    series: dict[tuple, dict[int, float]] = defaultdict(dict)
     for r in rows:
         if r.kind != "attention" or r.status != "ok" or getattr(r, value) is None:
             continue
         if (r.backend, r.device, r.threads, r.precision, r.machine) == setting:
-            series[(r.attention, r.dim)].append((r.tokens, getattr(r, value)))
-    return {k: sorted(v) for k, v in sorted(series.items())}
+            series[(r.attention, r.dim)][r.tokens] = getattr(r, value)
+    return {k: sorted(v.items()) for k, v in sorted(series.items())}
 
 
 Files = dict[str, bytes]  # file name -> content, written together by the caller

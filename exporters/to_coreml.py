@@ -260,6 +260,8 @@ def check_options(
         raise MobattnError(f"--layout must be {' or '.join(LAYOUTS)}, got '{layout}'")
     if layout == "ane" and not subject.is_model:
         raise MobattnError("--layout ane needs a model (it rewrites the SwiftFormer backbone's token mixers)")
+    if layout == "ane" and not subject.model.startswith("swiftformer"):
+        raise MobattnError(f"--layout ane rewrites the SwiftFormer backbone; {subject.model} is not one")
     if min_target not in TARGETS:
         raise MobattnError(f"--min-target must be one of {', '.join(TARGETS)}, got '{min_target}'")
     if compress is not None and compress not in COMPRESSIONS:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import onnxruntime
 
-from mobattn import list_attentions
+from mobattn import get_model_config, list_attentions
 from mobattn.exporters import attention_subject, export, model_subject
 
 MODELS = ["swiftformer_xs", "swiftformer_s", "swiftformer_l1", "swiftformer_l3"]
+OTHER_FAMILIES = ["efficientformer_l1", "deit_tiny", "mobilevit_xs", "mobilevitv2_100"]  # one of each
 PROVIDERS = {"nnapi": "NNAPI", "coreml_mlprogram": "Core ML (ML Program)"}
 
 
@@ -34,6 +35,7 @@ def main() -> None:
     subjects = [attention_subject(a, 64, (14, 14)) for a in list_attentions()]
     subjects += [model_subject(m) for m in MODELS]
     subjects += [model_subject("swiftformer_s", attention=a) for a in list_attentions() if a != "eaa"]
+    subjects += [model_subject(m, resolution=get_model_config(m).input_size[1:]) for m in OTHER_FAMILIES]
     print(
         f"onnxruntime {onnxruntime.__version__}'s mobile usability checker on mobattn's ONNX exports "
         "(opset 20, fixed shapes, fp32): nodes the provider takes / nodes, in N partitions. Goal for "

@@ -59,7 +59,11 @@ def main() -> None:
         "--before",
         type=Path,
         nargs="*",
-        default=[RESULTS / "history/attention-scaling-executorch.jsonl", RESULTS / "attention-scaling.jsonl"],
+        default=[
+            RESULTS / "history/attention-scaling-executorch.jsonl",
+            RESULTS / "attention-scaling.jsonl",
+            RESULTS / "history/models.jsonl",
+        ],
     )
     args = parser.parse_args()
     after = pairs(read_rows(args.after))
@@ -113,17 +117,19 @@ def main() -> None:
     print(
         "### Models at 224x224: ExecuTorch / onnxruntime "
         f"(goal for the SwiftFormer family <= {FAMILY_GOAL})\n\n"
-        "| model | attention | onnxruntime ms | ExecuTorch ms | ratio | ops off XNNPACK |\n"
-        "| --- | --- | --- | --- | --- | --- |"
+        "| model | attention | onnxruntime ms | ExecuTorch ms | ratio | before | ops off XNNPACK |\n"
+        "| --- | --- | --- | --- | --- | --- | --- |"
     )
     models = sorted(((k, v) for k, v in after.items() if k[0][0] == "model"), key=lambda kv: kv[0][0][1:3])
     for (key, _), pair in models:
         _, model, attention, _res = key
         r = ratio(pair)
         mark = "" if attention != "eaa" else (" (meets)" if r <= FAMILY_GOAL else " (misses)")
+        old = before.get(key)
         print(
             f"| {model} | {attention} | {pair['onnxruntime'].median_ms:.2f} | "
-            f"{pair['executorch'].median_ms:.2f} | **{r:.2f}**{noisy(pair)}{mark} | {off_path(pair)} |"
+            f"{pair['executorch'].median_ms:.2f} | **{r:.2f}**{noisy(pair)}{mark} | "
+            f"{f'{ratio(old[0]):.2f}' if old else '-'} | {off_path(pair)} |"
         )
 
 

@@ -44,7 +44,7 @@ from .hilo import DeployHiLo
 from .mhsa import DeployMHSA
 from .models import MODELS
 from .norms import DeployGroupNorm1, DeployLayerNorm
-from .ops import ErfFreeGELU
+from .ops import ErfFreeGELU, Twin
 from .separable import DeployLinearSelfAttention, DeploySeparable
 from .ufo import DeployUFO
 
@@ -96,6 +96,8 @@ def get_form(name: str) -> Form:
 
 def _swap_children(module: nn.Module, form: Form) -> None:
     for name, child in module.named_children():
+        if isinstance(child, Twin):  # already a deployable form (e.g. the ANE layout's): left whole
+            continue
         twin = MIXERS.get(type(child)) if form.rewrite_mixers else None
         if twin is not None:
             setattr(module, name, twin(child))

@@ -60,7 +60,12 @@ def pointwise(linear: nn.Linear, x: torch.Tensor, groups: int = 1) -> torch.Tens
 
 def l2_normalize(x: torch.Tensor, dim, eps: float = FP16_TINY) -> torch.Tensor:
     """``x / max(||x||, eps)`` over ``dim`` (an fp16-normal epsilon)."""
-    return x / torch.clamp(torch.sqrt((x * x).sum(dim=dim, keepdim=True)), min=eps)
+    return x / torch.clamp(l2_norm(x, dim), min=eps)
+
+
+def l2_norm(x: torch.Tensor, dim) -> torch.Tensor:
+    """Core ML's own ``reduce_l2_norm``: squaring first would overflow fp16 past |x| = 256."""
+    return torch.linalg.vector_norm(x, dim=dim, keepdim=True)
 
 
 def as_sequence(x: torch.Tensor) -> torch.Tensor:
@@ -129,8 +134,8 @@ class AneUFO(Twin):
         parts = zip(keys, heads_of(q, heads), heads_of(v, heads), strict=True)
         for i, (kh, qh, vh) in enumerate(parts):
             kv_t = torch.einsum("bchn,bnhe->bche", vh, kh)  # (K^T V)^T
-            kv_t = kv_t * gamma[i] / torch.sqrt((kv_t * kv_t).sum(dim=1, keepdim=True))  # XNorm over d_v
-            qh = qh * gamma[i] / torch.sqrt((qh * qh).sum(dim=1, keepdim=True))
+            kv_t = kv_t * gamma[i] / l2_norm(kv_t, dim=1)  # XNorm over d_v
+            qh = qh * gamma[i] / l2_norm(qh, dim=1)
             outs.append(torch.einsum("behc,bchn->behn", kv_t, qh))
         return pointwise(ref.fc_o, torch.cat(outs, dim=1)).reshape(x.shape)
 
