@@ -66,8 +66,10 @@ def machine(rows: list[Row]) -> str:
     lines = []
     for cpu in dict.fromkeys(r.machine for r in rows):
         mine = [r for r in rows if r.machine == cpu]
-        env = next((r.environment for r in mine if r.environment), {})
-        details = ", ".join(f"{k} {env.get(k)}" for k in keys if env.get(k) is not None)
+        values = {
+            k: sorted({str(r.environment[k]) for r in mine if r.environment.get(k) is not None}) for k in keys
+        }
+        details = ", ".join(f"{k} {' / '.join(v)}" for k, v in values.items() if v)
         lines.append(f"- {cpu} ({len(mine)} rows): {details}")
     return "\n".join(lines)
 

@@ -255,8 +255,8 @@ def latency_tables(rows: list[Row]) -> list[tuple[str, list[str], list[list[str]
                 )
             names = sorted(attentions)
             body = [[hw] + [c.get(a, "") for a in names] for (_, hw), c in sorted(cells.items())]
-            backend, device, threads, _, machine = setting
-            title = f"{backend} {device}, {threads} thread(s), {machine}, dim {dim}: median latency (ms)"
+            backend, device, threads, precision, machine = setting
+            title = f"{backend} {device}, {threads} thread(s), {precision}, {machine}, dim {dim}: median (ms)"
             tables.append((title, ["tokens"] + names, body))
     return tables
 

@@ -125,7 +125,9 @@ def build_rows(bench_rows: list[Row], evals: list[dict], backends: list[str]) ->
                 top1=top1,
                 accuracy_source=source,
                 untrusted_eval=untrusted_for(model, attention, res, evals),
-                published_latency=published_latency_for(model, attention, res),
+                published_latency=published_latency_for(model, attention, res)
+                if precision == "fp32"
+                else "n/a",
             )
         )
     return table

@@ -52,6 +52,11 @@ def cpu_ms(subject, folder: Path, layout: str) -> dict[str, float | str]:
             continue
         (row,) = measure(file_configs(record.path, backend), results=None)
         out[backend] = row.median_ms if row.ok else f"{row.status}: {row.reason[:60]}"
+        if backend == "executorch":
+            left = record.details.get("not_delegated") or {}
+            out["portable"] = (
+                ", ".join(f"{op.removeprefix('aten_')} x{n}" for op, n in left.items()) or "none"
+            )
     return out
 
 
@@ -68,9 +73,9 @@ def main() -> None:
     )
     print(
         "| model | layout | Core ML ops | transposes | reshapes | rank-3 ops | ops at risk | "
-        "onnxruntime ms | ExecuTorch ms |"
+        "onnxruntime ms | ExecuTorch ms | ExecuTorch ops on portable kernels |"
     )
-    print("|" + " --- |" * 9)
+    print("|" + " --- |" * 10)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for attention in list_attentions():
@@ -83,7 +88,8 @@ def main() -> None:
                 ms = cpu_ms(subject, folder, layout)
                 print(
                     f"| {MODEL}+{attention} | {layout} | {c['ops']} | {c['transposes']} | {c['reshapes']} | "
-                    f"{c['rank3']} | {c['at_risk']} | {cell(ms['onnxruntime'])} | {cell(ms['executorch'])} |"
+                    f"{c['rank3']} | {c['at_risk']} | {cell(ms['onnxruntime'])} | {cell(ms['executorch'])} | "
+                    f"{ms.get('portable', '-')} |"
                 )
 
 

@@ -10,8 +10,7 @@ SwiftFormer backbone takes the (B, C, H, W) map the convolutions already produce
 - ``mhsa``, ``ufo`` and ``external`` contract over tokens, so they view the map as
   (B, C, 1, N) (one 4-D reshape in, one out) and run each head's products as einsums;
 - ``separable`` needs its token scores' softmax on one axis: one reshape there and back;
-- ``hilo``'s Lo-Fi half does the same as ``mhsa``; its Hi-Fi half keeps the reference's window
-  partition, whose row/column interleaving has no transpose-free form (see ``CAVEATS``).
+- ``hilo`` stays in its reference form (see ``CAVEATS``).
 
 Projections are the reference Linear layers' own parameters viewed as 1x1 conv kernels
 (no new parameter names, nothing to convert in a checkpoint).
@@ -31,7 +30,6 @@ from mobattn.attention.separable import SeparableSelfAttention
 from mobattn.attention.ufo import UFOAttention
 from mobattn.models.swiftformer import SwiftFormerEncoder
 
-from .hilo import DeployHiLo
 from .ops import Twin
 
 FP16_TINY = 2.0**-14  # the smallest normal fp16: an epsilon below it is flushed or subnormal
@@ -42,14 +40,36 @@ CAVEATS = {
     "last axis of one operand with axis -3 of the other, so one operand of q.k must hold its channels "
     "last (Apple's reference implementation transposes the keys the same way)",
     "ufo": "one transpose per layer, of the keys to (B, N, 1, C), for K^T V (as for mhsa)",
-    "hilo": "Hi-Fi window attention keeps the reference's window partition: gathering each "
-    "window's rows and columns interleaves both spatial axes, which needs transposes in any "
-    "layout; Lo-Fi runs in the (B, C, 1, N) layout",
+    "hilo": "left in its reference form: Hi-Fi's window partition interleaves both spatial axes, "
+    "which needs transposes in any layout, and a partial rewrite (Lo-Fi in the (B, C, 1, N) layout) "
+    "measured worse than the reference in swiftformer_s (125 ops at risk instead of 109, 2.4x "
+    "slower on CPU)",
 }
 
 
+def prepare_pointwise(mixer: nn.Module) -> None:
+    """Give every Linear of ``mixer`` its 1x1-conv kernel as a buffer (External's per-head
+    Linears repeated per head): reshaped once, at export time, so the exported conv has
+    constant weights (XNNPACK delegates no conv whose weights are computed in the graph)."""
+    groups_of = {}
+    if isinstance(mixer, EfficientAdditiveAttention):  # the score vector, as a 1-output 1x1 conv
+        mixer.register_buffer("w_g_conv", mixer.w_g.detach().t().reshape(1, -1, 1, 1))
+    if isinstance(mixer, ExternalAttention):
+        groups_of = {mixer.linear_0: mixer.num_heads, mixer.linear_1: mixer.num_heads}
+    for linear in [m for m in mixer.modules() if isinstance(m, nn.Linear)]:
+        groups = groups_of.get(linear, 1)
+        weight = linear.weight.detach().reshape(*linear.weight.shape, 1, 1).repeat(groups, 1, 1, 1)
+        bias = None if linear.bias is None else linear.bias.detach().repeat(groups)
+        linear.register_buffer("conv_weight", weight)
+        linear.register_buffer("conv_bias", bias)
+        linear.conv_groups = groups
+
+
 def pointwise(linear: nn.Linear, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
-    """``linear`` as a 1x1 conv on a (B, C, ., .) map, from the Linear's own parameters."""
+    """``linear`` as a 1x1 conv on a (B, C, ., .) map, from the Linear's own parameters
+    (the kernel :func:`prepare_pointwise` made, where it ran)."""
+    if hasattr(linear, "conv_weight"):
+        return F.conv2d(x, linear.conv_weight, linear.conv_bias, groups=linear.conv_groups)
     weight = linear.weight.reshape(*linear.weight.shape, 1, 1)
     if groups > 1:  # the same small Linear applied to each of ``groups`` channel chunks
         weight = weight.repeat(groups, 1, 1, 1)
@@ -101,7 +121,7 @@ class AneEAA(Twin):
         ref = self.ref
         query = l2_normalize(pointwise(ref.to_query, x), dim=1)
         key = l2_normalize(pointwise(ref.to_key, x), dim=1)
-        w_g = ref.w_g.t().reshape(1, -1, 1, 1)
+        w_g = ref.w_g_conv if hasattr(ref, "w_g_conv") else ref.w_g.t().reshape(1, -1, 1, 1)
         scores = F.conv2d(query, w_g) * ref.scale_factor  # (B, 1, H, W)
         if ref.score_norm == "l2":
             scores = l2_normalize(scores, dim=(2, 3))
@@ -154,32 +174,12 @@ class AneExternal(Twin):
 
 
 class AneHiLo(Twin):
-    def __init__(self, ref: HiLo):
-        super().__init__(ref)
-        self.hifi = DeployHiLo(ref).hifi
-
-    def lofi(self, x: torch.Tensor) -> torch.Tensor:
-        ref = self.ref
-        q = pointwise(ref.l_q, as_sequence(x))
-        pooled = ref.sr(x) if ref.ws > 1 else x
-        kv = pointwise(ref.l_kv, as_sequence(pooled))
-        k, v = kv[:, : ref.l_dim], kv[:, ref.l_dim :]
-        out = pointwise(ref.l_proj, attention_heads(q, k, v, ref.l_heads, ref.scale))
-        return out.reshape(x.shape[0], ref.l_dim, *x.shape[2:])
+    """HiLo stays in its reference form on (B, N, C) tokens (see ``CAVEATS``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ref = self.ref
-        H, W = x.shape[2:]
-        pad_r, pad_b = (ref.ws - W % ref.ws) % ref.ws, (ref.ws - H % ref.ws) % ref.ws
-        if pad_r or pad_b:  # zero padding up to whole windows, cropped after (as the reference)
-            x = F.pad(x, (0, pad_r, 0, pad_b))
-        parts = []
-        if ref.h_heads:
-            parts.append(self.hifi(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
-        if ref.l_heads:
-            parts.append(self.lofi(x))
-        out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-        return out[:, :, :H, :W] if pad_r or pad_b else out
+        B, C, H, W = x.shape
+        tokens = x.permute(0, 2, 3, 1).reshape(B, H * W, C)
+        return self.ref(tokens, (H, W)).reshape(B, H, W, C).permute(0, 3, 1, 2)
 
 
 class AneSeparable(Twin):
@@ -219,6 +219,7 @@ def ane_layout(model: nn.Module) -> dict:
     for block in model.modules():
         if isinstance(block, SwiftFormerEncoder):
             block.__class__ = AneSwiftFormerEncoder
+            prepare_pointwise(block.attn)
             block.attn = MIXERS[type(block.attn)](block.attn)
             mechanisms.add(type(block.attn.ref).__name__)
     caveats = {name: text for name, text in CAVEATS.items() if any(name in m.lower() for m in mechanisms)}
