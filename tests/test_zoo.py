@@ -151,3 +151,9 @@ def test_every_family_exports_whole_to_the_mobile_runtimes(tmp_path, name):
     record = export(subject, "executorch", tmp_path)
     assert record.status == "ok", record.reason
     assert record.details["not_delegated"] == {}
+
+
+def test_a_table_of_swaps_no_model_takes_is_refused(cli, tmp_path):
+    result = cli(f"table --models deit_tiny --attention hilo --results {tmp_path / 'r.jsonl'}")
+    assert_one_line_error(result, "nothing to tabulate")
+    assert not (tmp_path / "r.jsonl").exists()

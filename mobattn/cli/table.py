@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from mobattn.errors import MobattnError
 from mobattn.parsing import MAX_THREADS, check_int, check_resolution, parse_csv, parse_names
 
 from .common import CONTEXT, measure_with_progress
@@ -106,15 +107,21 @@ def command(
     if out:
         check_writable(Path(out), force)
     evals = read_records(Path(accuracy))  # read (and checked) before anything is measured
-    configs = []
+    configs, skipped = [], []
     for model in model_list:
         own_size = size or tuple(get_model_config(model).input_size[1:])
         found = api.model_configs(
             [model], attention_list, [own_size], backend_list, [threads], precision_list, profile=profile
         )
         if not found:
-            print_warning(f"{model}: none of --attention {attentions} applies at {own_size[0]}x{own_size[1]}")
+            skipped.append(f"{model} at {own_size[0]}x{own_size[1]}")
         configs += found
+    if not configs:
+        raise MobattnError(
+            f"nothing to tabulate: no model takes --attention {attentions} (see `mobattn info`)"
+        )
+    for model in skipped:
+        print_warning(f"{model}: none of --attention {attentions} applies; left out")
     results_path = Path(results) if results else None
     rows = api.measure_missing(
         configs,
