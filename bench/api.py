@@ -59,6 +59,11 @@ def model_configs(
     """Models (with swapped token mixers: ``None`` or the model's own is the original) x
     resolutions x settings, in a fixed order. Combinations a model does not take (a swap
     into DeiT or MobileViT, DeiT at another resolution) are left out."""
+    subjects = dict.fromkeys(  # a model's own mechanism named explicitly is the original: once
+        (m, swap_for(m, a), tuple(res))
+        for m, a, res in itertools.product(models, attentions, resolutions)
+        if takes(m, a, tuple(res))
+    )
     return [
         BenchConfig(
             "model",
@@ -67,15 +72,11 @@ def model_configs(
             t,
             precision=p,
             model=m,
-            attention=swap_for(m, a),
+            attention=a,
             resolution=list(res),
             **_common(common),
         )
-        for m, a, res in dict.fromkeys(  # a model's own mechanism named explicitly is the original
-            (m, swap_for(m, a) if takes(m, a, tuple(res)) else a, tuple(res))
-            for m, a, res in itertools.product(models, attentions, resolutions)
-        )
-        if takes(m, a, res)
+        for m, a, res in subjects
         for b, dev, t, p in itertools.product(backends, devices, threads, precisions)
     ]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mobattn.errors import MobattnError, unknown_name_error
+from mobattn.errors import MobattnError, first_line, unknown_name_error
 
 from .config import BENCHMARK_TARGET_SUFFIX, DEVICES, BenchConfig, get_backend
 from .op_profile import onnxruntime_op_profile
@@ -190,7 +190,7 @@ def prepare_file(config: BenchConfig) -> Prepared:
     except MobattnError:
         raise
     except Exception as exc:
-        raise MobattnError(f"cannot load {path}: {str(exc).strip().splitlines()[0][:200]}") from None
+        raise MobattnError(f"cannot load {path}: {first_line(exc, 200)}") from None
     shape, dtype = _file_input_shape(session, config)
     x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     feed = {session.get_inputs()[0].name: x}
@@ -250,6 +250,6 @@ def artifact_backend(path: str) -> str:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure to load is a corrupt artifact
         kind = "ExecuTorch program" if file.suffix == ".pte" else "ONNX model"
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise MobattnError(f"{file} is not a valid {kind}: {first}") from None
     return runtimes[file.suffix]

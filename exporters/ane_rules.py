@@ -19,7 +19,6 @@ FLEXIBLE = "https://apple.github.io/coremltools/docs-guides/source/flexible-inpu
 
 RESHAPES = {"reshape", "squeeze", "expand_dims", "flatten2d", "reshape_like"}
 GATHERS = {"gather", "gather_nd", "gather_along_axis", "scatter", "scatter_nd", "scatter_along_axis"}
-FP16_TINY = 6.103515625e-05  # smallest normal fp16
 
 
 @dataclass(frozen=True)
@@ -148,23 +147,27 @@ def compute_ops(program) -> list:
     ]
 
 
-def findings(program, spec) -> list[Finding]:
-    """Every rule's findings on ``main``, plus flexible input shapes and fp16 subnormal
-    epsilons (which are not ops)."""
+def analyze(program, spec) -> dict:
+    """``{"findings": [...], "summary": {...}}`` for ``main``: every op rule's findings,
+    range-shaped inputs and fp16-subnormal epsilons (which are not ops), and the summary
+    ``ops_at_risk`` (ops any op rule flags) of ``ops_total`` (non-constant ops)."""
+    from .coreml_package import subnormal_constants
+
     operations = list(program.functions["main"].operations)
     blocks = op_blocks(operations)
     ops = compute_ops(program)
-    result = []
+    found, flagged = [], set()
     for rule in RULES:
         hit = [op for op in ops if rule.applies(op)]
+        flagged.update(op.name for op in hit)
         if hit:
             names = sorted({blocks[op.name] for op in hit})
-            result.append(
+            found.append(
                 Finding(rule.name, rule.says, rule.source, len(hit), names, [o.name for o in hit[:5]])
             )
     flexible = [i.name for i in spec.description.input if _is_flexible(i)]
     if flexible:
-        result.append(
+        found.append(
             Finding(
                 "flexible_shape",
                 "range-shaped input: enumerated shapes are what the ANE takes",
@@ -174,9 +177,9 @@ def findings(program, spec) -> list[Finding]:
                 flexible,
             )
         )
-    tiny = _subnormal_constants(operations)
+    tiny = list(subnormal_constants(program))
     if tiny:
-        result.append(
+        found.append(
             Finding(
                 "fp16_subnormal",
                 "an epsilon below fp16's smallest normal: hardware may flush it to 0",
@@ -186,36 +189,15 @@ def findings(program, spec) -> list[Finding]:
                 tiny[:5],
             )
         )
-    return result
+    summary = {
+        "ops_at_risk": len(flagged),
+        "ops_total": len(ops),
+        "rules": {f.rule: f.count for f in found},
+        "prediction": "from Apple's published guidance, not Core ML's placement (see --compute-plan)",
+    }
+    return {"findings": [f.to_dict() for f in found], "summary": summary}
 
 
 def _is_flexible(feature) -> bool:
     array = feature.type.multiArrayType
     return array.WhichOneof("ShapeFlexibility") == "shapeRange"
-
-
-def _subnormal_constants(operations) -> list[str]:
-    import numpy as np
-
-    names = []
-    for op in operations:
-        if op.op_type != "const":
-            continue
-        value = op.outputs[0].val
-        if isinstance(value, np.ndarray | np.floating) and np.asarray(value).dtype == np.float16:
-            array = np.abs(np.asarray(value, np.float32)).ravel()
-            if array.size <= 16 and ((array > 0) & (array < FP16_TINY)).any():
-                names.append(op.name)
-    return names
-
-
-def summary(program, found: list[Finding]) -> dict:
-    """``ops_at_risk`` (ops any op rule flags) of ``ops_total`` (non-constant ops)."""
-    ops = compute_ops(program)
-    at_risk = sum(1 for op in ops if any(rule.applies(op) for rule in RULES))
-    return {
-        "ops_at_risk": at_risk,
-        "ops_total": len(ops),
-        "rules": {f.rule: f.count for f in found},
-        "prediction": "from Apple's published guidance, not Core ML's placement (see --compute-plan)",
-    }

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mobattn.errors import MobattnError
+from mobattn.errors import MobattnError, first_line
 
 from .subject import Subject
 from .validate import Agreement
@@ -71,7 +71,7 @@ def _onnx(path: Path, subject: Subject, precision: str | None, inputs) -> tuple[
     try:
         session = ort_session(path)
     except Exception as exc:  # noqa: BLE001 - any load failure is a corrupt artifact
-        raise MobattnError(f"cannot load {path}: {str(exc).strip().splitlines()[0][:160]}") from None
+        raise MobattnError(f"cannot load {path}: {first_line(exc)}") from None
     _check_shape(path, session.get_inputs()[0].shape, subject)
     meta = dict(session.get_modelmeta().custom_metadata_map)
     _check_metadata(path, meta, subject)

@@ -88,20 +88,26 @@ def remove_side_files(path: Path) -> None:
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
-def fp16_subnormals(path: Path) -> dict | None:
-    """Small fp16 constants that are subnormal (0 < |v| < 6.1e-5), e.g. F.normalize's
-    1e-12 epsilon, stored as 5.96e-8: what hardware that flushes subnormals to zero would
-    change (the reference executor keeps them, as IEEE fp16 does)."""
-    from .coreml_reference import load_program
-
-    _, program = load_program(path)
-    names, values = [], set()
+def subnormal_constants(program) -> dict[str, list[float]]:
+    """Small fp16 constants (epsilons, at most 16 values) holding subnormals
+    (0 < |v| < 6.1e-5), by constant name, with those values: e.g. F.normalize's 1e-12,
+    stored as 5.96e-8."""
+    found = {}
     for op in program.functions["main"].operations:
         value = op.outputs[0].val if op.op_type == "const" else None
         if isinstance(value, np.ndarray | np.floating) and np.asarray(value).dtype == np.float16:
             array = np.abs(np.asarray(value, np.float32)).ravel()
             tiny = array[(array > 0) & (array < np.finfo(np.float16).tiny)]
             if array.size <= 16 and tiny.size:
-                names.append(op.outputs[0].name)
-                values.update(float(v) for v in tiny)
-    return {"count": len(names), "values": sorted(values), "first": names[0]} if names else None
+                found[op.outputs[0].name] = [float(v) for v in tiny]
+    return found
+
+
+def fp16_subnormals(program) -> dict | None:
+    """What hardware that flushes subnormals to zero would change (the reference executor
+    keeps them, as IEEE fp16 does): see :func:`subnormal_constants`."""
+    found = subnormal_constants(program)
+    if not found:
+        return None
+    values = sorted({v for tiny in found.values() for v in tiny})
+    return {"count": len(found), "values": values, "first": next(iter(found))}

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mobattn.errors import MobattnError
+from mobattn.errors import MobattnError, first_line
 
 from .coreml_kernels import KERNELS
 from .coreml_shape_kernels import classify  # importing it registers the shape kernels
@@ -62,7 +62,7 @@ def load_program(path: str | Path):
         try:
             spec = ct.utils.load_spec(str(path))
         except Exception as exc:  # noqa: BLE001 - any failure to read is a corrupt package
-            raise MobattnError(f"cannot read {path}: {str(exc).strip().splitlines()[0][:160]}") from None
+            raise MobattnError(f"cannot read {path}: {first_line(exc)}") from None
         if spec.WhichOneof("Type") != "mlProgram":
             raise MobattnError(f"{path} holds a {spec.WhichOneof('Type')}, not an ML Program")
         weights = path / "Data" / "com.apple.CoreML" / "weights"
@@ -71,9 +71,7 @@ def load_program(path: str | Path):
                 spec, specification_version=spec.specificationVersion, file_weights_dir=str(weights)
             )
         except Exception as exc:  # noqa: BLE001
-            raise MobattnError(
-                f"cannot load the program of {path}: {str(exc).strip().splitlines()[0][:160]}"
-            ) from None
+            raise MobattnError(f"cannot load the program of {path}: {first_line(exc)}") from None
     return spec, program
 
 

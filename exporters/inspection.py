@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mobattn.errors import MobattnError
+from mobattn.errors import MobattnError, first_line
 
 from .silence import quiet, quiet_native_stderr
 
@@ -57,12 +57,11 @@ def _ranks(ranks: list[int]) -> dict[str, int]:
 
 
 def inspect_coreml(path: Path, compute_plan: bool = False) -> Inspection:
-    from .ane_rules import compute_ops, findings, summary
+    from .ane_rules import analyze, compute_ops
     from .coreml_reference import load_program
 
     spec, program = load_program(path)
     ops = compute_ops(program)
-    found = findings(program, spec)
     ranks = [len(op.outputs[0].shape) for op in ops if getattr(op.outputs[0], "shape", None) is not None]
     return Inspection(
         path=str(path),
@@ -70,7 +69,7 @@ def inspect_coreml(path: Path, compute_plan: bool = False) -> Inspection:
         op_histogram=dict(Counter(op.op_type for op in ops).most_common()),
         ops_total=len(ops),
         ranks=_ranks(ranks),
-        ane={"findings": [f.to_dict() for f in found], "summary": summary(program, found)},
+        ane=analyze(program, spec),
         compute_plan=core_ml_compute_plan(path) if compute_plan else None,
     )
 
@@ -107,7 +106,7 @@ def inspect_onnx(path: Path) -> Inspection:
         model = onnx.load(str(path))
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's input
-        raise MobattnError(f"cannot read {path}: {str(exc).strip().splitlines()[0][:160]}") from None
+        raise MobattnError(f"cannot read {path}: {first_line(exc)}") from None
     rank_of = {
         v.name: len(v.type.tensor_type.shape.dim)
         for v in list(inferred.graph.value_info) + list(inferred.graph.output)
@@ -136,7 +135,7 @@ def inspect_pte(path: Path) -> Inspection:
     try:
         program = deserialize_pte_binary(path.read_bytes())
     except Exception as exc:  # noqa: BLE001
-        raise MobattnError(f"cannot read {path}: {str(exc).strip().splitlines()[0][:160]}") from None
+        raise MobattnError(f"cannot read {path}: {first_line(exc)}") from None
     program = getattr(program, "program", program)
     plan = program.execution_plan[0]
     calls: Counter = Counter()

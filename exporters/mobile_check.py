@@ -15,10 +15,7 @@ from pathlib import Path
 
 from .silence import quiet
 
-PROVIDERS = {
-    "nnapi": None,  # the checker's NNAPI table
-    "coreml_mlprogram": "coreml_supported_mlprogram_ops.md",
-}
+MLPROGRAM_OPS = "coreml_supported_mlprogram_ops.md"  # the checker's table for Core ML's ML Program EP
 
 
 def _verdict(info) -> dict:
@@ -46,7 +43,7 @@ def mobile_usability(path: Path) -> dict:
             optimize_model(path, optimized, use_external_initializers=True)
             model = ModelProtoWithShapeInfo(optimized).model_with_shape_info
             nnapi = checker.check_nnapi_partitions(model, require_fixed_input_sizes=True)
-            coreml = checker.check_coreml_partitions(model, True, PROVIDERS["coreml_mlprogram"])
+            coreml = checker.check_coreml_partitions(model, True, MLPROGRAM_OPS)
     except Exception as exc:  # the verdict is information about the file, never a failed export
         return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
     return {"nnapi": _verdict(nnapi), "coreml_mlprogram": _verdict(coreml)}

@@ -21,6 +21,7 @@ from torch import nn
 from mobattn.errors import MobattnError
 from mobattn.models import get_model_config, imagenet_classes
 
+from .ane_rules import analyze
 from .coreml_package import (
     LABEL_OUTPUT,
     PROBABILITIES_OUTPUT,
@@ -239,15 +240,6 @@ def ane_caveats(subject: Subject, layout: str) -> dict:
     return {mechanism: CAVEATS[mechanism]} if layout == "ane" and mechanism in CAVEATS else {}
 
 
-def ane_summary(path: Path) -> dict:
-    """The Neural Engine rules' summary for the written package (see ane_rules)."""
-    from .ane_rules import findings, summary
-    from .coreml_reference import load_program
-
-    spec, program = load_program(path)
-    return summary(program, findings(program, spec))
-
-
 def check_options(
     subject: Subject,
     precision: str,
@@ -329,6 +321,9 @@ def export_coreml(
         agreement = validate_coreml(path, subject, criterion_for(precision, compress), image)
     except Unvalidated as exc:
         agreement, unvalidated = None, str(exc)
+    from .coreml_reference import load_program
+
+    spec, program = load_program(path)  # once, for the Neural Engine rules and the epsilons
     return {
         "seconds": seconds,
         "op_histogram": histogram,
@@ -337,7 +332,7 @@ def export_coreml(
         "details": {
             "layout": layout,
             **({"layout_caveats": caveats} if (caveats := ane_caveats(subject, layout)) else {}),
-            "ane": ane_summary(path),
+            "ane": analyze(program, spec)["summary"],
             "min_target": min_target,
             "image_input": image,
             "classifier": classifier,
@@ -345,6 +340,6 @@ def export_coreml(
             "spec_check": "ML Program; input/output names and shapes as expected",
             "executor": "coreml" if can_predict() else "reference",
             **({"unvalidated": unvalidated} if unvalidated else {}),
-            **({"fp16_subnormal_constants": subnormal} if (subnormal := fp16_subnormals(path)) else {}),
+            **({"fp16_subnormal_constants": subnormal} if (subnormal := fp16_subnormals(program)) else {}),
         },
     }

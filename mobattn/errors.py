@@ -20,6 +20,13 @@ def unknown_name_error(kind: str, name: str, valid: list[str]) -> MobattnError:
     return MobattnError(f"unknown {kind} '{name}'{hint} (valid: {', '.join(valid)})")
 
 
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """A library exception's message in one line for a user error (its type's name when
+    the message is empty)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 class MobattnWarning(UserWarning):
     """Something the user should know that does not stop the command (the CLI prints it
     as one yellow line)."""

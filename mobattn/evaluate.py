@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from mobattn.errors import MobattnError
+from mobattn.errors import MobattnError, first_line
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 _INTERPOLATION = {
@@ -249,7 +249,7 @@ def _artifact_session(path: str, model: str, attention: str, resolution: int):
     try:
         session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - any load failure is a bad artifact
-        raise MobattnError(f"cannot load {file}: {str(exc).strip().splitlines()[0][:160]}") from None
+        raise MobattnError(f"cannot load {file}: {first_line(exc)}") from None
     meta = session.get_modelmeta().custom_metadata_map
     if meta.get("model", model) != model or meta.get("attention", attention) != attention:
         raise MobattnError(

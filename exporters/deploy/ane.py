@@ -12,8 +12,9 @@ SwiftFormer backbone takes the (B, C, H, W) map the convolutions already produce
 - ``separable`` needs its token scores' softmax on one axis: one reshape there and back;
 - ``hilo`` stays in its reference form (see ``CAVEATS``).
 
-Projections are the reference Linear layers' own parameters viewed as 1x1 conv kernels
-(no new parameter names, nothing to convert in a checkpoint).
+Projections are the reference Linear layers' own weights, reshaped at export time into
+1x1 conv kernels held by the exported copy (:func:`prepare_pointwise`): a checkpoint keeps
+its names and needs no conversion.
 """
 
 from __future__ import annotations
@@ -65,17 +66,10 @@ def prepare_pointwise(mixer: nn.Module) -> None:
         linear.conv_groups = groups
 
 
-def pointwise(linear: nn.Linear, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
-    """``linear`` as a 1x1 conv on a (B, C, ., .) map, from the Linear's own parameters
-    (the kernel :func:`prepare_pointwise` made, where it ran)."""
-    if hasattr(linear, "conv_weight"):
-        return F.conv2d(x, linear.conv_weight, linear.conv_bias, groups=linear.conv_groups)
-    weight = linear.weight.reshape(*linear.weight.shape, 1, 1)
-    if groups > 1:  # the same small Linear applied to each of ``groups`` channel chunks
-        weight = weight.repeat(groups, 1, 1, 1)
-        bias = None if linear.bias is None else linear.bias.repeat(groups)
-        return F.conv2d(x, weight, bias, groups=groups)
-    return F.conv2d(x, weight, linear.bias)
+def pointwise(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``linear`` as a 1x1 conv on a (B, C, ., .) map, with the kernel
+    :func:`prepare_pointwise` made from its parameters."""
+    return F.conv2d(x, linear.conv_weight, linear.conv_bias, groups=linear.conv_groups)
 
 
 def l2_normalize(x: torch.Tensor, dim, eps: float = FP16_TINY) -> torch.Tensor:
@@ -121,8 +115,7 @@ class AneEAA(Twin):
         ref = self.ref
         query = l2_normalize(pointwise(ref.to_query, x), dim=1)
         key = l2_normalize(pointwise(ref.to_key, x), dim=1)
-        w_g = ref.w_g_conv if hasattr(ref, "w_g_conv") else ref.w_g.t().reshape(1, -1, 1, 1)
-        scores = F.conv2d(query, w_g) * ref.scale_factor  # (B, 1, H, W)
+        scores = F.conv2d(query, ref.w_g_conv) * ref.scale_factor  # (B, 1, H, W)
         if ref.score_norm == "l2":
             scores = l2_normalize(scores, dim=(2, 3))
         else:
@@ -165,11 +158,11 @@ class AneExternal(Twin):
         ref = self.ref
         heads, k = ref.num_heads, ref.k
         wide = pointwise(ref.trans_dims, as_sequence(x))  # (B, 4C, 1, N), heads on C
-        attn = pointwise(ref.linear_0, wide, groups=heads).softmax(dim=-1)  # over tokens
+        attn = pointwise(ref.linear_0, wide).softmax(dim=-1)  # over tokens
         B, _, _, N = attn.shape
         grouped = attn.reshape(B, heads, k, N)
         grouped = grouped / (FP16_TINY + grouped.sum(dim=2, keepdim=True))  # l1 over memory units
-        out = pointwise(ref.linear_1, grouped.reshape(B, heads * k, 1, N), groups=heads)
+        out = pointwise(ref.linear_1, grouped.reshape(B, heads * k, 1, N))
         return pointwise(ref.proj, out).reshape(x.shape)
 
 
