@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 BENCH := results/benchmarks
 
-.PHONY: venv test test-fast lint run benchmarks clean
+.PHONY: venv test test-fast lint wheel-check run benchmarks clean
 
 venv: $(STAMP)
 
@@ -30,8 +30,23 @@ lint: venv
 	cd $(IMPORT_VIEW) && PYTHONPATH=. $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml --no-cache
 
 # Everything, as CI runs it.
-test: venv lint
+test: venv lint wheel-check
 	$(BIN)/python -m pytest -q
+
+# The package as a user of a package index gets it: a wheel built from this tree,
+# installed into a new environment (no editable paths), its command line run from
+# outside the checkout (about a minute, most of it installing torch from pip's cache).
+WHEEL_ENV := $(VENV)/wheel-check
+wheel-check: venv
+	rm -rf $(WHEEL_ENV) build && mkdir -p $(WHEEL_ENV)/dist
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -w $(WHEEL_ENV)/dist .
+	$(PYTHON) -m venv $(WHEEL_ENV)/env
+	$(WHEEL_ENV)/env/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt torch==2.13.0
+	$(WHEEL_ENV)/env/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt $(WHEEL_ENV)/dist/*.whl
+	cd $(WHEEL_ENV) && env/bin/mobattn --help > /dev/null
+	cd $(WHEEL_ENV) && env/bin/mobattn export --attention eaa --dim 32 --hw 7x7 --to onnx --out exports --json > export.json
+	cd $(WHEEL_ENV) && env/bin/python -c "import json; r = json.load(open('export.json')); assert r[0]['status'] == 'ok', r"
+	@echo "wheel-check: $$(ls $(WHEEL_ENV)/dist) installs and exports in a clean environment"
 
 # The fast subset for the edit loop (under a minute once .venv exists): no slow exports.
 test-fast: venv
