@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mobattn.attention import list_attentions
 from mobattn.errors import MobattnError, unknown_name_error
-from mobattn.models import get_model_config, list_models
+from mobattn.models import get_model_config, list_models, swap_for
 from mobattn.parsing import MAX_DIM, MAX_THREADS, check_hw, check_int, check_resolution
 
 from .api import attention_configs, model_configs
@@ -19,8 +19,9 @@ from .config import BACKENDS, DEVICES, BenchConfig, check_precision, check_profi
 @dataclass
 class Grid:
     """The axes of a sweep. Bare attentions use ``attentions x dims x hws``; models use
-    ``models x model_attentions x resolutions``; both cross backends, threads,
-    precisions and devices."""
+    ``models x model_attentions x resolutions`` (``None``, written ``"own"`` in a grid
+    file, is each model's own mechanism; ``"eaa"`` is EAA swapped in wherever it is not
+    the model's own); both cross backends, threads, precisions and devices."""
 
     attentions: list[str] = field(default_factory=list)
     dims: list[int] = field(default_factory=lambda: [64])
@@ -84,6 +85,8 @@ class Grid:
             check_int(self.memory_limit_mb, "sweep: memory_limit_mb", 16)
         if not (self.attentions and self.hws) and not self.models:
             raise MobattnError("sweep: the grid needs attentions and hws, or models")
+        for model in self.models:
+            _check_some_swap(model, self.model_attentions)
 
     def configs(self) -> list[BenchConfig]:
         """Every configuration, in a fixed order (so shards agree)."""
@@ -108,6 +111,23 @@ class Grid:
             )
         ]
         return bare + own
+
+
+OWN = "own"  # in a grid file's model_attentions: each model's own mechanism
+
+
+def _check_some_swap(model: str, attentions: list[str | None]) -> None:
+    """A model must take at least one of the grid's mechanisms: naming ``eaa`` for DeiT
+    measures nothing rather than DeiT's own attention under EAA's name."""
+    reasons = []
+    for attention in attentions:
+        try:
+            swap_for(model, attention)
+            return
+        except MobattnError as exc:
+            reasons.append(str(exc))
+    names = ", ".join(a or OWN for a in attentions)
+    raise MobattnError(f"sweep: {model} takes none of model_attentions ({names}): {reasons[0]}")
 
 
 def _known(name: object, valid: list[str], kind: str) -> None:
@@ -244,8 +264,8 @@ def _grid_file(path: Path) -> Grid:
     hws = data.get("hws")
     if isinstance(hws, list):  # 14 is shorthand for [14, 14]
         data["hws"] = [[v, v] if isinstance(v, int) and not isinstance(v, bool) else v for v in hws]
-    if isinstance(data.get("model_attentions"), list):  # "eaa" is the model's own mixer
-        data["model_attentions"] = [None if a == "eaa" else a for a in data["model_attentions"]]
+    if isinstance(data.get("model_attentions"), list):  # "own": each model's own mixer
+        data["model_attentions"] = [None if a == OWN else a for a in data["model_attentions"]]
     return Grid(**{**base.__dict__, **data})
 
 

@@ -31,7 +31,6 @@ from .coreml_package import (
     set_metadata,
 )
 from .deploy import deployable
-from .deploy.ane import CAVEATS
 from .fold import fold_for_inference
 from .silence import quiet
 from .subject import Subject
@@ -235,9 +234,17 @@ LAYOUTS = ("default", "ane")
 
 
 def ane_caveats(subject: Subject, layout: str) -> dict:
-    """What ``--layout ane`` could not make transpose-free for this subject's mechanism."""
-    mechanism = subject.attention or "eaa"
-    return {mechanism: CAVEATS[mechanism]} if layout == "ane" and mechanism in CAVEATS else {}
+    """What ``--layout ane`` could not make transpose-free for this subject's mechanism
+    (its ANE twin's ``caveat``); a mechanism without an ANE twin is one clear line."""
+    if layout != "ane":
+        return {}
+    from mobattn.attention import get_attention_class
+
+    from .deploy.ane import ane_twin
+
+    mechanism = subject.attention or subject.native
+    caveat = ane_twin(get_attention_class(mechanism)).caveat
+    return {mechanism: caveat} if caveat else {}
 
 
 def check_options(
@@ -254,6 +261,7 @@ def check_options(
         raise MobattnError("--layout ane needs a model (it rewrites the SwiftFormer backbone's token mixers)")
     if layout == "ane" and not subject.model.startswith("swiftformer"):
         raise MobattnError(f"--layout ane rewrites the SwiftFormer backbone; {subject.model} is not one")
+    ane_caveats(subject, layout)  # a mechanism without an ANE twin: refused before anything is built
     if min_target not in TARGETS:
         raise MobattnError(f"--min-target must be one of {', '.join(TARGETS)}, got '{min_target}'")
     if compress is not None and compress not in COMPRESSIONS:

@@ -143,3 +143,16 @@ def test_inspect_pte(tmp_path, cli):
     (report,) = result.json()
     assert report["delegation"] == {"delegates": ["XnnpackBackend"], "portable_ops": {}}
     assert report["op_histogram"] == {"delegate:XnnpackBackend": 1}
+
+
+def test_a_mechanism_without_an_ane_twin_is_one_line(tmp_path, cli, monkeypatch):
+    """A mechanism registered without an ANE twin once ended in a KeyError traceback."""
+    from mobattn.attention import UFOAttention
+    from mobattn.exporters.deploy.ops import TWINS
+
+    monkeypatch.delitem(TWINS["ane"], UFOAttention)
+    assert_one_line_error(
+        cli(f"export --model swiftformer_xs --attention ufo --to coreml --layout ane --out {tmp_path}"),
+        "--layout ane: ufo has no Neural Engine form yet",
+    )
+    assert not any(tmp_path.iterdir())

@@ -251,6 +251,23 @@ def test_parse_shard_and_bad_grid(tmp_path):
         load_grid(path=path)
 
 
+def test_grid_file_eaa_is_the_eaa_swap_and_own_is_the_native_model(tmp_path):
+    """ "eaa" in a grid file's model_attentions once meant "the model's own", so
+    EfficientFormer measured its native attention under EAA's name."""
+    from mobattn import MobattnError
+
+    path = tmp_path / "g.toml"
+    path.write_text('models = ["efficientformer_l1", "swiftformer_xs"]\nmodel_attentions = ["own", "eaa"]\n')
+    subjects = {(c.model, c.attention) for c in load_grid(path=path).configs()}
+    # EfficientFormer: its own and the EAA swap; SwiftFormer's own is EAA: measured once
+    assert subjects == {("efficientformer_l1", None), ("efficientformer_l1", "eaa"), ("swiftformer_xs", None)}
+    path.write_text('models = ["deit_tiny"]\nmodel_attentions = ["eaa"]\n')
+    with pytest.raises(MobattnError, match="deit_tiny takes none of model_attentions.*does not apply"):
+        load_grid(path=path)
+    path.write_text('models = ["deit_tiny"]\nmodel_attentions = ["own", "eaa"]\n')
+    assert {(c.model, c.attention) for c in load_grid(path=path).configs()} == {("deit_tiny", None)}
+
+
 # --- the bench command ---------------------------------------------------------------
 
 

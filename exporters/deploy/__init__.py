@@ -22,47 +22,27 @@ form            used by
 from __future__ import annotations
 
 import copy
+import importlib
+import pkgutil
 from dataclasses import dataclass
 
 from torch import nn
 
-from mobattn.attention.eaa import EfficientAdditiveAttention
-from mobattn.attention.external import ExternalAttention
-from mobattn.attention.hilo import HiLo
-from mobattn.attention.mhsa import MultiHeadSelfAttention
-from mobattn.attention.separable import SeparableSelfAttention
-from mobattn.attention.ufo import UFOAttention
 from mobattn.errors import MobattnError, unknown_name_error
-from mobattn.models import deit, efficientformer, mobilevit
 from mobattn.models.swiftformer import SwiftFormer
 
 from .ane import ane_layout
-from .eaa import DeployEAA
-from .efficientformer import DeployEfficientFormerAttention
-from .external import DeployExternal
 from .hilo import DeployHiLo
-from .mhsa import DeployMHSA
 from .models import MODELS
-from .norms import DeployGroupNorm1, DeployLayerNorm
-from .ops import ErfFreeGELU, Twin
-from .separable import DeployLinearSelfAttention, DeploySeparable
-from .ufo import DeployUFO
+from .ops import TWINS, ErfFreeGELU, Twin
 
-# Reference token mixer -> its deployable twin.
-MIXERS: dict[type[nn.Module], type[nn.Module]] = {
-    EfficientAdditiveAttention: DeployEAA,
-    MultiHeadSelfAttention: DeployMHSA,
-    ExternalAttention: DeployExternal,
-    UFOAttention: DeployUFO,
-    HiLo: DeployHiLo,
-    SeparableSelfAttention: DeploySeparable,
-    # the other families' own attentions and normalisations
-    deit.Attention: DeployMHSA,  # same qkv / proj / num_heads / scale as the reference MHSA
-    efficientformer.Attention: DeployEfficientFormerAttention,
-    mobilevit.LinearSelfAttention: DeployLinearSelfAttention,
-    nn.LayerNorm: DeployLayerNorm,
-    mobilevit.GroupNorm1: DeployGroupNorm1,
-}
+# Every module of this package registers its twins (``@twin_of``) when imported: a new
+# mechanism's file is found without being listed anywhere.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f".{_module.name}", __name__)
+
+# Reference module -> its twin in the xnnpack form (the mobile form uses the same twins).
+MIXERS: dict[type[nn.Module], type[Twin]] = TWINS["xnnpack"]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,10 @@ SwiftFormer backbone takes the (B, C, H, W) map the convolutions already produce
 - ``mhsa``, ``ufo`` and ``external`` contract over tokens, so they view the map as
   (B, C, 1, N) (one 4-D reshape in, one out) and run each head's products as einsums;
 - ``separable`` needs its token scores' softmax on one axis: one reshape there and back;
-- ``hilo`` stays in its reference form (see ``CAVEATS``).
+- ``hilo`` stays in its reference form (its twin's ``caveat`` says why).
+
+Each mechanism's ANE twin stands beside its XNNPACK twin in ``exporters/deploy/<name>.py``
+(``@twin_of(Reference, "ane")``); this module holds what they share.
 
 Projections are the reference Linear layers' own weights, reshaped at export time into
 1x1 conv kernels held by the exported copy (:func:`prepare_pointwise`): a checkpoint keeps
@@ -25,27 +28,12 @@ from torch import nn
 
 from mobattn.attention.eaa import EfficientAdditiveAttention
 from mobattn.attention.external import ExternalAttention
-from mobattn.attention.hilo import HiLo
-from mobattn.attention.mhsa import MultiHeadSelfAttention
-from mobattn.attention.separable import SeparableSelfAttention
-from mobattn.attention.ufo import UFOAttention
+from mobattn.errors import MobattnError
 from mobattn.models.swiftformer import SwiftFormerEncoder
 
-from .ops import Twin
+from .ops import TWINS, Twin
 
 FP16_TINY = 2.0**-14  # the smallest normal fp16: an epsilon below it is flushed or subnormal
-
-# What the ANE layout could not make transpose-free, per mechanism (copied into the record).
-CAVEATS = {
-    "mhsa": "one transpose per layer, of the keys to (B, N, 1, C): Core ML's einsum contracts the "
-    "last axis of one operand with axis -3 of the other, so one operand of q.k must hold its channels "
-    "last (Apple's reference implementation transposes the keys the same way)",
-    "ufo": "one transpose per layer, of the keys to (B, N, 1, C), for K^T V (as for mhsa)",
-    "hilo": "left in its reference form: Hi-Fi's window partition interleaves both spatial axes, "
-    "which needs transposes in any layout, and a partial rewrite (Lo-Fi in the (B, C, 1, N) layout) "
-    "measured worse than the reference in swiftformer_s (125 ops at risk instead of 109, 2.4x "
-    "slower on CPU)",
-}
 
 
 def prepare_pointwise(mixer: nn.Module) -> None:
@@ -110,81 +98,6 @@ def attention_heads(q, k, v, heads: int, scale: float) -> torch.Tensor:
     return torch.cat(outs, dim=1)
 
 
-class AneEAA(Twin):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ref = self.ref
-        query = l2_normalize(pointwise(ref.to_query, x), dim=1)
-        key = l2_normalize(pointwise(ref.to_key, x), dim=1)
-        scores = F.conv2d(query, ref.w_g_conv) * ref.scale_factor  # (B, 1, H, W)
-        if ref.score_norm == "l2":
-            scores = l2_normalize(scores, dim=(2, 3))
-        else:
-            B, _, H, W = scores.shape
-            scores = scores.reshape(B, 1, 1, H * W).softmax(dim=-1).reshape(B, 1, H, W)
-        global_query = (scores * query).sum(dim=(2, 3), keepdim=True)  # (B, D, 1, 1)
-        return pointwise(ref.final, pointwise(ref.Proj, global_query * key) + query)
-
-
-class AneMHSA(Twin):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ref = self.ref
-        C = x.shape[1]
-        qkv = pointwise(ref.qkv, as_sequence(x))
-        q, k, v = qkv[:, :C], qkv[:, C : 2 * C], qkv[:, 2 * C :]
-        out = pointwise(ref.proj, attention_heads(q, k, v, ref.num_heads, ref.scale))
-        return out.reshape(x.shape)
-
-
-class AneUFO(Twin):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ref = self.ref
-        t = as_sequence(x)
-        q, k, v = pointwise(ref.fc_q, t), pointwise(ref.fc_k, t), pointwise(ref.fc_v, t)
-        gamma = ref.gamma.reshape(-1)
-        heads = ref.num_heads
-        keys = heads_of(k.transpose(1, 3), heads, axis=3)  # the layer's one transpose (see attention_heads)
-        outs = []
-        parts = zip(keys, heads_of(q, heads), heads_of(v, heads), strict=True)
-        for i, (kh, qh, vh) in enumerate(parts):
-            kv_t = torch.einsum("bchn,bnhe->bche", vh, kh)  # (K^T V)^T
-            kv_t = kv_t * gamma[i] / l2_norm(kv_t, dim=1)  # XNorm over d_v
-            qh = qh * gamma[i] / l2_norm(qh, dim=1)
-            outs.append(torch.einsum("behc,bchn->behn", kv_t, qh))
-        return pointwise(ref.fc_o, torch.cat(outs, dim=1)).reshape(x.shape)
-
-
-class AneExternal(Twin):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ref = self.ref
-        heads, k = ref.num_heads, ref.k
-        wide = pointwise(ref.trans_dims, as_sequence(x))  # (B, 4C, 1, N), heads on C
-        attn = pointwise(ref.linear_0, wide).softmax(dim=-1)  # over tokens
-        B, _, _, N = attn.shape
-        grouped = attn.reshape(B, heads, k, N)
-        grouped = grouped / (FP16_TINY + grouped.sum(dim=2, keepdim=True))  # l1 over memory units
-        out = pointwise(ref.linear_1, grouped.reshape(B, heads * k, 1, N))
-        return pointwise(ref.proj, out).reshape(x.shape)
-
-
-class AneHiLo(Twin):
-    """HiLo stays in its reference form on (B, N, C) tokens (see ``CAVEATS``)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, H, W = x.shape
-        tokens = x.permute(0, 2, 3, 1).reshape(B, H * W, C)
-        return self.ref(tokens, (H, W)).reshape(B, H, W, C).permute(0, 3, 1, 2)
-
-
-class AneSeparable(Twin):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ref = self.ref
-        B, _, H, W = x.shape
-        query, key, value = pointwise(ref.qkv_proj, x).split([1, ref.dim, ref.dim], dim=1)
-        scores = query.reshape(B, 1, 1, H * W).softmax(dim=-1).reshape(B, 1, H, W)  # over tokens
-        context = (key * scores).sum(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
-        return pointwise(ref.out_proj, F.relu(value) * context)
-
-
 class AneSwiftFormerEncoder(SwiftFormerEncoder):
     """The encoder with its token mixer applied to the (B, C, H, W) map itself: no
     permute to (B, N, C) tokens and back."""
@@ -195,25 +108,27 @@ class AneSwiftFormerEncoder(SwiftFormerEncoder):
         return x + self.layer_scale_2 * self.linear(x)
 
 
-MIXERS: dict[type[nn.Module], type[nn.Module]] = {
-    EfficientAdditiveAttention: AneEAA,
-    MultiHeadSelfAttention: AneMHSA,
-    UFOAttention: AneUFO,
-    ExternalAttention: AneExternal,
-    HiLo: AneHiLo,
-    SeparableSelfAttention: AneSeparable,
-}
-
-
 def ane_layout(model: nn.Module) -> dict:
     """Rewrite every SwiftFormerEncoder of ``model`` (in place) for the ANE layout;
     returns what the record says about it."""
-    mechanisms = set()
+    caveats = {}
     for block in model.modules():
         if isinstance(block, SwiftFormerEncoder):
             block.__class__ = AneSwiftFormerEncoder
             prepare_pointwise(block.attn)
-            block.attn = MIXERS[type(block.attn)](block.attn)
-            mechanisms.add(type(block.attn.ref).__name__)
-    caveats = {name: text for name, text in CAVEATS.items() if any(name in m.lower() for m in mechanisms)}
+            block.attn = ane_twin(type(block.attn))(block.attn)
+            if block.attn.caveat:
+                caveats[block.attn.ref.registry_name] = block.attn.caveat
     return {"layout": "ane", "caveats": caveats}
+
+
+def ane_twin(mixer: type[nn.Module]) -> type[Twin]:
+    """The ANE twin of the token mixer class ``mixer``: one clear line for a mechanism
+    that has none yet."""
+    twin = TWINS["ane"].get(mixer)
+    if twin is None:
+        name = getattr(mixer, "registry_name", mixer.__name__)
+        raise MobattnError(
+            f"--layout ane: {name} has no Neural Engine form yet (add one to exporters/deploy/{name}.py)"
+        )
+    return twin

@@ -4,10 +4,15 @@ sum over tokens as one bmm."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from .ops import Twin, l2_normalize_last
+from mobattn.attention.eaa import EfficientAdditiveAttention
+
+from .ane import l2_normalize, pointwise
+from .ops import Twin, l2_normalize_last, twin_of
 
 
+@twin_of(EfficientAdditiveAttention, "xnnpack")
 class DeployEAA(Twin):
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         ref = self.ref
@@ -21,3 +26,19 @@ class DeployEAA(Twin):
             scores = scores.softmax(dim=-1)
         global_query = torch.bmm(scores, query)  # (B, 1, D): sum over tokens of score * query
         return ref.final(ref.Proj(global_query * key) + query)
+
+
+@twin_of(EfficientAdditiveAttention, "ane")
+class AneEAA(Twin):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ref = self.ref
+        query = l2_normalize(pointwise(ref.to_query, x), dim=1)
+        key = l2_normalize(pointwise(ref.to_key, x), dim=1)
+        scores = F.conv2d(query, ref.w_g_conv) * ref.scale_factor  # (B, 1, H, W)
+        if ref.score_norm == "l2":
+            scores = l2_normalize(scores, dim=(2, 3))
+        else:
+            B, _, H, W = scores.shape
+            scores = scores.reshape(B, 1, 1, H * W).softmax(dim=-1).reshape(B, 1, H, W)
+        global_query = (scores * query).sum(dim=(2, 3), keepdim=True)  # (B, D, 1, 1)
+        return pointwise(ref.final, pointwise(ref.Proj, global_query * key) + query)

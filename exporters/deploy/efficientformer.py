@@ -8,9 +8,10 @@ import torch
 
 from mobattn.models.efficientformer import Attention
 
-from .ops import Twin
+from .ops import Twin, twin_of
 
 
+@twin_of(Attention, "xnnpack")
 class DeployEfficientFormerAttention(Twin):
     def __init__(self, ref: Attention):
         super().__init__(ref)

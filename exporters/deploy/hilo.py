@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from mobattn.attention.hilo import HiLo
 
-from .ops import Twin, attend, chunks_last, merge_heads, split_heads
+from .ops import Twin, attend, chunks_last, merge_heads, split_heads, twin_of
 
 
 def pad_by_concat(x: torch.Tensor, pad_r: int, pad_b: int) -> torch.Tensor:
@@ -22,6 +22,7 @@ def pad_by_concat(x: torch.Tensor, pad_r: int, pad_b: int) -> torch.Tensor:
     return x
 
 
+@twin_of(HiLo, "xnnpack")
 class DeployHiLo(Twin):
     concat_padding = False  # the mobile form sets it (see exporters.deploy.deployable)
 
@@ -71,3 +72,20 @@ class DeployHiLo(Twin):
         if pad_r or pad_b:
             out = out[:, :H, :W, :]
         return out.reshape(B, N, C)
+
+
+@twin_of(HiLo, "ane")
+class AneHiLo(Twin):
+    """HiLo stays in its reference form on (B, N, C) tokens (see ``CAVEATS``)."""
+
+    caveat = (
+        "left in its reference form: Hi-Fi's window partition interleaves both spatial axes, "
+        "which needs transposes in any layout, and a partial rewrite (Lo-Fi in the (B, C, 1, N) layout) "
+        "measured worse than the reference in swiftformer_s (125 ops at risk instead of 109, 2.4x "
+        "slower on CPU)"
+    )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        tokens = x.permute(0, 2, 3, 1).reshape(B, H * W, C)
+        return self.ref(tokens, (H, W)).reshape(B, H, W, C).permute(0, 3, 1, 2)

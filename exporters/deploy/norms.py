@@ -4,8 +4,11 @@ but batch norm) and NNAPI takes: means as 4-D global average pooling, sqrt, div,
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from .ops import Twin, sum_last
+from mobattn.models.mobilevit import GroupNorm1
+
+from .ops import Twin, sum_last, twin_of
 
 
 def mean_last(x: torch.Tensor) -> torch.Tensor:
@@ -24,11 +27,13 @@ def normalize_last(x: torch.Tensor, eps: float) -> torch.Tensor:
     return centered / std(mean_last(centered * centered), eps)
 
 
+@twin_of(nn.LayerNorm, "xnnpack")
 class DeployLayerNorm(Twin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return normalize_last(x, self.ref.eps) * self.ref.weight + self.ref.bias
 
 
+@twin_of(GroupNorm1, "xnnpack")
 class DeployGroupNorm1(Twin):
     """GroupNorm with one group on (B, C, ...): statistics over everything but B."""
 

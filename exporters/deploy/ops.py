@@ -20,9 +20,28 @@ class Twin(nn.Module):
     """A deployable form of a reference module: it holds the reference (so its parameters,
     under ``ref.``) and computes the same function with other ops."""
 
+    caveat: str | None = None  # what this twin could not do in its form, copied into records
+
     def __init__(self, ref: nn.Module):
         super().__init__()
         self.ref = ref
+
+
+# form ("xnnpack", "ane") -> reference class -> its twin in that form
+TWINS: dict[str, dict[type[nn.Module], type[Twin]]] = {"xnnpack": {}, "ane": {}}
+
+
+def twin_of(reference: type[nn.Module], form: str):
+    """Class decorator: the decorated Twin is ``reference``'s deployable form ``form``.
+    Each mechanism's twins stand in its own file (``exporters/deploy/<mechanism>.py``)."""
+
+    def wrap(cls: type[Twin]) -> type[Twin]:
+        if reference in TWINS[form]:
+            raise RuntimeError(f"{reference.__name__} has two {form} twins")
+        TWINS[form][reference] = cls
+        return cls
+
+    return wrap
 
 
 def sum_last(x: torch.Tensor) -> torch.Tensor:

@@ -49,10 +49,27 @@ def check_tokens(x: torch.Tensor, hw: tuple[int, int]) -> tuple[int, int, int, i
     return B, N, C, H, W
 
 
+HEAD_WIDTH = 32  # the swap rule's channels per head
+
+
+def heads_for(dim: int) -> int:
+    """Largest divisor of ``dim`` not above ``max(2, dim // HEAD_WIDTH)``: heads of about
+    32 channels, at least two where ``dim`` is even."""
+    limit = max(2, dim // HEAD_WIDTH)
+    return max(h for h in range(1, limit + 1) if dim % h == 0)
+
+
 class TokenMixer(nn.Module):
     """Base class: ``forward(x, hw)`` maps (B, N, C) to (B, N, C)."""
 
     summary = ""  # one line for listings
+
+    @classmethod
+    def swap_kwargs(cls, dim: int) -> dict:
+        """This mechanism's settings when swapped into a block of width ``dim`` (the swap
+        rule of :mod:`mobattn.models.swap`): ``num_heads`` from :func:`heads_for`. A
+        mechanism with other settings overrides this, next to its own code."""
+        return {"num_heads": heads_for(dim)}
 
     def cost(self, hw: tuple[int, int]) -> Cost:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -38,6 +38,10 @@ class EfficientAdditiveAttention(TokenMixer):
 
     summary = "SwiftFormer: global query from token scores, times keys; linear in N"
 
+    @classmethod
+    def swap_kwargs(cls, dim: int) -> dict:
+        return {"num_heads": 1}  # the official SwiftFormer setting
+
     def __init__(self, dim: int, num_heads: int = 1, score_norm: str = "l2"):
         super().__init__()
         check_positive(dim=dim, num_heads=num_heads)

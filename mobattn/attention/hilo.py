@@ -14,7 +14,7 @@ from torch import nn
 
 from mobattn.errors import MobattnError
 
-from .base import Cost, TokenMixer, check_divisible, check_positive, check_tokens, count_params
+from .base import Cost, TokenMixer, check_divisible, check_positive, check_tokens, count_params, heads_for
 from .registry import register_attention
 
 
@@ -32,6 +32,10 @@ class HiLo(TokenMixer):
     """
 
     summary = "LITv2: window attention (Hi-Fi) + attention to pooled keys (Lo-Fi)"
+
+    @classmethod
+    def swap_kwargs(cls, dim: int) -> dict:
+        return {"num_heads": heads_for(dim), "window_size": 2, "alpha": 0.5}  # LITv2's defaults
 
     def __init__(
         self,

@@ -36,6 +36,10 @@ class SeparableSelfAttention(TokenMixer):
 
     summary = "MobileViTv2: one score per token, one context vector; linear in N"
 
+    @classmethod
+    def swap_kwargs(cls, dim: int) -> dict:
+        return {"num_heads": 1}  # one context vector: no heads
+
     def __init__(self, dim: int, num_heads: int = 1):
         super().__init__()
         check_positive(dim=dim, num_heads=num_heads)

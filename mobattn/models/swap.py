@@ -3,6 +3,8 @@
 A controlled comparison needs every mechanism configured by the same rule, so it is
 written down once here and shown by ``mobattn info``:
 
+Each mechanism states its part of the rule next to its code (``swap_kwargs``):
+
 - ``eaa`` keeps the official SwiftFormer setting: ``num_heads=1``.
 - every other mechanism gets ``num_heads`` = the largest divisor of ``dim`` that is at
   most ``max(2, dim // 32)`` (heads of about 32 channels, at least two heads where
@@ -13,20 +15,13 @@ written down once here and shown by ``mobattn info``:
 
 from __future__ import annotations
 
-HEAD_WIDTH = 32
+from mobattn.attention import get_attention_class
+from mobattn.attention.base import HEAD_WIDTH, heads_for
 
-
-def heads_for(dim: int) -> int:
-    """Largest divisor of ``dim`` not above ``max(2, dim // HEAD_WIDTH)``."""
-    limit = max(2, dim // HEAD_WIDTH)
-    return max(h for h in range(1, limit + 1) if dim % h == 0)
+__all__ = ["HEAD_WIDTH", "heads_for", "mixer_kwargs"]
 
 
 def mixer_kwargs(attention: str, dim: int) -> dict:
-    """Keyword arguments for ``create_attention(attention, dim, **kwargs)`` in a block."""
-    if attention in ("eaa", "separable"):
-        return {"num_heads": 1}
-    kwargs = {"num_heads": heads_for(dim)}
-    if attention == "hilo":
-        kwargs.update(window_size=2, alpha=0.5)
-    return kwargs
+    """Keyword arguments for ``create_attention(attention, dim, **kwargs)`` in a block:
+    the mechanism's own ``swap_kwargs`` (each mechanism carries its settings)."""
+    return get_attention_class(attention).swap_kwargs(dim)
