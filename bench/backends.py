@@ -1,19 +1,29 @@
-"""Backends turn a configuration into a prepared runner: a zero-argument callable
-doing one batch-``B`` inference, plus what is known about it."""
+"""Backends turn a configuration into a prepared runner: a zero-argument callable doing
+one batch-``B`` inference, plus what is known about it.
+
+A backend that times an artifact (``Backend.target`` set) is generic: the target's own
+module exports the subject (:func:`export_artifact`, in the export phase) and loads the
+file (``load_runner``, in the measure phase). A backend that times a torch module names
+its ``prepare`` function in the table of backends (:data:`.config.BACKENDS`).
+"""
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from importlib import import_module
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mobattn.errors import MobattnError, first_line, unknown_name_error
+from mobattn.errors import MobattnError, unknown_name_error
+from mobattn.exporters.formats import Target, target_for_file
 
-from .config import BENCHMARK_TARGET_SUFFIX, DEVICES, BenchConfig, get_backend
-from .op_profile import onnxruntime_op_profile
+from .config import DEVICES, BenchConfig, get_backend
+
+# What an export writes that the row repeats about the timed artifact
+EXPORT_FACTS = ("form", "not_delegated")
 
 
 @dataclass
@@ -26,6 +36,26 @@ class Prepared:
     details: dict = field(default_factory=dict)
     keep: list = field(default_factory=list)  # objects that must outlive the run
     op_profile: object = None  # () -> dict, where the runtime can profile per op
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What the export phase hands the measure phase: the file to time, how faithful it
+    is to torch, and the export facts the row repeats (its deployable form)."""
+
+    path: str
+    validation: dict | None
+    export: dict
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve(reference: str):
+    """``"package.module:function"`` -> the function (the tables name code this way so
+    that reading them imports nothing heavy)."""
+    module, _, name = reference.partition(":")
+    return getattr(import_module(module), name)
 
 
 def build_subject(config: BenchConfig):
@@ -45,13 +75,11 @@ def cuda_available() -> bool:
 def check_backend(backend: str, device: str) -> None:
     """The backend and device exist and can run here, checked before anything runs
     (a precision a backend does not measure is a ``skipped`` row, see api.measure)."""
-    get_backend(backend)
+    spec = get_backend(backend)
     if device not in DEVICES:
         raise unknown_name_error("device", device, list(DEVICES))
-    if backend == "executorch":
-        from mobattn.exporters.to_executorch import require_executorch
-
-        require_executorch()
+    if spec.requires:
+        resolve(spec.requires)()
     check_device(device)
 
 
@@ -62,7 +90,7 @@ def check_device(device: str) -> None:
         )
 
 
-def prepare_torch(config: BenchConfig) -> Prepared:
+def prepare_torch(config: BenchConfig, artifact: Artifact | None = None) -> Prepared:
     subject = build_subject(config)
     device = torch.device(config.device)
     dtype = torch.float16 if config.precision == "fp16" else torch.float32
@@ -77,130 +105,61 @@ def prepare_torch(config: BenchConfig) -> Prepared:
     return Prepared(run, sync, subject.module, subject.example_input(), details={"torch": torch.__version__})
 
 
-def ort_providers(device: str) -> list[str]:
-    import onnxruntime as ort
+def target_of(config: BenchConfig) -> Target | None:
+    """The export target whose file ``config`` times (None: a torch module)."""
+    if config.kind == "file":
+        return target_for_file(config.file, "benchmark")
+    from mobattn.exporters.formats import TARGETS
 
-    if device == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise MobattnError(
-                "--device cuda: this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
-            )
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+    target = get_backend(config.backend).target
+    return TARGETS[target] if target else None
 
 
-def _session(path: Path, config: BenchConfig):
-    from mobattn.exporters.to_onnx import ort_session
-
-    return ort_session(path, config.threads, ort_providers(config.device))
-
-
-def materialize(config: BenchConfig, folder: Path | None = None) -> tempfile.TemporaryDirectory | None:
-    """Export what an artifact backend (onnxruntime, executorch) will load, before the
-    measuring process takes its memory baseline (the exporter's own memory is not the
-    runtime's). Sets ``config.extra["artifact_path"]``, ``config.extra["validation"]``
-    (the artifact's agreement with torch) and ``config.extra["export"]`` (its form).
-    Written into ``folder``, or into a temporary directory that the caller keeps alive."""
-    suffix = BENCHMARK_TARGET_SUFFIX.get(config.backend)
-    if suffix is None or config.kind == "file" or "artifact_path" in config.extra:
-        return None
+def export_artifact(config: BenchConfig, folder: Path) -> Artifact:
+    """Export what an artifact backend will load, into ``folder``, before the measuring
+    process takes its memory baseline (the exporter's own memory is not the runtime's)."""
     check_device(config.device)
-    tmp = None
-    if folder is None:
-        tmp = tempfile.TemporaryDirectory(prefix="mobattn-bench-")
-        folder = Path(tmp.name)
-    path = folder / f"subject{suffix}"
-    subject = build_subject(config)
-    if config.backend == "onnxruntime":
-        from mobattn.exporters.to_onnx import export_onnx
-
-        facts = export_onnx(subject, path, precision=config.precision)
-    else:
-        from mobattn.exporters.to_executorch import export_executorch
-
-        facts = export_executorch(subject, path, precision=config.precision)
-    config.extra["artifact_path"] = str(path)
-    config.extra["validation"] = facts["validation"].to_dict()  # the row says how faithful the artifact is
-    # which deployable form was timed, and what (if anything) stayed off the fast path
-    config.extra["export"] = {k: v for k, v in facts["details"].items() if k in ("form", "not_delegated")}
-    return tmp
-
-
-def prepare_onnxruntime(config: BenchConfig) -> Prepared:
-    """Time mobattn's own ONNX export of the subject (see :func:`materialize`)."""
-    keep = materialize(config)
-    path = Path(config.extra["artifact_path"])
-    session = _session(path, config)
-    spec = session.get_inputs()[0]
-    shape = [config.batch, *spec.shape[1:]]
-    feed = {spec.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
-    return Prepared(
-        lambda: session.run(None, feed),
-        artifact_bytes=path.stat().st_size,
-        details={"providers": session.get_providers()},
-        keep=[keep, session],
-        op_profile=lambda: onnxruntime_op_profile(path, feed, config.threads),
+    target = target_of(config)
+    path = folder / f"subject{target.suffix}"
+    result = target.implementation().export(build_subject(config), path, precision=config.precision)
+    return Artifact(
+        path=str(path),
+        validation=result.validation.to_dict() if result.validation else None,  # how faithful the file is
+        export={k: v for k, v in result.details.items() if k in EXPORT_FACTS},
     )
 
 
-def _executorch_runner(path: Path, config: BenchConfig) -> tuple[object, dict]:
-    from mobattn.exporters.to_executorch import input_shape, load_method, set_threads
-
-    set_threads(config.threads)
-    method = load_method(path)
-    shape, dtype = input_shape(method)
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(dtype)
-    return (lambda: method.execute([x])), {"runtime": "ExecuTorch (XNNPACK)", "input_shape": list(shape)}
-
-
-def prepare_executorch(config: BenchConfig) -> Prepared:
-    """Time mobattn's XNNPACK-lowered .pte of the subject in ExecuTorch's runtime."""
-    keep = materialize(config)
-    path = Path(config.extra["artifact_path"])
-    run, details = _executorch_runner(path, config)
-    return Prepared(run, artifact_bytes=path.stat().st_size, details=details, keep=[keep])
-
-
-def _file_input_shape(session, config: BenchConfig) -> tuple[list[int], np.dtype]:
+def _input_shape(shape: list, config: BenchConfig, name: str) -> list[int]:
     """The artifact's input shape, with symbolic dims filled from --batch/--resolution."""
-    spec = session.get_inputs()[0]
-    shape = []
-    for i, dim in enumerate(spec.shape):
+    filled = []
+    for i, dim in enumerate(shape):
         if isinstance(dim, int) and dim > 0:
-            shape.append(dim)
+            filled.append(dim)
         elif i == 0:
-            shape.append(config.batch)
-        elif config.resolution and len(spec.shape) == 4 and i in (2, 3):
-            shape.append(config.resolution[i - 2])
+            filled.append(config.batch)
+        elif config.resolution and len(shape) == 4 and i in (2, 3):
+            filled.append(config.resolution[i - 2])
         else:
-            raise MobattnError(f"input '{spec.name}' has a dynamic dimension {i} ({dim}); give --resolution")
-    dtype = np.float16 if "float16" in spec.type else np.float32
-    return shape, dtype
+            raise MobattnError(f"input '{name}' has a dynamic dimension {i} ({dim}); give --resolution")
+    return filled
 
 
-def prepare_file(config: BenchConfig) -> Prepared:
-    path = Path(config.file)
-    if path.suffix == ".pte":
-        run, details = _executorch_runner(path, config)
-        return Prepared(run, artifact_bytes=path.stat().st_size, details=details)
-    if path.suffix != ".onnx":
-        raise MobattnError(f"cannot benchmark {path.name}: only .onnx and .pte artifacts are supported")
-    try:
-        session = _session(path, config)
-    except MobattnError:
-        raise
-    except Exception as exc:
-        raise MobattnError(f"cannot load {path}: {first_line(exc, 200)}") from None
-    shape, dtype = _file_input_shape(session, config)
-    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
-    feed = {session.get_inputs()[0].name: x}
-    meta = session.get_modelmeta().custom_metadata_map
+def prepare_artifact(config: BenchConfig, artifact: Artifact | None = None) -> Prepared:
+    """Time a file in its target's runtime: mobattn's own export of the subject
+    (``artifact``), or the user's file (``config.file``)."""
+    path = Path(config.file if config.kind == "file" else artifact.path)
+    runner = target_of(config).implementation().load_runner(path, config.threads, config.device)
+    shape = _input_shape(runner.input_shape, config, runner.input_name)
+    x = np.random.default_rng(0).standard_normal(shape).astype(runner.input_dtype)
+    details = dict(runner.details)
+    if config.kind == "file":
+        details.update(input_shape=shape, metadata=runner.metadata)
     return Prepared(
-        lambda: session.run(None, feed),
+        runner.bind(x),
         artifact_bytes=path.stat().st_size,
-        details={"providers": session.get_providers(), "input_shape": shape, "metadata": dict(meta)},
-        keep=[session],
-        op_profile=lambda: onnxruntime_op_profile(path, feed, config.threads),
+        details=details,
+        keep=[runner],
+        op_profile=(lambda: runner.op_profile(x)) if runner.op_profile else None,
     )
 
 
@@ -212,44 +171,28 @@ def subject_for_figures(config: BenchConfig) -> tuple[torch.nn.Module | None, to
     return subject.module, subject.example_input()
 
 
-def prepare(config: BenchConfig) -> Prepared:
+def prepare(config: BenchConfig, artifact: Artifact | None = None) -> Prepared:
     check_device(config.device)
-    if config.kind == "file":
-        return prepare_file(config)
-    if config.backend == "torch":
-        return prepare_torch(config)
-    if config.backend == "onnxruntime":
-        return prepare_onnxruntime(config)
-    if config.backend == "executorch":
-        return prepare_executorch(config)
-    raise MobattnError(f"unknown backend '{config.backend}'")
+    if target_of(config) is not None:
+        return prepare_artifact(config, artifact)
+    return resolve(get_backend(config.backend).prepare)(config, artifact)
 
 
 def artifact_backend(path: str) -> str:
     """The backend that runs an existing artifact file; a missing, unsupported or
     corrupt file is a one-line error before anything is measured."""
+    from .config import BACKENDS
+
     file = Path(path)
+    target = target_for_file(file, "benchmark")
     if not file.is_file():
         raise MobattnError(f"artifact not found: {file}")
-    runtimes = {BENCHMARK_TARGET_SUFFIX[b]: b for b in BENCHMARK_TARGET_SUFFIX}
-    if file.suffix not in runtimes:
-        raise MobattnError(
-            f"cannot benchmark {file.name}: only {' and '.join(runtimes)} artifacts are supported"
-        )
-    try:
-        if file.suffix == ".pte":
-            from mobattn.exporters.to_executorch import load_method, require_executorch
+    runtimes = [b for b in BACKENDS.values() if b.target == target.name]
+    if not runtimes:
+        raise MobattnError(f"cannot benchmark {file.name}: no backend runs {target.suffix} files here")
+    target.implementation().load_runner(file)  # loads, or says in one line why not
+    return runtimes[0].name
 
-            require_executorch()
-            load_method(file)
-        else:
-            import onnx
 
-            onnx.checker.check_model(str(file))
-    except MobattnError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure to load is a corrupt artifact
-        kind = "ExecuTorch program" if file.suffix == ".pte" else "ONNX model"
-        first = first_line(exc)
-        raise MobattnError(f"{file} is not a valid {kind}: {first}") from None
-    return runtimes[file.suffix]
+def temporary_folder() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="mobattn-bench-")

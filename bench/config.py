@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from mobattn.errors import MobattnError, unknown_name_error
-from mobattn.exporters.formats import PRECISIONS, TARGETS
+from mobattn.exporters.formats import PRECISIONS
 from mobattn.models import native_attention
 
 DEVICES = ("cpu", "cuda")
@@ -19,12 +19,19 @@ MAX_TIMEOUT_S = 24 * 3600.0
 @dataclass(frozen=True)
 class Backend:
     """A runtime mobattn times, the export target it times (if any), and the
-    precisions it measures on each device."""
+    precisions it measures on each device.
+
+    A backend with a ``target`` times that target's file: the target's module exports
+    and loads it (see exporters.formats), so such a backend is one row here. One
+    without a target names its ``prepare(config, artifact) -> Prepared`` function."""
 
     name: str
     target: str | None  # the export target whose artifact it loads
     precisions: dict[str, tuple[str, ...]]  # device -> precisions
     description: str
+    env_keys: tuple[str, ...] = ()  # library versions (environment keys) in its rows' identity
+    prepare: str | None = None  # "module:function" for a backend without a target
+    requires: str | None = None  # "module:function" raising one line when the runtime is missing
 
     def unsupported(self, device: str, precision: str) -> str | None:
         """Why this backend cannot measure ``precision`` on ``device`` (None if it can)."""
@@ -39,21 +46,29 @@ class Backend:
 BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
-        Backend("torch", None, {"cpu": ("fp32",), "cuda": ("fp32", "fp16")}, "PyTorch eager"),
+        Backend(
+            "torch",
+            None,
+            {"cpu": ("fp32",), "cuda": ("fp32", "fp16")},
+            "PyTorch eager",
+            prepare="mobattn.bench.backends:prepare_torch",
+        ),
         Backend(
             "onnxruntime",
             "onnx",
             {"cpu": ("fp32", "fp16", "int8"), "cuda": ("fp32", "fp16")},
             "onnxruntime, timing mobattn's ONNX export",
+            env_keys=("onnxruntime", "onnx"),
         ),
-        Backend("executorch", "executorch", {"cpu": ("fp32", "int8")}, "ExecuTorch with XNNPACK"),
+        Backend(
+            "executorch",
+            "executorch",
+            {"cpu": ("fp32", "int8")},
+            "ExecuTorch with XNNPACK",
+            env_keys=("executorch",),
+            requires="mobattn.exporters.to_executorch:require_executorch",
+        ),
     )
-}
-
-
-# The file an artifact backend times, from the table of export targets.
-BENCHMARK_TARGET_SUFFIX = {
-    b.name: TARGETS[b.target].suffix for b in BACKENDS.values() if b.target is not None
 }
 
 
@@ -120,7 +135,6 @@ class BenchConfig:
     matmul_peak_gflops: float | None = None  # measured once per run by the parent
     samples: bool = False  # keep every timed run in the row (samples_ms)
     op_profile: bool = False  # also profile per op (details["op_profile"]), after timing
-    extra: dict = field(default_factory=dict)
 
     @property
     def tokens(self) -> int | None:
@@ -174,7 +188,3 @@ class BenchConfig:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> BenchConfig:
-        return cls(**json.loads(text))

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
+from mobattn.errors import MobattnError  # noqa: E402
 from mobattn.models import native_attention  # noqa: E402
 
 from .fit import fit_exponents  # noqa: E402
@@ -164,26 +165,25 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-# family prefix -> (short name, colour) for the cross-family speed-accuracy plot
-FAMILIES = {
-    "swiftformer_": ("SF-", "tab:blue"),
-    "efficientformer_": ("EF-", "tab:orange"),
-    "deit_": ("DeiT-", "tab:green"),
-    "mobilevitv2_": ("MViTv2-", "tab:purple"),
-    "mobilevit_": ("MViT-", "tab:red"),
-}
+def _family(model: str):
+    from mobattn.models import get_model_config
+
+    try:
+        return get_model_config(model).family
+    except MobattnError:  # a model of another mobattn version
+        return None
 
 
 def short_name(model: str) -> str:
-    """``swiftformer_xs`` -> ``SF-XS``, ``mobilevitv2_100`` -> ``MViTv2-100``."""
-    for prefix, (short, _) in FAMILIES.items():
-        if model.startswith(prefix):
-            return short + model[len(prefix) :].upper()
-    return model
+    """``swiftformer_xs`` -> ``SF-XS``, ``mobilevitv2_100`` -> ``MViTv2-100`` (each family
+    says its short label)."""
+    family = _family(model)
+    return family.short_name(model) if family else model
 
 
 def family_colour(model: str) -> str:
-    return next((colour for prefix, (_, colour) in FAMILIES.items() if model.startswith(prefix)), "gray")
+    family = _family(model)
+    return family.colour if family else "gray"
 
 
 def plot_speed_accuracy(table: list[TableRow], backend: str, stem: str = "speed_accuracy") -> Files:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -27,7 +28,6 @@ SETTING_FIELDS = ("backend", "device", "threads", "precision", "profile")
 # Environment fields that make two runs comparable: same machine, same libraries (the
 # runtime's own only for its rows: installing ExecuTorch does not change a torch row).
 ENV_KEYS = ("cpu", "cores", "machine", "torch", "mobattn")
-BACKEND_ENV_KEYS = {"onnxruntime": ("onnxruntime", "onnx"), "executorch": ("executorch",)}
 
 
 # Fields renamed since version 0.1 (the figures were always MiB): old files still read.
@@ -40,7 +40,9 @@ LEGACY_NAMES = {
 
 
 def env_fingerprint(environment: Mapping[str, Any], backend: str | None = None) -> tuple:
-    keys = ENV_KEYS + BACKEND_ENV_KEYS.get(backend or "", ())
+    from .config import BACKENDS
+
+    keys = ENV_KEYS + (BACKENDS[backend].env_keys if backend in BACKENDS else ())
     return tuple((k, environment.get(k)) for k in keys)
 
 
@@ -202,22 +204,22 @@ def latest(rows: Iterable[Row]) -> list[Row]:
 
 # ----- type checks for rows read from files -----------------------------------------------
 
-_FIELD_TYPES = {
-    **{k: "str?" for k in ("model", "attention", "file", "traceback")},
-    **{k: "str" for k in ("kind", "backend", "device", "precision", "profile", "status", "reason")},
-    "timestamp": "str",
-    **{k: "int?" for k in ("dim", "heads", "tokens", "pid", "iterations", "warmup_runs")},
-    **{k: "int?" for k in ("grid_h", "grid_w", "height", "width")},
-    "samples_ms": "floats?",
-    **{k: "int?" for k in ("artifact_bytes", "params", "macs", "param_bytes")},
-    **{k: "int" for k in ("batch", "threads")},
-    **{k: "ints?" for k in ("resolution", "hw")},
-    **{k: "dict" for k in ("environment", "details")},
-    "validation": "dict?",
-    "noisy": "bool?",
-}
-_FLOATS = [f.name for f in fields(Row) if f.name not in _FIELD_TYPES]
-_FIELD_TYPES.update({k: "float?" for k in _FLOATS})
+
+def _kind_of(annotation: Any) -> str:
+    """A field's annotation as the checker's kind: ``int``, ``float?`` (optional),
+    ``ints`` (a list of two integers), ``floats`` (a list of numbers)."""
+    args = typing.get_args(annotation)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), annotation) if args else annotation
+    if typing.get_origin(base) is list:
+        base = {int: "ints", float: "floats"}[typing.get_args(base)[0]]
+    else:
+        base = {str: "str", int: "int", float: "float", bool: "bool", dict: "dict"}[base]
+    return base + ("?" if optional else "")
+
+
+# field -> kind, derived from the dataclass's own annotations (one table, not two)
+_FIELD_TYPES = {name: _kind_of(hint) for name, hint in typing.get_type_hints(Row).items()}
 
 
 def _check_type(name: str, value: Any, kind: str) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from mobattn.exporters.files import alive
 
+from .backends import Artifact, target_of
 from .config import BenchConfig
 from .row import Row
 from .worker import base_row, run_config
@@ -81,7 +82,7 @@ def _killed_row(config: BenchConfig, signum: int, maxrss_mb: float) -> Row:
     return row
 
 
-def _spawn(phase: str, config: BenchConfig, folder: Path, deadline: float) -> dict:
+def _spawn(phase: str, config: BenchConfig, folder: Path, deadline: float, artifact=None) -> dict:
     """Run one worker phase; its JSON answer, or raise _WorkerFailedError with the row to record."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
@@ -97,7 +98,11 @@ def _spawn(phase: str, config: BenchConfig, folder: Path, deadline: float) -> di
         preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
     try:
-        out, err = proc.communicate(config.to_json(), timeout=remaining)
+        request = {
+            "config": json.loads(config.to_json()),
+            "artifact": artifact.to_dict() if artifact else None,
+        }
+        out, err = proc.communicate(json.dumps(request), timeout=remaining)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
@@ -138,9 +143,10 @@ def run_isolated(config: BenchConfig) -> Row:
     deadline = time.monotonic() + config.timeout_s
     folder = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-"))
     try:
-        if config.kind != "file" and config.backend in ("onnxruntime", "executorch"):
-            config.extra.update(_spawn("export", config, folder, deadline))
-        return Row.from_dict(_spawn("measure", config, folder, deadline)["measured"])
+        artifact = None
+        if config.kind != "file" and target_of(config) is not None:
+            artifact = Artifact(**_spawn("export", config, folder, deadline)["artifact"])
+        return Row.from_dict(_spawn("measure", config, folder, deadline, artifact)["measured"])
     except _WorkerFailedError as failed:
         return failed.row
     finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mobattn.attention import list_attentions
 from mobattn.errors import MobattnError, unknown_name_error
-from mobattn.models import get_model_config, list_models, swap_for
+from mobattn.models import get_model_config, list_models, models_by_family, swap_for
 from mobattn.parsing import MAX_DIM, MAX_THREADS, check_hw, check_int, check_resolution
 
 from .api import attention_configs, model_configs
@@ -139,20 +139,7 @@ def _square(sizes: list[int]) -> list[list[int]]:
     return [[s, s] for s in sizes]
 
 
-FAMILIES = [
-    "swiftformer_xs",
-    "swiftformer_s",
-    "swiftformer_l1",
-    "swiftformer_l3",
-    "efficientformer_l1",
-    "efficientformer_l3",
-    "efficientformer_l7",
-    "deit_tiny",
-    "deit_small",
-    "mobilevit_xs",
-    "mobilevit_s",
-    "mobilevitv2_100",
-]
+FAMILIES = models_by_family()  # every model of the zoo, family by family
 
 PRESETS = {
     # the five mechanisms at dim 64 and 128 over 14x14 ... 128x128 tokens

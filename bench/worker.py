@@ -1,9 +1,10 @@
 """Measure one configuration in this process and return its results row.
 
-Run as ``python -I -m mobattn.bench.worker PHASE`` it reads a BenchConfig as JSON on
-stdin and prints one JSON line: ``export`` writes the artifact an artifact backend
-loads (``{"artifact_path", "validation"}``), ``measure`` times it (``{"measured": row}``);
-a failure in either is ``{"row": row}``. That is how each step gets a fresh process.
+Run as ``python -I -m mobattn.bench.worker PHASE`` it reads ``{"config": BenchConfig,
+"artifact": Artifact or null}`` as JSON on stdin and prints one JSON line: ``export``
+writes the artifact an artifact backend loads (``{"artifact": Artifact}``), ``measure``
+times it (``{"measured": row}``); a failure in either is ``{"row": row}``. That is how
+each step gets a fresh process.
 """
 
 from __future__ import annotations
@@ -20,21 +21,13 @@ from pathlib import Path
 import torch
 
 from mobattn.environment import environment
-from mobattn.errors import MobattnError
+from mobattn.errors import MobattnError, described, is_out_of_memory
 
 from . import memory
-from .backends import materialize, prepare
-from .config import BACKENDS, BenchConfig
+from .backends import Artifact, export_artifact, prepare, target_of, temporary_folder
+from .config import BenchConfig
 from .row import Row
 from .timer import TimingPolicy, measure
-
-OOM_MARKERS = (
-    "out of memory",
-    "can't allocate memory",
-    "cannot allocate memory",
-    "bad_alloc",
-    "failed to allocate",
-)
 
 
 @contextlib.contextmanager
@@ -66,11 +59,9 @@ def base_row(config: BenchConfig) -> Row:
 
 
 def classify_failure(exc: BaseException) -> tuple[str, str]:
-    text = f"{type(exc).__name__}: {exc}".strip()
-    first = text.splitlines()[0][:300]
-    if isinstance(exc, MemoryError) or any(m in text.lower() for m in OOM_MARKERS):
-        return "oom", first
-    return "error", first
+    if is_out_of_memory(exc):
+        return "oom", described(exc)
+    return "error", described(exc)
 
 
 def compute_figures(median_ms: float, config: BenchConfig, prepared) -> dict:
@@ -107,18 +98,22 @@ def compute_figures(median_ms: float, config: BenchConfig, prepared) -> dict:
     }
 
 
-def run_config(config: BenchConfig) -> Row:
-    """Measure ``config`` here; failures become a row with status and reason.
+def run_config(config: BenchConfig, artifact: Artifact | None = None) -> Row:
+    """Measure ``config`` here; failures become a row with status and reason. An artifact
+    backend's file is ``artifact`` (exported by an earlier phase), or exported here first.
 
     Memory: the baseline is this process's RSS once imports are done and any artifact
-    exported (:func:`backends.materialize`); ``peak_rss_mib`` is the kernel's
+    exported (:func:`backends.export_artifact`); ``peak_rss_mib`` is the kernel's
     high-water mark above it, through loading and timing.
     """
     row = base_row(config)
+    folder = None
     try:
-        keep = materialize(config)  # noqa: F841  (the exported file lives until we return)
+        if artifact is None and config.kind != "file" and target_of(config) is not None:
+            folder = temporary_folder()
+            artifact = export_artifact(config, Path(folder.name))
         with torch_threads(config.threads):
-            _measure_into(row, config)
+            _measure_into(row, config, artifact)
         row.status = "ok"
     except MobattnError as exc:
         row.reason = str(exc)
@@ -126,10 +121,13 @@ def run_config(config: BenchConfig) -> Row:
         row.status, row.reason = classify_failure(exc)
         if row.status == "error":
             row.traceback = traceback.format_exc(limit=5)
+    finally:
+        if folder is not None:
+            folder.cleanup()
     return row
 
 
-def _measure_into(row: Row, config: BenchConfig) -> None:
+def _measure_into(row: Row, config: BenchConfig, artifact: Artifact | None) -> None:
     baseline_mb = memory.rss_mib()
     memory.reset_peak_rss()
     if config.memory_limit_mb:
@@ -137,7 +135,7 @@ def _measure_into(row: Row, config: BenchConfig) -> None:
     cuda = config.device == "cuda" and torch.cuda.is_available()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    prepared = prepare(config)
+    prepared = prepare(config, artifact)
     result = measure(prepared.run, config.threads, TimingPolicy.named(config.profile), prepared.sync)
     for name, value in result.statistics().items():
         setattr(row, name, value)
@@ -153,8 +151,8 @@ def _measure_into(row: Row, config: BenchConfig) -> None:
     for name, value in compute_figures(result.median_ms, config, prepared).items():
         setattr(row, name, value)
     row.details = prepared.details
-    if "export" in config.extra:
-        row.details["export"] = config.extra["export"]
+    if artifact is not None:
+        row.details["export"] = artifact.export
     if config.op_profile:  # after timing and memory, so profiling costs neither
         row.details["op_profile"] = (
             prepared.op_profile()
@@ -164,7 +162,7 @@ def _measure_into(row: Row, config: BenchConfig) -> None:
                 "none here"
             }
         )
-    row.validation = config.extra.get("validation")
+    row.validation = artifact.validation if artifact is not None else None
 
 
 def export_phase(config: BenchConfig) -> dict:
@@ -172,16 +170,12 @@ def export_phase(config: BenchConfig) -> dict:
 
     The failure row and the exporter's modules are ready before the memory limit
     applies, so the limit covers the export's own work and a failure can still be told."""
-    import importlib
-
     row = base_row(config)
     try:
-        target = BACKENDS[config.backend].target
-        importlib.import_module(f"mobattn.exporters.to_{target}")
+        target_of(config).implementation()
         if config.memory_limit_mb:
             memory.limit_address_space(config.memory_limit_mb)
-        materialize(config, Path.cwd())
-        return {k: config.extra[k] for k in ("artifact_path", "validation", "export")}
+        return {"artifact": export_artifact(config, Path.cwd()).to_dict()}
     except MobattnError as exc:
         row.reason = f"export: {exc}"
     except (Exception, MemoryError) as exc:
@@ -192,8 +186,13 @@ def export_phase(config: BenchConfig) -> dict:
 
 def main() -> None:
     phase = sys.argv[1] if len(sys.argv) > 1 else "measure"
-    config = BenchConfig.from_json(sys.stdin.read())
-    answer = export_phase(config) if phase == "export" else {"measured": run_config(config).to_dict()}
+    request = json.loads(sys.stdin.read())
+    config = BenchConfig(**request["config"])
+    artifact = Artifact(**request["artifact"]) if request.get("artifact") else None
+    if phase == "export":
+        answer = export_phase(config)
+    else:
+        answer = {"measured": run_config(config, artifact).to_dict()}
     sys.stdout.write("\n" + json.dumps(answer, default=str) + "\n")
     sys.stdout.flush()
 

@@ -99,12 +99,6 @@ class ReferenceExecutor:
             }
         )
 
-    def op_types(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for op in self.operations:
-            counts[op.op_type] = counts.get(op.op_type, 0) + 1
-        return counts
-
     def predict(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs of ``main`` for ``feeds`` (input name -> array), as numpy arrays in their
         declared dtypes."""

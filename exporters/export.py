@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from mobattn.environment import environment
-from mobattn.errors import MobattnError
+from mobattn.errors import MobattnError, described
 
 from . import files
 from .formats import TARGETS, get_target
@@ -52,24 +52,13 @@ def artifact_path(subject: Subject, target: str, out_dir: Path, precision: str, 
     return out_dir / (stem + TARGETS[target].suffix)
 
 
-def check_target(target: str) -> None:
-    get_target(target)
-
-
-def _module(target: str):
-    """The exporter module of ``target`` (imported on demand: each pulls its toolchain)."""
-    from importlib import import_module
-
-    return import_module(f".to_{target}", __package__)
-
-
 def check_request(subject: Subject, target: str, precision: str | None, **options) -> None:
     """Every option check of ``target``, before anything is built or written, so a
     multi-target export cannot stop half-way on a bad option."""
     spec = get_target(target)
     precision = precision or spec.default_precision
     spec.check_precision(precision)
-    _module(target).check_options(subject, precision, **_for_target(target, options))
+    spec.implementation().check_options(subject, precision, **_for_target(target, options))
 
 
 def export(
@@ -98,8 +87,8 @@ def export(
     record = ExportRecord(target, str(path), subject_info, precision, "error", environment=environment())
     try:
         with files.staged(path, force) as tmp:
-            facts = _convert(subject, target, tmp, precision, options)
-            agreement = facts.pop("validation")
+            result = TARGETS[target].implementation().export(subject, tmp, precision=precision, **options)
+            agreement = result.validation
             record.validation = agreement.to_dict() if agreement else {}
             if agreement is not None and not agreement.passed:
                 raise _OutsideToleranceError(agreement)
@@ -111,17 +100,15 @@ def export(
     except MobattnError:
         raise
     except Exception as exc:  # a converter failure is a row with its reason, not a crash
-        record.reason = (
-            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        )
+        record.reason = described(exc)
         return record
     # an artifact that could not be executed here is kept but never called validated
-    unvalidated = facts["details"].get("unvalidated")
+    unvalidated = result.details.get("unvalidated")
     record.status, record.reason = ("unvalidated", unvalidated) if unvalidated else ("ok", "")
-    record.seconds = round(facts["seconds"], 2)
-    record.op_count = facts["op_count"]
-    record.op_histogram = facts["op_histogram"]
-    record.details = facts["details"]
+    record.seconds = round(result.seconds, 2)
+    record.op_count = result.op_count
+    record.op_histogram = result.op_histogram
+    record.details = result.details
     return record
 
 
@@ -138,11 +125,6 @@ class _OutsideToleranceError(Exception):
     def __init__(self, agreement):
         super().__init__("outside tolerance")
         self.agreement = agreement
-
-
-def _convert(subject: Subject, target: str, tmp: Path, precision: str, options: dict) -> dict:
-    convert = getattr(_module(target), f"export_{target}")
-    return convert(subject, tmp, precision=precision, **options)
 
 
 def _for_target(target: str, options: dict) -> dict:

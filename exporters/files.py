@@ -20,8 +20,14 @@ def check_writable(path: Path, force: bool) -> None:
         return
     if not force:
         raise MobattnError(f"{path} exists; pass --force to replace it")
-    if path.is_dir() and not path.is_symlink() and path.suffix not in (".mlpackage",):
+    if path.is_dir() and not path.is_symlink() and not _is_folder_artifact(path):
         raise MobattnError(f"{path} is a folder; refusing to replace it even with --force")
+
+
+def _is_folder_artifact(path: Path) -> bool:
+    from .formats import TARGETS
+
+    return any(t.is_folder and path.suffix == t.suffix for t in TARGETS.values())
 
 
 def alive(pid: int) -> bool:

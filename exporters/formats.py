@@ -1,13 +1,28 @@
-"""The one table of export targets: suffix, precisions, options, runtime that validates.
+"""The one table of export targets: suffix, precisions, options, runtime that validates,
+and the module that implements each.
 
 The CLI's choices, the option checks, `mobattn list targets`, the README's table and
-the error messages all read :data:`TARGETS`; adding a target or an option is one edit
-here (and its exporter module), in the manner of Ultralytics' ``export_formats()``.
+the error messages all read :data:`TARGETS`, and every command that takes a file finds
+its target here (:func:`target_for_file`). Adding a target is one row here and one
+module (in the manner of Ultralytics' ``export_formats()``), which implements:
+
+- ``check_options(subject, precision, **options)``: refuse a bad request before anything
+  is built;
+- ``export(subject, path, precision, **options) -> ExportResult``: write ``path`` (staged
+  by the caller) and validate it against the torch module;
+- ``validate_file(path, subject, precision, inputs) -> (Agreement, facts)``: an existing
+  file against the subject it claims to be (``mobattn validate``);
+- ``inspect(path) -> Inspection``: op histogram and what keeps it off the fast path;
+- ``load_runner(path, threads, device) -> Runner``: the file loaded in its runtime, for
+  ``bench``, ``eval`` and ``validate`` (a target with no runtime here raises MobattnError).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+from types import ModuleType
 
 from mobattn.errors import MobattnError, unknown_name_error
 
@@ -37,6 +52,12 @@ class Target:
     options: tuple[str, ...]  # keys of OPTION_FLAGS this target takes
     runtime: str  # what executes the artifact when it is validated
     description: str
+    module: str  # the module implementing it (see this module's docstring)
+    is_folder: bool = False  # the artifact is a folder (a Core ML package)
+
+    def implementation(self) -> ModuleType:
+        """The target's module, imported on demand (each pulls its toolchain)."""
+        return import_module(self.module)
 
     def check_precision(self, precision: str) -> None:
         if precision not in self.precisions:
@@ -56,6 +77,7 @@ TARGETS: dict[str, Target] = {
             ("dynamic", "simplify", "opset", "calibration", "form"),
             "onnxruntime (CPU)",
             "ONNX, torch's dynamo exporter, folded and simplified",
+            "mobattn.exporters.to_onnx",
         ),
         Target(
             "coreml",
@@ -65,6 +87,8 @@ TARGETS: dict[str, Target] = {
             ("min_target", "image", "compress", "layout"),
             "Core ML on macOS, mobattn's reference executor elsewhere",
             "Core ML ML Program through torch.export",
+            "mobattn.exporters.to_coreml",
+            is_folder=True,
         ),
         Target(
             "executorch",
@@ -74,6 +98,7 @@ TARGETS: dict[str, Target] = {
             ("calibration",),
             "ExecuTorch runtime (XNNPACK)",
             "ExecuTorch program lowered to XNNPACK",
+            "mobattn.exporters.to_executorch",
         ),
     )
 }
@@ -85,6 +110,17 @@ def get_target(name: str) -> Target:
     if name not in TARGETS:
         raise unknown_name_error("export target", name, list(TARGETS))
     return TARGETS[name]
+
+
+def target_for_file(path: str | Path, action: str = "use") -> Target:
+    """The target whose artifact ``path`` is, from its suffix: the one place a file's
+    format is decided. An unknown suffix is one line naming the known ones."""
+    suffix = Path(path).suffix.lower()
+    for target in TARGETS.values():
+        if suffix == target.suffix:
+            return target
+    *rest, last = [t.suffix for t in TARGETS.values()]
+    raise MobattnError(f"cannot {action} {Path(path).name}: expected an {', '.join(rest)} or {last} artifact")
 
 
 def check_options_apply(targets: list[str], given: dict[str, object]) -> None:

@@ -61,6 +61,22 @@ class Subject:
         generator = torch.Generator().manual_seed(seed)
         return torch.randn(shape or self.input_shape, generator=generator)
 
+    def check_artifact(self, path, shape, metadata: dict) -> None:
+        """Refuse, in one line, a file that is not an export of this subject: its input
+        shape (dynamic dimensions match anything) or the model and attention its metadata
+        names. Used by ``validate``, ``eval`` and every target's loader."""
+        name = getattr(path, "name", str(path))
+        expected = list(self.input_shape)
+        fixed = [d if isinstance(d, int) and d > 0 else None for d in shape]
+        if len(fixed) != len(expected) or any(
+            f is not None and f != e for f, e in zip(fixed, expected, strict=True)
+        ):
+            raise MobattnError(
+                f"{name} takes input {'x'.join(str(d) for d in shape)}, but the subject given takes "
+                f"{'x'.join(map(str, expected))}; describe the subject it was exported from"
+            )
+        check_exported_from(name, metadata, self.metadata)
+
     def stem(self, precision: str | None = None) -> str:
         """``{model}[-{attention}]-{size}[-{precision}]``; a bare attention is
         ``{attention}-{size}``."""
@@ -71,6 +87,16 @@ class Subject:
         if precision:
             parts.append(precision)
         return "-".join(parts)
+
+
+def check_exported_from(name: str, metadata: dict, subject: dict) -> None:
+    """Refuse a file whose metadata names another model or attention than ``subject``
+    (a subject's metadata): a wrong description, not a failed validation."""
+    said = {k: metadata.get(k) for k in ("model", "attention") if metadata.get(k)}
+    mine = {k: v for k, v in subject.items() if k in said}
+    if said != mine:
+        what = ", ".join(f"{k} {v}" for k, v in said.items())
+        raise MobattnError(f"{name} is an export of {what}; describe that subject to use it")
 
 
 def model_subject(

@@ -21,7 +21,9 @@ from torch import nn
 from mobattn.errors import MobattnError
 from mobattn.models import get_model_config, imagenet_classes
 
+from .agreement import Agreement, agreement_on
 from .ane_rules import analyze
+from .coreml_artifact import inspect, load_runner, validate_file  # noqa: F401  (the target's file side)
 from .coreml_package import (
     LABEL_OUTPUT,
     PROBABILITIES_OUTPUT,
@@ -32,9 +34,9 @@ from .coreml_package import (
 )
 from .deploy import deployable
 from .fold import fold_for_inference
+from .record import ExportResult
 from .silence import quiet
 from .subject import Subject
-from .validate import Agreement, agreement_on
 
 TARGETS = ("iOS16", "iOS17", "iOS18", "iOS26")
 DEFAULT_MIN_TARGET = "iOS16"
@@ -270,7 +272,7 @@ def check_options(
         raise MobattnError("--image-input needs a model (a bare attention takes tokens, not an image)")
 
 
-def export_coreml(
+def export(
     subject: Subject,
     path: Path,
     precision: str = "fp16",
@@ -278,7 +280,7 @@ def export_coreml(
     image: bool = False,
     compress: str | None = None,
     layout: str = "default",
-) -> dict:
+) -> ExportResult:
     """Write ``path`` (.mlpackage) and return the facts of the export.
 
     ``layout="ane"`` exports the Neural Engine layout of :mod:`.deploy.ane`, validated
@@ -332,12 +334,11 @@ def export_coreml(
     from .coreml_reference import load_program
 
     spec, program = load_program(path)  # once, for the Neural Engine rules and the epsilons
-    return {
-        "seconds": seconds,
-        "op_histogram": histogram,
-        "op_count": sum(histogram.values()),
-        "validation": agreement,
-        "details": {
+    return ExportResult(
+        seconds,
+        histogram,
+        agreement,
+        {
             "layout": layout,
             **({"layout_caveats": caveats} if (caveats := ane_caveats(subject, layout)) else {}),
             "ane": analyze(program, spec)["summary"],
@@ -350,4 +351,4 @@ def export_coreml(
             **({"unvalidated": unvalidated} if unvalidated else {}),
             **({"fp16_subnormal_constants": subnormal} if (subnormal := fp16_subnormals(program)) else {}),
         },
-    }
+    )

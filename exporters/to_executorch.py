@@ -14,20 +14,22 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mobattn.errors import MobattnError
+from mobattn.errors import MobattnError, first_line
 
+from .agreement import Agreement, agreement_on
 from .calibration import stack_batches
 from .deploy import deployable
 from .fold import fold_for_inference
+from .record import ExportResult, Runner
 from .silence import quiet, quiet_native_stderr
 from .subject import Subject
-from .validate import Agreement, agreement_on
 
 INSTALL_HINT = "ExecuTorch is not installed: pip install 'mobattn[executorch]' (or: pip install executorch)"
 CALIBRATION_INPUTS = 8
@@ -127,9 +129,9 @@ def check_options(subject: Subject, precision: str, **_) -> None:
         raise MobattnError(f"ExecuTorch precision must be fp32 or int8, got '{precision}'")
 
 
-def export_executorch(
+def export(
     subject: Subject, path: Path, precision: str = "fp32", calibration: Iterable[np.ndarray] | None = None
-) -> dict:
+) -> ExportResult:
     """Write ``path`` (.pte) and return the facts of the export."""
     check_options(subject, precision)
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -148,10 +150,79 @@ def export_executorch(
     seconds = time.perf_counter() - start
     agreement = validate_pte(path, subject, precision)
     histogram = {"delegated": report["delegated_ops"], **report["not_delegated"]}
-    return {
-        "seconds": seconds,
-        "op_histogram": histogram,
-        "op_count": report["delegated_ops"] + report["not_delegated_ops"],
-        "validation": agreement,
-        "details": {"backend": "XNNPACK", "form": FORM, **report},
-    }
+    return ExportResult(seconds, histogram, agreement, {"backend": "XNNPACK", "form": FORM, **report})
+
+
+def load_runner(path: Path, threads: int = 1, device: str = "cpu") -> Runner:
+    """The program's ``forward`` in ExecuTorch's runtime, XNNPACK sized to ``threads``."""
+    if device != "cpu":
+        raise MobattnError(f"ExecuTorch runs on cpu here, not {device}")
+    require_executorch()
+    try:
+        method = load_method(path)
+        shape, dtype = input_shape(method)
+    except Exception as exc:  # noqa: BLE001 - any load failure is a corrupt artifact
+        raise MobattnError(f"{path} is not a valid ExecuTorch program: {first_line(exc)}") from None
+    with quiet_native_stderr():
+        set_threads(threads)
+
+    def bind(x):
+        tensor = torch.as_tensor(x).to(dtype)
+        return lambda: method.execute([tensor])
+
+    return Runner(
+        input_name="input",
+        input_shape=list(shape),
+        input_dtype=str(dtype).removeprefix("torch."),
+        bind=bind,
+        run=lambda x: method.execute([torch.as_tensor(x).to(dtype)])[0].numpy(),
+        details={"runtime": "ExecuTorch (XNNPACK)", "input_shape": list(shape)},
+        keep=[method],
+    )
+
+
+def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -> tuple[Agreement, dict]:
+    """An existing .pte against ``subject`` (``mobattn validate``)."""
+    precision = precision or "fp32"
+    runner = load_runner(path)
+    subject.check_artifact(path, runner.input_shape, {})
+    return validate_pte(path, subject, precision, inputs=inputs), {"criterion": precision}
+
+
+def inspect(path: Path, compute_plan: bool = False):
+    """The program's instructions: calls into a delegate (XNNPACK) and ops left on
+    ExecuTorch's portable kernels."""
+    from .inspection import Inspection
+
+    try:
+        with quiet(), quiet_native_stderr():
+            from executorch.exir._serialize._program import deserialize_pte_binary
+    except ImportError:
+        raise MobattnError(INSTALL_HINT) from None
+    try:
+        program = deserialize_pte_binary(path.read_bytes())
+    except Exception as exc:  # noqa: BLE001
+        raise MobattnError(f"cannot read {path}: {first_line(exc)}") from None
+    program = getattr(program, "program", program)
+    plan = program.execution_plan[0]
+    calls: Counter = Counter()
+    portable: Counter = Counter()
+    for chain in plan.chains:
+        for instruction in chain.instructions:
+            args = instruction.instr_args
+            if hasattr(args, "delegate_index"):
+                calls[f"delegate:{plan.delegates[args.delegate_index].id}"] += 1
+            elif hasattr(args, "op_index"):
+                name = plan.operators[args.op_index].name
+                calls[name] += 1
+                portable[name] += 1
+    return Inspection(
+        path=str(path),
+        format="executorch",
+        op_histogram=dict(calls.most_common()),
+        ops_total=sum(calls.values()),
+        delegation={
+            "delegates": [d.id for d in plan.delegates],
+            "portable_ops": dict(portable.most_common()),
+        },
+    )

@@ -20,14 +20,16 @@ import onnx
 import torch
 
 from mobattn import __version__
-from mobattn.errors import MobattnError
+from mobattn.errors import MobattnError, first_line
 
+from .agreement import Agreement, agreement_on
 from .deploy import deployable
 from .fold import fold_for_inference
 from .mobile_check import mobile_usability
+from .onnx_profile import onnxruntime_op_profile
+from .record import ExportResult, Runner
 from .silence import quiet
 from .subject import Subject
-from .validate import Agreement, agreement_on
 
 DEFAULT_OPSET = 20
 MODEL_VERSION = 1  # ONNX's integer model_version: bumped when an export of the same subject changes
@@ -109,14 +111,34 @@ def _add_metadata(model: onnx.ModelProto, subject: Subject, precision: str, dyna
     model.doc_string = f"mobattn export of {subject.stem()}"
 
 
-def ort_session(path: Path, threads: int = 1, providers: list[str] | None = None):
+def ort_session(
+    path: Path, threads: int = 1, providers: list[str] | None = None, profile_prefix: str | None = None
+):
+    """The one place an onnxruntime session is made: ``threads`` intra-op threads, one
+    inter-op, quiet; profiling into ``profile_prefix`` on request."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+
+
+def providers_for(device: str) -> list[str]:
+    """onnxruntime's execution providers for ``device``."""
+    import onnxruntime as ort
+
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise MobattnError(
+                "--device cuda: this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
+            )
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
 
 
 def validate_onnx(
@@ -166,7 +188,7 @@ def check_options(
         raise MobattnError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
 
 
-def export_onnx(
+def export(
     subject: Subject,
     path: Path,
     precision: str = "fp32",
@@ -175,7 +197,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     calibration: list[np.ndarray] | None = None,
     form: str = "reference",
-) -> dict:
+) -> ExportResult:
     """Write ``path`` and return the facts of the export (the caller stages the path).
 
     ``form="mobile"`` exports the deployable form onnxruntime's NNAPI and Core ML
@@ -210,12 +232,11 @@ def export_onnx(
     seconds = time.perf_counter() - start
     agreement = validate_onnx(path, subject.module, subject, precision, dynamic)
     histogram = op_histogram(model)
-    return {
-        "seconds": seconds,
-        "op_histogram": histogram,
-        "op_count": sum(histogram.values()),
-        "validation": agreement,
-        "details": {
+    return ExportResult(
+        seconds,
+        histogram,
+        agreement,
+        {
             "form": form,
             "mobile_usability": mobile_usability(path),
             "opset": written_opset,
@@ -224,9 +245,71 @@ def export_onnx(
             "nodes_before_simplify": nodes_before,
             **({"quantization": quantization} if quantization else {}),
         },
+    )
+
+
+def load_runner(path: Path, threads: int = 1, device: str = "cpu") -> Runner:
+    """An onnxruntime session for ``path`` (``threads`` intra-op threads, one inter-op)."""
+    try:
+        session = ort_session(path, threads, providers_for(device))
+    except MobattnError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any load failure is a corrupt artifact
+        raise MobattnError(f"{path} is not a valid ONNX model: {first_line(exc, 200)}") from None
+    spec = session.get_inputs()[0]
+    shape = [d if isinstance(d, int) and d > 0 else (d or None) for d in spec.shape]
+    dtype = "float16" if "float16" in spec.type else "float32"
+
+    def bind(x: np.ndarray):
+        feed = {spec.name: np.asarray(x, dtype=dtype)}
+        return lambda: session.run(None, feed)
+
+    return Runner(
+        input_name=spec.name,
+        input_shape=shape,
+        input_dtype=dtype,
+        bind=bind,
+        run=lambda x: session.run(None, {spec.name: np.asarray(x, dtype=dtype)})[0],
+        details={"providers": session.get_providers()},
+        metadata=dict(session.get_modelmeta().custom_metadata_map),
+        op_profile=lambda x: onnxruntime_op_profile(path, {spec.name: np.asarray(x, dtype=dtype)}, threads),
+        keep=[session],
+    )
+
+
+def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -> tuple[Agreement, dict]:
+    """An existing .onnx against ``subject`` (``mobattn validate``)."""
+    runner = load_runner(path)
+    subject.check_artifact(path, runner.input_shape, runner.metadata)
+    criterion = precision or runner.metadata.get("precision", "fp32")
+    return validate_onnx(path, subject.module, subject, criterion, inputs=inputs), {
+        "criterion": criterion,
+        "metadata": runner.metadata,
     }
 
 
-def run_onnx(path: Path, x: np.ndarray, threads: int = 1) -> np.ndarray:
-    session = ort_session(path, threads)
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
+def inspect(path: Path, compute_plan: bool = False):
+    """The graph's ops and ranks (after ONNX shape inference) and onnxruntime's mobile
+    usability verdict (:mod:`.mobile_check`)."""
+    from .inspection import Inspection, rank_histogram
+
+    try:
+        model = onnx.load(str(path))
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's input
+        raise MobattnError(f"cannot read {path}: {first_line(exc)}") from None
+    rank_of = {
+        v.name: len(v.type.tensor_type.shape.dim)
+        for v in list(inferred.graph.value_info) + list(inferred.graph.output)
+        if v.type.tensor_type.HasField("shape")
+    }
+    nodes = list(model.graph.node)
+    ranks = [rank_of[n.output[0]] for n in nodes if n.output and n.output[0] in rank_of]
+    return Inspection(
+        path=str(path),
+        format="onnx",
+        op_histogram=dict(Counter(n.op_type for n in nodes).most_common()),
+        ops_total=len(nodes),
+        ranks=rank_histogram(ranks),
+        mobile_usability=mobile_usability(path),
+    )

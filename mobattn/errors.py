@@ -27,6 +27,28 @@ def first_line(exc: BaseException, limit: int = 160) -> str:
     return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
+# How allocators say they ran out (torch, onnxruntime, ExecuTorch, libc, C++)
+OOM_MARKERS = (
+    "out of memory",
+    "can't allocate memory",
+    "cannot allocate memory",
+    "bad_alloc",
+    "failed to allocate",
+)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A MemoryError, or a library error whose message says an allocation failed."""
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return isinstance(exc, MemoryError) or any(m in text for m in OOM_MARKERS)
+
+
+def described(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line`` of an exception, for a failed row's or record's reason."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}"[:limit] if text else type(exc).__name__
+
+
 class MobattnWarning(UserWarning):
     """Something the user should know that does not stop the command (the CLI prints it
     as one yellow line)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from mobattn.errors import MobattnError, first_line
+from mobattn.errors import MobattnError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 _INTERPOLATION = {
@@ -236,27 +236,19 @@ def check_artifact(path: str, model: str, attention: str | None, resolution: int
 
 
 def _artifact_session(path: str, model: str, attention: str, resolution: int):
-    """An onnxruntime session for ``path``, refused in one line when the file is not an
-    export of ``model`` with ``attention`` taking ``resolution`` (its metadata and
+    """The artifact loaded in its target's runtime, refused in one line when the file is
+    not an export of ``model`` with ``attention`` taking ``resolution`` (its metadata and
     input shape say what it is)."""
-    import onnxruntime as ort
+    from mobattn.exporters.formats import target_for_file
+    from mobattn.exporters.subject import check_exported_from
 
     file = Path(path)
-    if not file.is_file():
+    target = target_for_file(file, "evaluate")
+    if not file.exists():
         raise MobattnError(f"artifact not found: {file}")
-    if file.suffix != ".onnx":
-        raise MobattnError(f"--artifact must be an .onnx file, got {file.name}")
-    try:
-        session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - any load failure is a bad artifact
-        raise MobattnError(f"cannot load {file}: {first_line(exc)}") from None
-    meta = session.get_modelmeta().custom_metadata_map
-    if meta.get("model", model) != model or meta.get("attention", attention) != attention:
-        raise MobattnError(
-            f"{file} is an export of {meta.get('model')} with {meta.get('attention')}, "
-            f"not {model} with {attention}"
-        )
-    shape = session.get_inputs()[0].shape
+    runner = target.implementation().load_runner(file)
+    check_exported_from(file.name, runner.metadata, {"model": model, "attention": attention})
+    shape = runner.input_shape
     if len(shape) != 4:
         raise MobattnError(f"{file} takes {len(shape)}-d tokens, not images (an attention, not a model)")
     fixed = [d for d in shape[2:] if isinstance(d, int)]
@@ -265,13 +257,12 @@ def _artifact_session(path: str, model: str, attention: str, resolution: int):
         raise MobattnError(
             f"{file} takes {size} images; give --resolution {fixed[0]} (or export at {resolution})"
         )
-    return session
+    return runner
 
 
-def _run_artifact(session, images: np.ndarray) -> np.ndarray:
+def _run_artifact(runner, images: np.ndarray) -> np.ndarray:
     """Run image by image if the artifact's batch is fixed at 1."""
-    name = session.get_inputs()[0].name
-    batch_dim = session.get_inputs()[0].shape[0]
+    batch_dim = runner.input_shape[0]
     if isinstance(batch_dim, int) and batch_dim != images.shape[0]:
-        return np.concatenate([session.run(None, {name: images[i : i + 1]})[0] for i in range(len(images))])
-    return session.run(None, {name: images})[0]
+        return np.concatenate([runner.run(images[i : i + 1]) for i in range(len(images))])
+    return runner.run(images)

@@ -10,8 +10,7 @@ import torch
 
 import mobattn
 from helpers import DATA, assert_one_line_error, join, load_case, relative_error
-from mobattn.exporters import attention_subject, export, model_subject
-from mobattn.exporters import validate as validate_module
+from mobattn.exporters import agreement, attention_subject, export, model_subject
 from mobattn.exporters.to_coreml import ChannelScale, coremltools, image_input
 from mobattn.exporters.to_onnx import ort_session
 
@@ -134,11 +133,11 @@ def test_fp16_onnx_keeps_float32_io(tmp_path):
     model = onnx.load(record.path)
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer)
-    assert record.validation["max_rel"] < validate_module.TOLERANCE["fp16"]
+    assert record.validation["max_rel"] < agreement.TOLERANCE["fp16"]
 
 
 def test_validation_failure_exits_1_and_keeps_nothing(tmp_path, cli, monkeypatch):
-    monkeypatch.setitem(validate_module.TOLERANCE, "fp32", 1e-12)
+    monkeypatch.setitem(agreement.TOLERANCE, "fp32", 1e-12)
     result = cli(f"export --attention mhsa --dim 32 --hw 4x4 --out {tmp_path}")
     assert result.code == 1
     assert "relative" in result.out and "tolerance" in result.out

@@ -25,7 +25,7 @@ from mobattn.bench.results import append_row, read_rows, sweep_lock
 from mobattn.bench.row import Row
 from mobattn.bench.runner import _killed_row, run
 from mobattn.environment import environment
-from mobattn.exporters.validate import compare
+from mobattn.exporters.agreement import compare
 
 
 def quick(**kwargs) -> BenchConfig:
@@ -320,7 +320,7 @@ def test_stale_staging_folders_of_killed_exports_are_cleaned(tmp_path, cli):
 
 
 def test_failed_exports_say_why_on_stderr(tmp_path, cli, monkeypatch):
-    from mobattn.exporters import validate
+    from mobattn.exporters import agreement as validate
 
     monkeypatch.setitem(validate.TOLERANCE, "fp32", -1.0)  # nothing can pass
     result = cli(f"export --attention eaa --dim 8 --hw 2x2 --out {tmp_path}")

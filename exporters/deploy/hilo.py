@@ -81,8 +81,8 @@ class AneHiLo(Twin):
     caveat = (
         "left in its reference form: Hi-Fi's window partition interleaves both spatial axes, "
         "which needs transposes in any layout, and a partial rewrite (Lo-Fi in the (B, C, 1, N) layout) "
-        "measured worse than the reference in swiftformer_s (125 ops at risk instead of 109, 2.4x "
-        "slower on CPU)"
+        "had more ops at risk and ran slower on CPU than the reference in swiftformer_s "
+        "(BENCHMARKS.md, the ANE layout section)"
     )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ class HiLo(TokenMixer):
     """HiLo attention on (B, N, C) tokens of an H x W map.
 
     H and W that are not multiples of ``window_size`` are zero-padded up to the next
-    multiple and the output cropped back (seed 002's variant; identical to the
+    multiple and the output cropped back (a variant from a published paper walkthrough; identical to the
     official code when no padding is needed). ``alpha`` is the share of heads given
     to Lo-Fi; ``window_size=1`` makes every head a Lo-Fi head, i.e. standard MHSA,
     exactly as the official code does.

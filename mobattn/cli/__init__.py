@@ -15,7 +15,7 @@ import warnings
 import click
 
 from mobattn import __version__
-from mobattn.errors import MobattnError, MobattnWarning
+from mobattn.errors import MobattnError, MobattnWarning, is_out_of_memory
 
 from .common import CONTEXT
 from .console import print_error, print_warning
@@ -59,9 +59,6 @@ def app(debug: bool) -> None:
     _state["debug"] = debug
 
 
-_OOM = ("out of memory", "can't allocate memory", "cannot allocate memory", "bad_alloc")
-
-
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     if issubclass(category, MobattnWarning):
         print_warning(str(message))
@@ -95,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print_error(f"{exc.strerror}: {exc.filename or ''}".rstrip(": "))
         return 2
     except (MemoryError, RuntimeError) as exc:
-        if isinstance(exc, RuntimeError) and not any(m in str(exc).lower() for m in _OOM):
+        if not is_out_of_memory(exc):
             raise
         if _state["debug"]:
             raise

@@ -15,7 +15,6 @@ from .console import err_console
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 json_option = click.option("--json", "json_out", is_flag=True, help="Print a JSON list of records.")
-force_option = click.option("--force", is_flag=True, help="Replace existing outputs.")
 
 
 def subject_options(func: Callable) -> Callable:

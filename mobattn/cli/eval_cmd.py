@@ -22,7 +22,9 @@ from .console import console, err_console, make_table, print_json, print_warning
 @click.option("--attention", help="Swapped-in attention (needs weights trained with it).")
 @click.option("--resolution", type=int, help="Input resolution (default: the model's).")
 @click.option(
-    "--artifact", type=click.Path(dir_okay=False), help="Evaluate this .onnx export instead, vs torch."
+    "--artifact",
+    type=click.Path(dir_okay=False),
+    help="Evaluate this export (.onnx or .pte) instead, vs torch.",
 )
 @click.option("--batch", type=int, default=32, show_default=True)
 @click.option("--limit", type=int, help="Only the first N images.")

@@ -91,9 +91,9 @@ def command(
     An option that none of the targets takes is an error.
     """
     from mobattn.exporters import export
+    from mobattn.exporters.agreement import user_tolerance
     from mobattn.exporters.calibration import calibration_images
     from mobattn.exporters.export import check_request
-    from mobattn.exporters.validate import user_tolerance
 
     target_list = parse_csv(targets, "--to")
     for target in target_list:

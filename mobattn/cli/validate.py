@@ -49,9 +49,9 @@ def command(
     Core ML packages run in Core ML on macOS and in mobattn's ML Program reference
     executor elsewhere.
     """
+    from mobattn.exporters.agreement import user_tolerance
     from mobattn.exporters.calibration import calibration_images
-    from mobattn.exporters.check import validate_artifact
-    from mobattn.exporters.validate import user_tolerance
+    from mobattn.exporters.validate import validate_artifact
 
     size = parse_resolution(resolution or own_resolution(model))
     subject = build_subject(model, attention, dim, hw, heads, 1, weights, size)

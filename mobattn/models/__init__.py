@@ -9,8 +9,16 @@ from torch import nn
 from mobattn.attention import get_attention_class
 from mobattn.errors import MobattnError
 
-from . import deit, efficientformer, mobilevit, swiftformer  # noqa: F401  (register the families)
-from .registry import ModelConfig, Published, get_model_config, get_model_entry, list_models
+from . import deit, efficientformer, mobilevit, swiftformer  # noqa: F401, I001  (registers the families, in this order)
+from .registry import (
+    Family,
+    ModelConfig,
+    Published,
+    get_model_config,
+    get_model_entry,
+    list_models,
+    models_by_family,
+)
 from .weights import load_weights
 
 
@@ -65,6 +73,7 @@ def check_resolution_for(name: str, attention: str | None, resolution: tuple[int
 
 
 __all__ = [
+    "Family",
     "ModelConfig",
     "check_resolution_for",
     "native_attention",
@@ -74,6 +83,7 @@ __all__ = [
     "get_model_config",
     "imagenet_classes",
     "list_models",
+    "models_by_family",
     "load_weights",
 ]
 

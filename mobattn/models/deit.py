@@ -16,7 +16,7 @@ from torch import nn
 
 from mobattn.errors import MobattnError
 
-from .registry import ModelConfig, Published, register_model
+from .registry import Family, ModelConfig, Published, register_model
 
 PAPER = "DeiT, Touvron et al., ICML 2021 (Table 1: params rounded to 5M / 22M)"
 NO_SWAP = (
@@ -114,6 +114,9 @@ class VisionTransformer(nn.Module):
         return self.head(x[:, 0])
 
 
+FAMILY = Family("DeiT", "deit_", "DeiT-", "tab:green", 2)
+
+
 def _config(top1: float, params_m: float) -> ModelConfig:
     published = Published(top1, params_m, None, None, None, PAPER)
     return ModelConfig(
@@ -122,6 +125,7 @@ def _config(top1: float, params_m: float) -> ModelConfig:
         native_attention="mhsa",
         no_swap=NO_SWAP,
         native_resolutions=(224,),
+        family=FAMILY,
     )
 
 

@@ -25,7 +25,7 @@ from torch import nn
 from mobattn.attention import create_attention
 from mobattn.errors import MobattnError
 
-from .registry import ModelConfig, Published, register_model
+from .registry import Family, ModelConfig, Published, register_model
 from .swap import mixer_kwargs
 from .swiftformer import Embedding, distilled_heads, stem  # the same stem and downsampling, the same names
 
@@ -213,6 +213,9 @@ class EfficientFormer(nn.Module):
         return distilled_heads(self, self.forward_features(x).mean(-2))
 
 
+FAMILY = Family("EfficientFormer", "efficientformer_", "EF-", "tab:orange", 1)
+
+
 def _config(top1: float, latency_ms: float | None) -> ModelConfig:
     """Only figures checked against the paper: its abstract gives L1's and L7's top-1 and
     iPhone 12 latency; params and GMACs are left to the measured columns."""
@@ -221,6 +224,7 @@ def _config(top1: float, latency_ms: float | None) -> ModelConfig:
         published=Published(top1, None, None, latency_ms, device, PAPER),
         native_attention=NATIVE,
         native_resolutions=(224,),
+        family=FAMILY,
     )
 
 

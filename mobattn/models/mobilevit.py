@@ -22,7 +22,7 @@ from mobattn.attention.separable import separable_attention
 from mobattn.errors import MobattnError
 
 from .deit import Block as TransformerBlock
-from .registry import ModelConfig, Published, register_model
+from .registry import Family, ModelConfig, Published, register_model
 
 NO_SWAP = (
     "MobileViT's attention runs across 2x2 patches for each position inside a patch, not over an "
@@ -248,6 +248,10 @@ def _v1(channels, dims, final_chs: int, attention, num_classes: int = 1000) -> M
     return MobileViT(16, _stages(16, plan, MobileVitBlock), channels[4], final_chs, num_classes, "mobilevit")
 
 
+MOBILEVIT = Family("MobileViT", "mobilevit_", "MViT-", "tab:red", 3)
+MOBILEVITV2 = Family("MobileViTv2", "mobilevitv2_", "MViTv2-", "tab:purple", 4)
+
+
 def _config(
     top1: float, params_m: float | None, gmacs: float | None, source: str, attention: str
 ) -> ModelConfig:
@@ -260,6 +264,7 @@ def _config(
         published=Published(top1, params_m, gmacs, None, None, source),
         native_attention=attention,
         no_swap=NO_SWAP,
+        family=MOBILEVITV2 if attention == "separable" else MOBILEVIT,
     )
 
 

@@ -26,6 +26,21 @@ class Published:
 
 
 @dataclass(frozen=True)
+class Family:
+    """What tables and plots say about a family: the short label of its models
+    (``swiftformer_xs`` -> ``SF-XS``) and the colour of its points."""
+
+    name: str
+    prefix: str  # the model-name prefix the short label replaces
+    short: str
+    colour: str  # a matplotlib colour
+    rank: int  # where its models stand in zoo-wide presets (smaller first)
+
+    def short_name(self, model: str) -> str:
+        return self.short + model.removeprefix(self.prefix).upper()
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Preprocessing and provenance a model carries (timm's ``default_cfg``)."""
 
@@ -39,6 +54,7 @@ class ModelConfig:
     native_attention: str = "eaa"  # the token mixer the family ships with
     no_swap: str | None = None  # why ``attention=`` does not apply, for families that take no swap
     native_resolutions: tuple[int, ...] | None = None  # the only square inputs the native model takes
+    family: Family | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -59,6 +75,13 @@ def register_model(name: str, config: ModelConfig):
 
 def list_models() -> list[str]:
     return sorted(_MODELS)
+
+
+def models_by_family() -> list[str]:
+    """Every model, family by family (by the family's ``rank``), each family's models in
+    the order it registers them (smallest first): the order of presets that span the zoo."""
+    rank = {name: config.family.rank if config.family else 99 for name, (_, config) in _MODELS.items()}
+    return sorted(_MODELS, key=lambda name: rank[name])
 
 
 def get_model_entry(name: str) -> tuple[Callable[..., nn.Module], ModelConfig]:

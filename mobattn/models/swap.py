@@ -15,7 +15,7 @@ Each mechanism states its part of the rule next to its code (``swap_kwargs``):
 
 from __future__ import annotations
 
-from mobattn.attention import get_attention_class
+from mobattn.attention import get_attention_class, list_attentions
 from mobattn.attention.base import HEAD_WIDTH, heads_for
 
 __all__ = ["HEAD_WIDTH", "heads_for", "mixer_kwargs"]
@@ -23,5 +23,8 @@ __all__ = ["HEAD_WIDTH", "heads_for", "mixer_kwargs"]
 
 def mixer_kwargs(attention: str, dim: int) -> dict:
     """Keyword arguments for ``create_attention(attention, dim, **kwargs)`` in a block:
-    the mechanism's own ``swap_kwargs`` (each mechanism carries its settings)."""
+    the mechanism's own ``swap_kwargs`` (each mechanism carries its settings). A family's
+    own attention that is not a registered mechanism (EfficientFormer's) has none here."""
+    if attention not in list_attentions():
+        return {}
     return get_attention_class(attention).swap_kwargs(dim)

@@ -18,7 +18,7 @@ from torch import nn
 
 from mobattn.attention import create_attention
 
-from .registry import ModelConfig, Published, register_model
+from .registry import Family, ModelConfig, Published, register_model
 from .swap import mixer_kwargs
 
 WIDTHS = {
@@ -179,9 +179,12 @@ class SwiftFormer(nn.Module):
         return distilled_heads(self, self.forward_features(x).flatten(2).mean(-1))
 
 
+FAMILY = Family("SwiftFormer", "swiftformer_", "SF-", "tab:blue", 0)
+
+
 def _config(top1: float, params_m: float, gmacs: float, latency_ms: float) -> ModelConfig:
     published = Published(top1, params_m, gmacs, latency_ms, "iPhone 14 Neural Engine (iOS 16)", PAPER)
-    return ModelConfig(published=published)
+    return ModelConfig(published=published, family=FAMILY)
 
 
 def _build(variant: str, attention: str | None, **kwargs) -> SwiftFormer:

@@ -16,15 +16,10 @@ TOP = 20
 def onnxruntime_op_profile(path: Path, feed: dict[str, np.ndarray], threads: int, runs: int = 20) -> dict:
     """Per op type and per node (top 20): mean milliseconds per inference and share of the
     profiled kernel time, over ``runs`` inferences (the process is warm: it was just timed)."""
-    import onnxruntime as ort
+    from .to_onnx import ort_session
 
     with tempfile.TemporaryDirectory(prefix="mobattn-profile-") as folder:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        options.log_severity_level = 3
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(folder) / "ort")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort_session(path, threads, profile_prefix=str(Path(folder) / "ort"))
         for _ in range(runs):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())

@@ -1,0 +1,147 @@
+"""Agreement between an artifact's outputs and the torch module's."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+# Relative error allowed per float precision (max |a - b| / max |b|).
+TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}
+# Quantized outputs are judged by direction: a few logits move by a quantization step,
+# which a max-relative bound would flag although the prediction is intact.
+COSINE_FLOOR = {
+    "int8": 0.99,
+    # Core ML, run by the reference executor (or Core ML on macOS): fp16 rounds after every
+    # op, compression moves weights; both judged by direction. Floors from measurements
+    # (bench/scripts/coreml_agreement.py, 1 - cosine on SwiftFormer and the mechanisms):
+    # fp16 <= 3e-7, int8 2.5e-5, palettize8 1.9e-5, palettize6 3.6e-4, palettize4 4.9e-3;
+    # each floor leaves 10x to 300x room for trained weights' wider ranges.
+    "coreml-fp16": 0.9999,
+    "coreml-int8": 0.999,
+    "coreml-palettize8": 0.999,
+    "coreml-palettize6": 0.99,
+    "coreml-palettize4": 0.95,
+}
+
+
+@dataclass
+class Agreement:
+    max_abs: float
+    max_rel: float  # max |a - b| / max |b|
+    cosine: float
+    tolerance: float
+    passed: bool
+    inputs: int  # random inputs compared
+    criterion: str = "max_rel"  # what ``tolerance`` bounds: max_rel (at most) or cosine (at least)
+    note: str = ""
+    executor: str = ""  # what ran the artifact: onnxruntime, executorch, coreml, reference
+    top1_agreement: float | None = None  # models: share of inputs whose top-1 class agrees
+
+    def to_dict(self) -> dict:
+        """Plain JSON: a non-finite figure (a failed comparison) becomes null."""
+        return {
+            k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in asdict(self).items()
+        }
+
+    def add_note(self, text: str) -> None:
+        self.note = "; ".join(n for n in (self.note, text) if n)
+
+
+_OVERRIDE: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar(
+    "tolerance", default=None
+)
+
+
+@contextlib.contextmanager
+def user_tolerance(rtol: float | None, atol: float | None) -> Iterator[None]:
+    """``--rtol`` / ``--atol``: judge by ``allclose`` (|a - b| <= atol + rtol * |b| for
+    every element, as Optimum's validation does) instead of the precision's criterion."""
+    if rtol is None and atol is None:
+        yield
+        return
+    token = _OVERRIDE.set((rtol or 0.0, atol or 0.0))
+    try:
+        yield
+    finally:
+        _OVERRIDE.reset(token)
+
+
+def compare(outputs: list[np.ndarray], references: list[np.ndarray], precision: str) -> Agreement:
+    """Worst case over several (output, reference) pairs, judged for ``precision``.
+
+    Non-finite values never pass: an output with NaN or inf where the reference is
+    finite fails (its error is inf), and a reference that is itself non-finite is
+    reported as such, since nothing can be validated against it.
+    """
+    errors, cosines, notes, agree = [], [], [], []
+    for out, ref in zip(outputs, references, strict=True):
+        if np.ndim(out) == 2 and np.shape(out) == np.shape(ref) and np.shape(ref)[1] > 1:  # logits
+            agree += list(np.argmax(out, 1) == np.argmax(ref, 1))
+        out, ref = np.asarray(out, np.float64).ravel(), np.asarray(ref, np.float64).ravel()
+        if not np.isfinite(ref).all():
+            notes.append("the torch reference itself is not finite (NaN or inf in the weights or input)")
+            errors.append((np.inf, np.inf))
+            cosines.append(np.nan)
+            continue
+        if not np.isfinite(out).all():
+            bad = int((~np.isfinite(out)).sum())
+            notes.append(f"{bad} of {out.size} outputs are NaN or inf where torch's are finite")
+            errors.append((np.inf, np.inf))
+            cosines.append(np.nan)
+            continue
+        diff = float(np.abs(out - ref).max()) if out.size else 0.0
+        errors.append((diff, diff / max(float(np.abs(ref).max(initial=0.0)), 1e-12)))
+        denom = float(np.linalg.norm(out) * np.linalg.norm(ref)) or 1.0
+        cosines.append(float(out @ ref) / denom)
+    max_abs = max((e[0] for e in errors), default=0.0)
+    max_rel = max((e[1] for e in errors), default=0.0)
+    cosine = float(np.nan) if any(np.isnan(c) for c in cosines) else min(cosines, default=1.0)
+    override = _OVERRIDE.get()
+    if override is not None:
+        rtol, atol = override
+        tolerance, criterion = rtol, f"allclose(rtol={rtol:g}, atol={atol:g})"
+        passed = all(
+            np.allclose(o, r, rtol=rtol, atol=atol, equal_nan=False)
+            for o, r in zip(outputs, references, strict=True)
+        )
+    elif precision in COSINE_FLOOR:
+        tolerance, criterion = COSINE_FLOOR[precision], "cosine"
+        passed = bool(np.isfinite(cosine) and cosine >= tolerance)
+    else:
+        tolerance, criterion = TOLERANCE[precision], "max_rel"
+        passed = bool(np.isfinite(max_rel) and max_rel <= tolerance)
+    return Agreement(
+        max_abs,
+        max_rel,
+        cosine,
+        tolerance,
+        passed and not notes,
+        len(outputs),
+        criterion=criterion,
+        note="; ".join(dict.fromkeys(notes)),
+        top1_agreement=float(np.mean(agree)) if agree else None,
+    )
+
+
+def agreement_on(
+    run: Callable[[torch.Tensor], np.ndarray],
+    module: torch.nn.Module,
+    inputs: Sequence[torch.Tensor],
+    criterion: str,
+    executor: str,
+) -> Agreement:
+    """Run the artifact (``run``) and torch (``module``) on the same inputs and judge
+    the outputs by ``criterion`` (a key of TOLERANCE or COSINE_FLOOR)."""
+    outputs, references = [], []
+    for x in inputs:
+        with torch.no_grad():
+            references.append(module(x).numpy())
+        outputs.append(np.asarray(run(x), np.float32))
+    agreement = compare(outputs, references, criterion)
+    agreement.executor = executor
+    return agreement
