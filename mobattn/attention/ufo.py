@@ -3,7 +3,8 @@ Softmax", 2021).
 
 Softmax is replaced by XNorm, an L2 normalisation scaled by a learnable per-head
 ``gamma``; without the softmax, keys and values are multiplied first, so the cost is
-linear in the number of tokens. Parameter names follow the code in a published walkthrough of the paper (a CSDN article).
+linear in the number of tokens. Parameter names follow the code of a published walkthrough
+of the paper.
 """
 
 from __future__ import annotations
