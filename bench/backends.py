@@ -178,21 +178,23 @@ def prepare(config: BenchConfig, artifact: Artifact | None = None) -> Prepared:
     return resolve(get_backend(config.backend).prepare)(config, artifact)
 
 
-def artifact_backend(path: str) -> str:
-    """The backend that runs an existing artifact file; a missing, unsupported or
-    corrupt file is a one-line error before anything is measured."""
+def artifact_backend(path: str) -> tuple[str, list]:
+    """The backend that runs an existing artifact file, and the file's input shape; a
+    missing, unsupported, corrupt or crashing file is a one-line error before anything is
+    measured (:func:`mobattn.exporters.probe.probe_file`)."""
+    from mobattn.exporters.probe import probe_file
+
     from .config import BACKENDS
 
-    file = Path(path)
-    target = target_for_file(file, "benchmark")
-    if not file.is_file():
-        raise MobattnError(f"artifact not found: {file}")
+    target = target_for_file(path, "benchmark")
     runtimes = [b for b in BACKENDS.values() if b.target == target.name]
     if not runtimes:
-        raise MobattnError(f"cannot benchmark {file.name}: no backend runs {target.suffix} files here")
-    target.implementation().load_runner(file)  # loads, or says in one line why not
-    return runtimes[0].name
+        raise MobattnError(f"cannot benchmark {Path(path).name}: no backend runs {target.suffix} files here")
+    if runtimes[0].requires:
+        resolve(runtimes[0].requires)()
+    return runtimes[0].name, probe_file(path, "benchmark", facts=True)["input_shape"]
 
 
 def temporary_folder() -> tempfile.TemporaryDirectory:
-    return tempfile.TemporaryDirectory(prefix="mobattn-bench-")
+    """Where an in-process (``--no-isolate``) run exports its artifact."""
+    return tempfile.TemporaryDirectory(prefix="mobattn-export-")

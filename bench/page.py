@@ -127,14 +127,25 @@ def write_report(
 
 
 def write_files(outputs: dict[Path, bytes], force: bool) -> list[Path]:
-    """Write several files, all or (on a refusal) none; each through ``staged``."""
-    from mobattn.exporters.files import check_writable, staged
+    """Write a report: every file checked before the first is written (all or, on a
+    refusal, none); the files of one folder published together in one atomic swap
+    (``write_folder``: never plots of one data set beside a report.md of another), then
+    any file elsewhere (the page, which links the plots) through ``staged``."""
+    from mobattn.exporters.files import check_writable, staged, write_folder
 
     for path in outputs:
         check_writable(path, force)
+    folders: dict[Path, dict[str, bytes]] = {}
     for path, content in outputs.items():
-        with staged(path, force) as tmp:
-            tmp.write_bytes(content)
+        folders.setdefault(path.parent, {})[path.name] = content
+    for folder, files in folders.items():
+        if len(files) > 1:
+            write_folder(folder, files, force)
+    for folder, files in folders.items():  # single files last: the page links the plots
+        if len(files) == 1:
+            ((name, content),) = files.items()
+            with staged(folder / name, force) as tmp:
+                tmp.write_bytes(content)
     return list(outputs)
 
 

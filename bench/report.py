@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import math
 from collections import defaultdict
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from mobattn.errors import MobattnError  # noqa: E402
 from mobattn.models import native_attention  # noqa: E402
@@ -71,11 +72,35 @@ def _grid_figure(count: int):
     return fig, list(axes.flat)
 
 
+def log_ticks(low: float, high: float) -> list[float]:
+    """Labelled ticks for a log axis from ``low`` to ``high``: 1-2-5 steps (0.1, 0.2, 0.5,
+    1, 2, 5, 10 ...), thinned to decades over a wide range; over a range too narrow to
+    hold two of them, the ends and the middle, at two significant digits."""
+    if not (low > 0 and high > low):
+        return [low] if low > 0 else []
+    steps = [
+        m * 10.0**e
+        for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+        for m in (1, 2, 5)
+    ]
+    ticks = [t for t in steps if low <= t <= high]
+    if len(ticks) > 8:
+        ticks = [t for t in ticks if math.isclose(t, 10.0 ** round(math.log10(t)))]
+    if len(ticks) < 2:
+        ticks = [float(f"{v:.2g}") for v in (low, math.sqrt(low * high), high)]
+    return ticks
+
+
 def _log_axes(ax) -> None:
     """Grid on both scales; the x ticks are the measured token counts themselves, the y
-    ticks plain numbers (not 4x10^1)."""
+    ticks labelled plain numbers (0.1, 1, 10 ms rather than 4x10^1, and always some:
+    matplotlib labels no tick on a log axis spanning less than a decade)."""
     ax.grid(True, which="both", alpha=0.3)
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    values = [y for line in ax.get_lines() for y in line.get_ydata() if y > 0]
+    if values:
+        low, high = ax.get_ylim()
+        ticks = log_ticks(max(low, min(values) / 1.05), min(high, max(values) * 1.05))
+        ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
     ax.yaxis.set_minor_formatter(NullFormatter())
     tokens = sorted({x for line in ax.get_lines() for x in line.get_xdata()})
     ax.xaxis.set_minor_formatter(NullFormatter())

@@ -168,6 +168,7 @@ class Row:
             raise MobattnError("a row needs 'kind': model, attention or file")
         if values.get("status", "error") not in STATUSES:
             raise MobattnError(f"unknown status {values.get('status')!r} (valid: {', '.join(STATUSES)})")
+        _check_ranges(values)
         row = cls(**values)
         if row.kind == "attention" and row.heads is None and row.attention and row.dim:
             row.heads = _swap_rule_heads(row.attention, row.dim)  # rows written before heads were recorded
@@ -220,6 +221,44 @@ def _kind_of(annotation: Any) -> str:
 
 # field -> kind, derived from the dataclass's own annotations (one table, not two)
 _FIELD_TYPES = {name: _kind_of(hint) for name, hint in typing.get_type_hints(Row).items()}
+
+
+# What a number may be, beyond its type: a row that says otherwise was not measured.
+POSITIVE = ("batch", "threads", "dim", "heads", "tokens", "iterations", "median_ms", "mean_ms", "min_ms")
+POSITIVE += ("max_ms", "p90_ms", "p99_ms", "throughput_fps", "grid_h", "grid_w", "height", "width")
+NON_NEGATIVE = ("std_ms", "iqr_ms", "cv", "warmup_runs", "artifact_bytes", "params", "macs", "param_bytes")
+MAX_INT = 2**63 - 1
+
+
+def _check_ranges(values: dict) -> None:
+    for name, value in values.items():
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            raise MobattnError(f"field '{name}' is out of range ({len(str(value))} digits)")
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if name in POSITIVE and value <= 0:
+            raise MobattnError(f"field '{name}' must be positive, got {value!r}")
+        if name in NON_NEGATIVE and value < 0:
+            raise MobattnError(f"field '{name}' must not be negative, got {value!r}")
+    for name in ("resolution", "hw"):
+        if values.get(name) is not None and min(values[name]) <= 0:
+            raise MobattnError(f"field '{name}' must hold positive sizes, got {values[name]!r}")
+    samples = values.get("samples_ms") or []
+    if any(not math.isfinite(v) or v <= 0 for v in samples):
+        raise MobattnError("field 'samples_ms' must hold positive finite milliseconds")
+    for name in ("details", "validation", "environment"):
+        if values.get(name) is not None and not _finite_everywhere(values[name]):
+            raise MobattnError(f"field '{name}' holds a NaN or infinite number")
+
+
+def _finite_everywhere(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite_everywhere(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite_everywhere(v) for v in value)
+    return True
 
 
 def _check_type(name: str, value: Any, kind: str) -> None:

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -41,12 +42,40 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+MARKER = ".mobattn-bench"  # written into every run folder: what clean-up may remove
+
+
+def run_folder() -> Path:
+    """A private folder for one configuration's workers, named after this process and
+    marked as mobattn's own."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-"))
+    (folder / MARKER).write_text(f"{os.getpid()}\n")
+    return folder
+
+
 def clean_stale_folders() -> None:
-    """Remove the temporary folders of runs whose process no longer exists."""
+    """Remove the run folders of runs whose process no longer exists: only folders this
+    user owns (not through a link) that carry mobattn's marker. A shared temporary
+    directory (a cluster node's) keeps everything else, whoever made it."""
     for folder in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*-*"):
         pid = folder.name.removeprefix(TMP_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)) and _ours(folder):
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _ours(folder: Path) -> bool:
+    try:
+        info = folder.lstat()
+        marker = (folder / MARKER).lstat()
+    except OSError:
+        return False
+    owner = os.getuid()
+    return (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid == owner
+        and stat.S_ISREG(marker.st_mode)
+        and marker.st_uid == owner
+    )
 
 
 class _WorkerFailedError(Exception):
@@ -141,7 +170,7 @@ def _timeout_row(config: BenchConfig) -> Row:
 def run_isolated(config: BenchConfig) -> Row:
     """Measure ``config`` in fresh workers: export (artifact backends), then measure."""
     deadline = time.monotonic() + config.timeout_s
-    folder = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-"))
+    folder = run_folder()
     try:
         artifact = None
         if config.kind != "file" and target_of(config) is not None:

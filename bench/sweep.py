@@ -13,7 +13,15 @@ from mobattn.models import get_model_config, list_models, models_by_family, swap
 from mobattn.parsing import MAX_DIM, MAX_THREADS, check_hw, check_int, check_resolution
 
 from .api import attention_configs, model_configs
-from .config import BACKENDS, DEVICES, BenchConfig, check_precision, check_profile, check_timeout
+from .config import (
+    BACKENDS,
+    DEVICES,
+    MIN_MEMORY_LIMIT_MB,
+    BenchConfig,
+    check_precision,
+    check_profile,
+    check_timeout,
+)
 
 
 @dataclass
@@ -82,7 +90,7 @@ class Grid:
             check_resolution([v, v], "sweep: resolutions")
         check_timeout(self.timeout_s, "sweep: timeout_s")
         if self.memory_limit_mb is not None:
-            check_int(self.memory_limit_mb, "sweep: memory_limit_mb", 16)
+            check_int(self.memory_limit_mb, "sweep: memory_limit_mb", MIN_MEMORY_LIMIT_MB)
         if not (self.attentions and self.hws) and not self.models:
             raise MobattnError("sweep: the grid needs attentions and hws, or models")
         for model in self.models:
@@ -182,7 +190,7 @@ PRESETS = {
     # each mechanism (EAA is the paper's), at 224
     "swap-experiment": Grid(
         models=["efficientformer_l1"],
-        model_attentions=[None, "eaa", "hilo", "external", "ufo", "mhsa", "separable"],
+        model_attentions=[None, *list_attentions()],
         backends=["onnxruntime", "executorch"],
         threads=[1],
         timeout_s=600.0,

@@ -58,7 +58,11 @@ def base_row(config: BenchConfig) -> Row:
     )
 
 
-def classify_failure(exc: BaseException) -> tuple[str, str]:
+def classify_failure(exc: BaseException, memory_limit_mb: int | None = None) -> tuple[str, str]:
+    """``oom`` for an allocation failure (and, under a memory limit, for the SystemError
+    CPython raises when native code fails an allocation without saying so), else ``error``."""
+    if memory_limit_mb and isinstance(exc, SystemError):
+        return "oom", f"{described(exc)} (under the {memory_limit_mb} MiB memory limit)"
     if is_out_of_memory(exc):
         return "oom", described(exc)
     return "error", described(exc)
@@ -118,7 +122,7 @@ def run_config(config: BenchConfig, artifact: Artifact | None = None) -> Row:
     except MobattnError as exc:
         row.reason = str(exc)
     except (Exception, MemoryError) as exc:
-        row.status, row.reason = classify_failure(exc)
+        row.status, row.reason = classify_failure(exc, config.memory_limit_mb)
         if row.status == "error":
             row.traceback = traceback.format_exc(limit=5)
     finally:
@@ -179,7 +183,7 @@ def export_phase(config: BenchConfig) -> dict:
     except MobattnError as exc:
         row.reason = f"export: {exc}"
     except (Exception, MemoryError) as exc:
-        row.status, row.reason = classify_failure(exc)
+        row.status, row.reason = classify_failure(exc, config.memory_limit_mb)
         row.reason = f"export: {row.reason}"
     return {"row": row.to_dict()}
 

@@ -21,10 +21,10 @@ def calibration_images(subject: Subject, folder: str, option: str = "--calibrati
     if not subject.is_model:
         raise MobattnError(f"{option} takes images, so it needs --model (a bare attention takes tokens)")
     config = get_model_config(subject.model)
-    h = subject.input_shape[2]
+    size = tuple(subject.input_shape[2:4])  # the export's own height and width
     samples, _ = image_folder(folder, option=option)
     return [
-        preprocess(load_image(path), h, config.crop_pct, config.mean, config.std, config.interpolation)
+        preprocess(load_image(path), size, config.crop_pct, config.mean, config.std, config.interpolation)
         for path, _ in samples[:MAX_CALIBRATION_IMAGES]
     ]
 

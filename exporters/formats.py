@@ -54,6 +54,8 @@ class Target:
     description: str
     module: str  # the module implementing it (see this module's docstring)
     is_folder: bool = False  # the artifact is a folder (a Core ML package)
+    magic: tuple[int, bytes] | None = None  # (offset, bytes) every file of the format starts with
+    isolated_loading: bool = False  # its loader is native code a corrupt file can crash: probe it first
 
     def implementation(self) -> ModuleType:
         """The target's module, imported on demand (each pulls its toolchain)."""
@@ -99,6 +101,8 @@ TARGETS: dict[str, Target] = {
             "ExecuTorch runtime (XNNPACK)",
             "ExecuTorch program lowered to XNNPACK",
             "mobattn.exporters.to_executorch",
+            magic=(4, b"ET"),  # the flatbuffer file identifier, "ET12" today
+            isolated_loading=True,
         ),
     )
 }

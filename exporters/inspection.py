@@ -21,6 +21,7 @@ from pathlib import Path
 from mobattn.errors import MobattnError
 
 from .formats import target_for_file
+from .probe import check_file
 
 
 @dataclass
@@ -45,6 +46,7 @@ def inspect_artifact(path: str | Path, compute_plan: bool = False) -> Inspection
     target = target_for_file(path, "inspect")
     if not path.exists():
         raise MobattnError(f"{path} does not exist")
+    check_file(path, target)  # a regular file (never a FIFO), not empty, the right header
     if compute_plan and target.name != "coreml":
         raise MobattnError("--compute-plan applies to Core ML packages (.mlpackage)")
     return target.implementation().inspect(path, compute_plan=compute_plan)

@@ -158,13 +158,13 @@ def load_runner(path: Path, threads: int = 1, device: str = "cpu") -> Runner:
     if device != "cpu":
         raise MobattnError(f"ExecuTorch runs on cpu here, not {device}")
     require_executorch()
+    with quiet_native_stderr():
+        set_threads(threads)  # before loading: the delegate takes the pool it finds
     try:
         method = load_method(path)
         shape, dtype = input_shape(method)
     except Exception as exc:  # noqa: BLE001 - any load failure is a corrupt artifact
         raise MobattnError(f"{path} is not a valid ExecuTorch program: {first_line(exc)}") from None
-    with quiet_native_stderr():
-        set_threads(threads)
 
     def bind(x):
         tensor = torch.as_tensor(x).to(dtype)

@@ -17,6 +17,7 @@ from mobattn.errors import MobattnError
 
 from .agreement import Agreement
 from .formats import target_for_file
+from .probe import probe_file
 from .subject import Subject
 
 
@@ -27,8 +28,7 @@ def validate_artifact(
     models), and what was read from the artifact (its criterion, input shape, metadata)."""
     path = Path(path)
     target = target_for_file(path, "validate")
-    if not path.exists():
-        raise MobattnError(f"artifact not found: {path}")
+    probe_file(path, "validate")  # what the file is, and that loading it cannot crash this process
     inputs = [subject.example_input(seed=100 + i) for i in range(3)]
     if images:
         if not subject.is_model:

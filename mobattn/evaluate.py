@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from mobattn.errors import MobattnError
+from mobattn.errors import MobattnError, first_line
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 _INTERPOLATION = {
@@ -48,36 +48,70 @@ def image_folder(root: str | Path, option: str = "--data") -> tuple[list[tuple[P
 
 def preprocess(
     image: Image.Image,
-    resolution: int,
+    resolution: int | tuple[int, int],
     crop_pct: float,
     mean: tuple[float, ...],
     std: tuple[float, ...],
     interpolation: str = "bicubic",
 ) -> np.ndarray:
-    """One RGB image -> (3, resolution, resolution) float32."""
+    """One RGB image -> (3, H, W) float32. A square ``resolution`` resizes the shorter
+    side; an (H, W) one resizes to (H, W) / crop_pct exactly, as timm does for a tuple."""
     image = image.convert("RGB")
-    scale_size = math.floor(resolution / crop_pct)
-    w, h = image.size
-    if w <= h:
-        new_w, new_h = scale_size, int(scale_size * h / w)
+    h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
+    if h == w:
+        scale_size = math.floor(h / crop_pct)
+        iw, ih = image.size
+        if iw <= ih:
+            new_w, new_h = scale_size, int(scale_size * ih / iw)
+        else:
+            new_w, new_h = int(scale_size * iw / ih), scale_size
     else:
-        new_w, new_h = int(scale_size * w / h), scale_size
+        new_w, new_h = math.floor(w / crop_pct), math.floor(h / crop_pct)
     image = image.resize((new_w, new_h), _INTERPOLATION[interpolation])
-    left = int(round((new_w - resolution) / 2.0))
-    top = int(round((new_h - resolution) / 2.0))
-    image = image.crop((left, top, left + resolution, top + resolution))
+    left = int(round((new_w - w) / 2.0))
+    top = int(round((new_h - h) / 2.0))
+    image = image.crop((left, top, left + w, top + h))
     array = np.asarray(image, dtype=np.float32) / 255.0
     array = (array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
-def load_image(path: Path) -> Image.Image:
+# What an image may be before it is decoded: its pixels are held several times over while
+# it is converted and resized, and preprocessing scales the shorter side to ~256 pixels, so
+# a long thin strip grows by its aspect ratio.
+MAX_PIXELS = 50_000_000  # 50 megapixels (ImageNet's largest validation image is ~4 MP)
+MAX_ASPECT = 20  # longer side / shorter side
+
+
+def load_image(path: Path, decode: bool = True) -> Image.Image:
+    """Decode one image, refusing in one line (before decoding) one larger than
+    :data:`MAX_PIXELS` or more elongated than :data:`MAX_ASPECT`, or that is no image.
+    ``decode=False`` reads only its header (the size checks)."""
     try:
         with Image.open(path) as image:
-            image.load()
+            w, h = image.size
+            if w * h > MAX_PIXELS:
+                raise MobattnError(f"{path} is {w}x{h} pixels; images are limited to {MAX_PIXELS:,} pixels")
+            if max(w, h) > MAX_ASPECT * max(1, min(w, h)):
+                raise MobattnError(
+                    f"{path} is {w}x{h} pixels; images may be at most {MAX_ASPECT}x as long as they are wide"
+                )
+            if decode:
+                image.load()
             return image
+    except Image.DecompressionBombError:  # Pillow's own guard, far above ours
+        raise MobattnError(
+            f"{path}: images are limited to {MAX_PIXELS:,} pixels; refused before decoding"
+        ) from None
     except (UnidentifiedImageError, OSError) as exc:
-        raise MobattnError(f"cannot read image {path}: {exc}") from None
+        raise MobattnError(f"cannot read image {path}: {first_line(exc)}") from None
+
+
+def check_images(paths: list[Path]) -> None:
+    """Every image's header read and its size checked before any work starts, so a bad
+    image is one line up front, not an error half-way through an evaluation."""
+    for path in paths:
+        load_image(path, decode=False)
 
 
 def batches(
@@ -240,12 +274,12 @@ def _artifact_session(path: str, model: str, attention: str, resolution: int):
     not an export of ``model`` with ``attention`` taking ``resolution`` (its metadata and
     input shape say what it is)."""
     from mobattn.exporters.formats import target_for_file
+    from mobattn.exporters.probe import probe_file
     from mobattn.exporters.subject import check_exported_from
 
     file = Path(path)
     target = target_for_file(file, "evaluate")
-    if not file.exists():
-        raise MobattnError(f"artifact not found: {file}")
+    probe_file(file, "evaluate")  # what the file is, and that loading it cannot crash this process
     runner = target.implementation().load_runner(file)
     check_exported_from(file.name, runner.metadata, {"model": model, "attention": attention})
     shape = runner.input_shape

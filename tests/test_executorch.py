@@ -81,7 +81,7 @@ def test_bad_executorch_input(tmp_path, cli):
     assert not out.exists()  # checked for every target before the first file
     bad = tmp_path / "bad.pte"
     bad.write_bytes(b"not a program" * 10)
-    assert_one_line_error(cli(f"bench {bad}"), "not a valid ExecuTorch program")
+    assert_one_line_error(cli(f"bench {bad}"), "bad.pte is not a .pte file")
     skipped = cli("bench --attention eaa --dim 8 --hw 2x2 --backend executorch --precision fp16 --json")
     assert skipped.code == 0, skipped.err  # a combination that does not exist is a row, not a crash
     (row,) = skipped.json()

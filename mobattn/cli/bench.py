@@ -17,6 +17,7 @@ from .common import (
     measure_with_progress,
     own_resolution,
     reject_attention_sizes,
+    report_failures,
     subject_options,
     with_limits,
 )
@@ -32,9 +33,7 @@ from .console import console, make_table, print_json
 @click.option(
     "--backend",
     "backends",
-    default="torch",
-    show_default=True,
-    help="torch, onnxruntime, executorch, or several.",
+    help="torch, onnxruntime, executorch, or several [default: torch; a file: the runtime of its format].",
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--threads", default="1", show_default=True, help="Intra-op threads, e.g. 1,2 (inter-op is 1).")
@@ -65,7 +64,9 @@ from .console import console, make_table, print_json
     help="Seconds per configuration, export included.",
 )
 @click.option(
-    "--memory-limit", type=int, help="MiB of address space a worker may add (an excess is an oom row)."
+    "--memory-limit",
+    type=int,
+    help="MiB of address space a worker may add, at least 128 (an excess is an oom row).",
 )
 @click.option("--no-isolate", is_flag=True, help="Measure in this process instead of a fresh one each.")
 @click.option("--results", type=click.Path(dir_okay=False), help="Also append each row to this JSONL file.")
@@ -107,7 +108,7 @@ def command(
     """
     from mobattn.bench import api
     from mobattn.bench.backends import artifact_backend, check_backend
-    from mobattn.bench.config import check_precision, check_timeout, profile_with
+    from mobattn.bench.config import MIN_MEMORY_LIMIT_MB, check_precision, check_timeout, profile_with
 
     precisions = [check_precision(p) for p in parse_csv(precision, "--precision")]
     common = dict(
@@ -120,21 +121,28 @@ def command(
         samples=samples,
         op_profile=op_profile,
         timeout_s=check_timeout(timeout),
-        memory_limit_mb=None if memory_limit is None else check_int(memory_limit, "--memory-limit", 16),
+        memory_limit_mb=None
+        if memory_limit is None
+        else check_int(memory_limit, "--memory-limit", MIN_MEMORY_LIMIT_MB),
     )
     thread_list = parse_ints(threads, "--threads", MAX_THREADS)
     if artifact is not None:
         if model or attention or weights:
             raise MobattnError("give an artifact file or --model/--attention/--weights, not both")
-        backend = artifact_backend(artifact)
+        backend, input_shape = artifact_backend(artifact)
+        if backends is not None and parse_csv(backends, "--backend") != [backend]:
+            raise MobattnError(
+                f"{Path(artifact).name} runs in {backend}; --backend {backends} cannot time it"
+            )
         check_backend(backend, device)
         if len(precisions) != 1:
             raise MobattnError("an artifact file has one precision: give one --precision (its criterion)")
         precision = precisions[0]
         sizes = parse_resolutions(resolution) if resolution else [None]
+        check_file_sizes(artifact, input_shape, sizes)
         configs = api.file_configs(artifact, backend, sizes, thread_list, precision, device, **common)
     else:
-        backend_list = parse_csv(backends, "--backend")
+        backend_list = parse_csv(backends or "torch", "--backend")
         for backend in backend_list:
             check_backend(backend, device)
         settings = dict(backends=backend_list, threads=thread_list, precisions=precisions, devices=[device])
@@ -147,10 +155,28 @@ def command(
         for row in rows:
             if op_profile and row.ok:
                 print_op_profile(row)
-    return 1 if any(r.failed for r in rows) else 0
+    return report_failures(rows)
 
 
 command.help = with_limits(command.help)
+
+
+def check_file_sizes(artifact: str, input_shape: list, sizes: list) -> None:
+    """--resolution fills a file's dynamic height and width; a fixed one cannot change,
+    so a row would name a size that was not measured."""
+    fixed = [d for d in input_shape[2:4] if isinstance(d, int)] if len(input_shape) == 4 else []
+    for size in sizes:
+        if size is None:
+            continue
+        if len(input_shape) != 4:
+            raise MobattnError(f"{Path(artifact).name} takes tokens, not images: --resolution does not apply")
+        if fixed and list(size) != [
+            d if isinstance(d, int) else s for d, s in zip(input_shape[2:4], size, strict=True)
+        ]:
+            shown = "x".join(str(d) for d in input_shape[2:4])
+            raise MobattnError(
+                f"{Path(artifact).name} takes {shown} inputs; --resolution {size[0]}x{size[1]} cannot apply"
+            )
 
 
 def _subject_configs(model, attention, dim, hw, heads, weights, resolution, settings, common) -> list:

@@ -46,6 +46,10 @@ def check_bare_attention(attention, dim, hw, heads) -> tuple[int, int | None]:
     dim = check_int(dim, "--dim", 1, MAX_DIM)
     if heads is not None:
         check_int(heads, "--heads", 1, dim)
+        if dim % heads:
+            raise MobattnError(
+                f"--dim {dim} is not divisible by --heads {heads} (each head takes dim/heads channels)"
+            )
     return dim, heads
 
 
@@ -108,6 +112,19 @@ def progress_bar(title: str, total: int):
         console=err_console,
     )
     return progress, progress.add_task(title, total=total)
+
+
+def report_failures(rows: list) -> int:
+    """One line on stderr per configuration that hit oom, timeout or error (its reason),
+    and the exit code the README promises: 1 when any did, else 0."""
+    from .console import print_error
+
+    failed = [r for r in rows if r.failed]
+    for row in failed:
+        print_error(
+            f"{row.subject_label} {row.backend} t{row.threads} {row.precision}: {row.status}: {row.reason}"
+        )
+    return 1 if failed else 0
 
 
 def measure_with_progress(configs, isolate: bool = True, results=None, title: str = "measuring") -> list:

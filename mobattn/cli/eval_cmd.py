@@ -54,8 +54,7 @@ def command(
 ):
     """Top-1 and top-5 on an ImageFolder tree, with the model's own preprocessing;
     with --artifact, the export's accuracy and its agreement with torch."""
-    from mobattn.bench.results import append_row_dict
-    from mobattn.evaluate import check_artifact, evaluate, image_folder
+    from mobattn.evaluate import check_artifact, check_images, evaluate, image_folder
 
     if weights is not None and not Path(weights).is_file():
         raise MobattnError(f"weights file not found: {weights}")
@@ -64,6 +63,7 @@ def command(
     if limit is not None:
         check_int(limit, "--limit", 1)
     samples, _ = image_folder(data)
+    check_images([path for path, _ in samples[:limit]])  # limit None: all of them
     if artifact:
         check_artifact(artifact, model, attention, resolution)
     total = min(len(samples), limit) if limit else len(samples)
@@ -82,16 +82,10 @@ def command(
             on_batch=lambda n: progress.advance(task, n),
             dataset=dataset,
         )
-    append_row_dict(Path(results), result.to_dict())
-    if result.trusted:
-        err_console.print(f"appended to {results}: a trusted top-1, used by `mobattn table` and `report`")
-    else:
-        print_warning(
-            f"appended to {results} as an untrusted top-1 ({'; '.join(result.caveats)}); "
-            "tables show it in its own column and keep the published figure"
-        )
+    # the result is shown before it is appended: a full disk must not lose what was computed
     if json_out:
-        return print_json([result.to_dict()])
+        print_json([result.to_dict()])
+        return _append(result, results)
     rows = [
         ["images", result.images],
         ["classes", result.classes],
@@ -107,3 +101,18 @@ def command(
         f", artifact {artifact}" if artifact else ""
     )
     console.print(make_table(title, ["", "value"], rows))
+    return _append(result, results)
+
+
+def _append(result, results: str) -> None:
+    """Append the result to the results file and say how tables will use it."""
+    from mobattn.bench.results import append_row_dict
+
+    append_row_dict(Path(results), result.to_dict())
+    if result.trusted:
+        err_console.print(f"appended to {results}: a trusted top-1, used by `mobattn table` and `report`")
+    else:
+        print_warning(
+            f"appended to {results} as an untrusted top-1 ({'; '.join(result.caveats)}); "
+            "tables show it in its own column and keep the published figure"
+        )

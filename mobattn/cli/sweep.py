@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import CONTEXT, json_option, measure_with_progress
+from .common import CONTEXT, json_option, measure_with_progress, report_failures
 from .console import console, err_console, make_table, print_json
 
 
@@ -68,8 +68,9 @@ def command(grid_file, preset, results, shard, no_isolate, dry_run, json_out) ->
             f"{len(configs)} configurations in shard {index}/{count}; {skipped} already in "
             f"{results_path}, {len(todo)} to run"
         )
-        measure_with_progress(todo, isolate=not no_isolate, results=results_path, title="sweep")
+        rows = measure_with_progress(todo, isolate=not no_isolate, results=results_path, title="sweep")
     print_sweep_summary(results_path, json_out, sharded=count > 1)
+    return report_failures(rows)
 
 
 command.help = f"{command.help}\n\nPresets: {_presets()}."
