@@ -7,6 +7,7 @@ import io
 import json
 from dataclasses import asdict, dataclass, field
 
+from mobattn.evaluate import caveats_of
 from mobattn.models import get_model_config
 
 from .row import Row, latest
@@ -50,7 +51,7 @@ def accuracy_for(model: str, attention: str, resolution: int, evals: list[dict])
     published top-1 of the official model (EAA at its published resolution); else n/a.
     An untrusted measurement never replaces a published figure (see :func:`untrusted_for`)."""
     for row in reversed(_evals_of(model, attention, resolution, evals)):
-        if row.get("trusted") is True:
+        if not caveats_of(row):  # judged from what it records, not from its "trusted" field
             return row[
                 "top1"
             ], f"mobattn eval ({row.get('dataset')}, {row.get('images')} images, {row.get('weights')})"
@@ -77,9 +78,8 @@ def published_latency_for(model: str, attention: str, resolution: int) -> str:
 def untrusted_for(model: str, attention: str, resolution: int, evals: list[dict]) -> str:
     """The newest untrusted measurement, with its caveats, for its own column."""
     for row in reversed(_evals_of(model, attention, resolution, evals)):
-        if row.get("trusted") is not True:
-            caveats = "; ".join(row.get("caveats") or ["recorded before mobattn judged evaluations"])
-            return f"{row['top1']:.1f} ({caveats})"
+        if caveats := caveats_of(row):
+            return f"{row['top1']:.1f} ({'; '.join(caveats)})"
     return ""
 
 

@@ -27,7 +27,7 @@ def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -
     from .coreml_reference import load_program
     from .to_coreml import Unvalidated, criterion_for, validate_coreml
 
-    spec, _ = load_program(path)
+    spec, program = load_program(path)
     description = spec.description.input[0]
     image = description.type.WhichOneof("Type") == "imageType"
     if image:
@@ -36,17 +36,50 @@ def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -
         shape = list(description.type.multiArrayType.shape)
     meta = dict(spec.description.metadata.userDefined)
     subject.check_artifact(path, shape, meta)
-    compression = meta.get("compression", "none")
-    criterion = criterion_for(
-        precision or meta.get("precision", "fp16"), None if compression == "none" else compression
-    )
+    content_precision, compression = content_of(program)
+    criterion = criterion_for(precision or content_precision, compression)
+    facts = {
+        "criterion": criterion,
+        "content": criterion_for(content_precision, compression),
+        "metadata": meta,
+    }
+    claimed = criterion_for(meta.get("precision", content_precision), _claimed_compression(meta))
+    if claimed != facts["content"]:
+        facts["claim_disagrees"] = f"its metadata says {claimed!r}, its program is {facts['content']}"
     if image and not subject.is_model:
         raise MobattnError(f"{path.name} takes an image; describe it with --model")
     try:
         agreement = validate_coreml(path, subject, criterion, image, inputs=inputs)
     except Unvalidated as exc:
         raise MobattnError(str(exc)) from None
-    return agreement, {"criterion": criterion, "metadata": meta}
+    return agreement, facts
+
+
+def content_of(program) -> tuple[str, str | None]:
+    """What the ML Program is: its compute precision (fp16 when any op computes in fp16)
+    and its weight compression, read from its ops (``constexpr_affine_dequantize``: int8;
+    ``constexpr_lut_to_dense`` with a 2^n-entry table: palettize n), never from metadata."""
+    from coremltools.converters.mil.mil import types
+
+    ops = list(program.functions["main"].operations)
+    compression = None
+    for op in ops:
+        if op.op_type in ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale"):
+            compression = "int8"
+        elif op.op_type == "constexpr_lut_to_dense":
+            entries = op.inputs["lut"].shape[-1] if op.inputs["lut"].shape else 0
+            compression = f"palettize{max(entries, 1).bit_length() - 1}"
+    dtypes = {
+        types.builtin_to_string(op.outputs[0].dtype)
+        for op in ops
+        if op.outputs and op.op_type != "const" and not op.op_type.startswith("constexpr")
+    }
+    return ("fp16" if "fp16" in dtypes else "fp32"), compression
+
+
+def _claimed_compression(meta: dict) -> str | None:
+    claimed = meta.get("compression", "none")
+    return None if claimed == "none" else claimed
 
 
 def inspect(path: Path, compute_plan: bool = False):

@@ -4,6 +4,7 @@ Manifest.json and Data/, readable files, and a report of fp16 subnormal constant
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mobattn import __version__
+from mobattn.errors import MobattnError
 
 from .subject import Subject
 
@@ -111,3 +113,21 @@ def fp16_subnormals(program) -> dict | None:
         return None
     values = sorted({v for tiny in found.values() for v in tiny})
     return {"count": len(found), "values": values, "first": next(iter(found))}
+
+
+def check_package(path: Path) -> None:
+    """Every item ``Manifest.json`` names lies inside the package's ``Data`` folder: a
+    manifest that points elsewhere (``../../model.mlmodel``) would have Core ML load a
+    model from outside the package."""
+    manifest = path / "Manifest.json"
+    try:
+        entries = json.loads(manifest.read_text(encoding="utf-8"))["itemInfoEntries"]
+        items = [entry["path"] for entry in entries.values()]
+    except FileNotFoundError:
+        raise MobattnError(f"{path} is not an .mlpackage (no Manifest.json)") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise MobattnError(f"{path}: its Manifest.json is not a Core ML package manifest") from None
+    data = (path / "Data").resolve()
+    for item in items:
+        if not isinstance(item, str) or not (data / item).resolve().is_relative_to(data):
+            raise MobattnError(f"{path}: its manifest names {item!r}, outside the package; not loaded")

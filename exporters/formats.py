@@ -14,7 +14,11 @@ module (in the manner of Ultralytics' ``export_formats()``), which implements:
   file against the subject it claims to be (``mobattn validate``);
 - ``inspect(path) -> Inspection``: op histogram and what keeps it off the fast path;
 - ``load_runner(path, threads, device) -> Runner``: the file loaded in its runtime, for
-  ``bench``, ``eval`` and ``validate`` (a target with no runtime here raises MobattnError).
+  ``bench``, ``eval`` and ``validate`` (a target with no runtime here raises MobattnError);
+- ``check_package(path)`` (folder targets): refuse a package whose parts lie outside it.
+
+``validate_file`` judges a file by what it is (its graph, ops and weight types) or by
+what the user states, never by the metadata the file carries about itself.
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ def check_file(path: Path, target: Target) -> None:
     if target.is_folder:
         if not stat.S_ISDIR(info.st_mode):
             raise MobattnError(f"{path} is not a {target.suffix} package (a folder)")
+        _check_contained(path)
+        target.implementation().check_package(path)
         return
     if not stat.S_ISREG(info.st_mode):
         raise MobattnError(f"{path} is not a regular file")
@@ -48,6 +50,20 @@ def check_file(path: Path, target: Target) -> None:
             f.seek(offset)
             if f.read(len(magic)) != magic:
                 raise MobattnError(f"{path} is not a {target.suffix} file (no {magic.decode()} header)")
+
+
+def _check_contained(package: Path) -> None:
+    """A package holds plain files and folders only: a link could make a runtime read
+    something outside it (mobattn's exports never contain one)."""
+    if package.is_symlink():
+        raise MobattnError(f"{package} is a link; give the package itself")
+    for root, folders, files in os.walk(package):
+        for name in folders + files:
+            entry = Path(root) / name
+            if entry.is_symlink():
+                raise MobattnError(f"{package} holds a link ({entry.relative_to(package)}): not a package")
+            if not (entry.is_dir() or entry.is_file()):
+                raise MobattnError(f"{package} holds {entry.relative_to(package)}, not a plain file")
 
 
 def probe_file(path: str | Path, action: str = "use", facts: bool = False) -> dict:

@@ -24,9 +24,10 @@ from mobattn.models import get_model_config, imagenet_classes
 from .agreement import Agreement, agreement_on
 from .ane_rules import analyze
 from .coreml_artifact import inspect, load_runner, validate_file  # noqa: F401  (the target's file side)
-from .coreml_package import (
+from .coreml_package import (  # noqa: F401  (check_package: the target's package check)
     LABEL_OUTPUT,
     PROBABILITIES_OUTPUT,
+    check_package,
     fp16_subnormals,
     make_readable,
     remove_side_files,

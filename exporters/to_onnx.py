@@ -277,15 +277,41 @@ def load_runner(path: Path, threads: int = 1, device: str = "cpu") -> Runner:
     )
 
 
+def precision_of(model: onnx.ModelProto) -> str:
+    """What the graph is: ``int8`` with quantize/dequantize nodes or 8-bit initializers,
+    ``fp16`` with half-precision initializers, else ``fp32``."""
+    ops = {node.op_type for node in model.graph.node}
+    types = {init.data_type for init in model.graph.initializer}
+    if ops & {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "QLinearConv",
+        "QLinearMatMul",
+        "MatMulInteger",
+    } or types & {
+        onnx.TensorProto.INT8,
+        onnx.TensorProto.UINT8,
+    }:
+        return "int8"
+    return "fp16" if onnx.TensorProto.FLOAT16 in types else "fp32"
+
+
 def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -> tuple[Agreement, dict]:
-    """An existing .onnx against ``subject`` (``mobattn validate``)."""
+    """An existing .onnx against ``subject`` (``mobattn validate``). The criterion is the
+    one for what the graph is (or what the user states), never the file's own metadata,
+    which is editable text; a claim that disagrees with the content is reported."""
     runner = load_runner(path)
     subject.check_artifact(path, runner.input_shape, runner.metadata)
-    criterion = precision or runner.metadata.get("precision", "fp32")
-    return validate_onnx(path, subject.module, subject, criterion, inputs=inputs), {
-        "criterion": criterion,
-        "metadata": runner.metadata,
-    }
+    try:
+        content = precision_of(onnx.load(str(path), load_external_data=False))
+    except Exception as exc:  # noqa: BLE001 - an unreadable graph is a corrupt artifact
+        raise MobattnError(f"cannot read {path}: {first_line(exc)}") from None
+    criterion = precision or content
+    facts = {"criterion": criterion, "content": content, "metadata": runner.metadata}
+    claimed = runner.metadata.get("precision")
+    if claimed is not None and claimed != content:
+        facts["claim_disagrees"] = f"its metadata says {claimed!r}, its graph is {content}"
+    return validate_onnx(path, subject.module, subject, criterion, inputs=inputs), facts
 
 
 def inspect(path: Path, compute_plan: bool = False):

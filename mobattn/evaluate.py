@@ -146,6 +146,8 @@ class EvalResult:
     data: str = ""
     dataset: str | None = None  # the name the user gave the data (e.g. imagenet-1k-val)
     num_classes: int = 1000  # classes the model predicts
+    class_counts: list[int] = field(default_factory=list)  # images evaluated per class folder
+    limit: int | None = None  # --limit: a class-balanced, seeded sample (see select_samples)
     caveats: list[str] = field(default_factory=list)  # why this is not a trustworthy top-1
 
     @property
@@ -161,19 +163,87 @@ class EvalResult:
 # classes, with trained weights, over enough images: 10,000 images (a fifth of ImageNet's
 # validation set) put a top-1 near 80% within about +-0.8 points (95% interval).
 MIN_TRUSTED_IMAGES = 10_000
+LIMIT_SEED = 0  # --limit's sample is the same on every run
 
 
-def caveats_of(result: EvalResult) -> list[str]:
-    """Why ``result`` is not a trustworthy top-1 (empty when it is)."""
+@dataclass(frozen=True)
+class KnownDataset:
+    """What a named dataset is, so that an evaluation can be checked against it."""
+
+    classes: int
+    images_per_class: int
+    source: str
+
+
+KNOWN_DATASETS = {
+    "imagenet-1k-val": KnownDataset(1000, 50, "ILSVRC2012 validation set: 50 images of each of 1000 classes"),
+}
+
+
+def select_samples(samples: list[tuple[Path, int]], limit: int | None) -> list[tuple[Path, int]]:
+    """All samples, or ``limit`` of them spread evenly over the classes (a seeded shuffle
+    within each class, then one class after another): never the first N files, which in a
+    sorted ImageNet folder are its first classes only."""
+    if not limit or limit >= len(samples):
+        return samples
+    rng = np.random.default_rng(LIMIT_SEED)
+    by_class: dict[int, list[tuple[Path, int]]] = {}
+    for sample in samples:
+        by_class.setdefault(sample[1], []).append(sample)
+    queues = [[group[i] for i in rng.permutation(len(group))] for _, group in sorted(by_class.items())]
+    chosen: list[tuple[Path, int]] = []
+    while len(chosen) < limit:
+        for queue in queues:
+            if queue and len(chosen) < limit:
+                chosen.append(queue.pop())
+    return chosen
+
+
+def class_counts(samples: list[tuple[Path, int]], classes: int) -> list[int]:
+    counts = [0] * classes
+    for _, label in samples:
+        counts[label] += 1
+    return counts
+
+
+def caveats_of(result: EvalResult | dict) -> list[str]:
+    """Why an evaluation is not a trustworthy top-1 (empty when it is), judged from what
+    it records, never from a ``trusted`` field: a results file is editable text. For a
+    known dataset the images must cover its classes in its proportions."""
+    record = result if isinstance(result, dict) else asdict(result)
     caveats = []
-    if result.weights is None:
+    if record.get("weights") is None:
         caveats.append("random weights (no --weights)")
-    if result.dataset is None:
+    dataset = record.get("dataset")
+    if dataset is None:
         caveats.append("dataset not named (--dataset)")
-    if result.classes != result.num_classes:
-        caveats.append(f"{result.classes} classes in the data, the model predicts {result.num_classes}")
-    if result.images < MIN_TRUSTED_IMAGES:
-        caveats.append(f"{result.images} images (fewer than {MIN_TRUSTED_IMAGES})")
+    if record.get("classes") != record.get("num_classes"):
+        caveats.append(
+            f"{record.get('classes')} classes in the data, the model predicts {record.get('num_classes')}"
+        )
+    if (record.get("images") or 0) < MIN_TRUSTED_IMAGES:
+        caveats.append(f"{record.get('images')} images (fewer than {MIN_TRUSTED_IMAGES})")
+    counts = record.get("class_counts") or []
+    known = KNOWN_DATASETS.get(dataset or "")
+    if not counts:
+        caveats.append("recorded before mobattn checked class coverage")
+    elif dataset is not None and known is None:
+        caveats.append(f"'{dataset}' is not a dataset mobattn knows: its class proportions cannot be checked")
+    elif known is not None:
+        caveats += _coverage_caveats(counts, known, record.get("limit"))
+    return caveats
+
+
+def _coverage_caveats(counts: list[int], known: KnownDataset, limit: int | None) -> list[str]:
+    caveats = []
+    if len(counts) != known.classes:
+        caveats.append(f"{len(counts)} class folders, the dataset has {known.classes}")
+    if min(counts) == 0:
+        caveats.append(f"{counts.count(0)} classes have no image evaluated")
+    if max(counts) - min(counts) > 1:
+        caveats.append(f"{min(counts)}..{max(counts)} images per class: not the dataset's proportions")
+    elif not limit and max(counts) != known.images_per_class:
+        caveats.append(f"{max(counts)} images per class, the dataset has {known.images_per_class}")
     return caveats
 
 
@@ -218,8 +288,7 @@ def evaluate(
     config = get_model_config(model_name)
     resolution = resolution or config.input_size[-1]
     samples, classes = image_folder(data)
-    if limit:
-        samples = samples[:limit]
+    samples = select_samples(samples, limit)
     if len(classes) > num_classes:
         raise MobattnError(f"--data has {len(classes)} classes but the model predicts {num_classes}")
     model = create_model(model_name, attention=attention, weights=weights, num_classes=num_classes).eval()
@@ -255,6 +324,8 @@ def evaluate(
         data=str(data),
         dataset=dataset,
         num_classes=num_classes,
+        class_counts=class_counts(samples, len(classes)),
+        limit=limit,
     )
     result.caveats = caveats_of(result)
     return result

@@ -64,10 +64,9 @@ def attention_rows():
 
 def test_accuracy_sources_in_order_and_untrusted_evals_never_replace_published():
     base = dict(model="swiftformer_xs", attention="eaa", resolution=224, artifact=None, weights="w.pth")
-    trusted = dict(base, top1=74.9, images=50000, dataset="imagenet-1k-val", trusted=True, caveats=[])
-    tiny = dict(
-        base, top1=0.0, images=9, dataset=None, trusted=False, caveats=["9 images (fewer than 10000)"]
-    )
+    whole = dict(classes=1000, num_classes=1000, class_counts=[50] * 1000)
+    trusted = dict(base, top1=74.9, images=50000, dataset="imagenet-1k-val", trusted=True, **whole)
+    tiny = dict(base, top1=0.0, images=9, dataset="imagenet-1k-val", trusted=False, **whole)
     assert accuracy_for("swiftformer_xs", "eaa", 224, [trusted]) == (
         74.9,
         "mobattn eval (imagenet-1k-val, 50000 images, w.pth)",
@@ -75,6 +74,10 @@ def test_accuracy_sources_in_order_and_untrusted_evals_never_replace_published()
     top1, source = accuracy_for("swiftformer_xs", "eaa", 224, [tiny])  # the tiny run does not count
     assert top1 == 75.7 and source.startswith("published") and "ICCV 2023" in source
     assert untrusted_for("swiftformer_xs", "eaa", 224, [tiny]) == "0.0 (9 images (fewer than 10000))"
+    # a record is judged from what it holds: an edited "trusted" field or a gamed folder never counts
+    forged = dict(trusted, class_counts=[50000] + [0] * 999)
+    assert accuracy_for("swiftformer_xs", "eaa", 224, [forged])[0] == 75.7
+    assert "999 classes have no image" in untrusted_for("swiftformer_xs", "eaa", 224, [forged])
     old = dict(base, top1=1.0, images=9)  # written before evaluations were judged: untrusted
     assert accuracy_for("swiftformer_xs", "eaa", 224, [old])[0] == 75.7
     assert accuracy_for("swiftformer_xs", "eaa", 320, [])[0] is None  # published only at its resolution

@@ -7,7 +7,6 @@ line on stderr and exit code 2; warnings are one yellow line.
 
 from __future__ import annotations
 
-import errno
 import importlib
 import sys
 import warnings
@@ -86,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     except (click.Abort, KeyboardInterrupt):
         print_error("interrupted")
         return 130
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES) or _state["debug"]:
+    except OSError as exc:  # a path the user gave that the system refuses: full, read-only, too long ...
+        if _state["debug"]:
             raise
-        print_error(f"{exc.strerror}: {exc.filename or ''}".rstrip(": "))
+        print_error(f"{exc.strerror or type(exc).__name__}: {exc.filename or ''}".rstrip(": "))
         return 2
     except (MemoryError, RuntimeError) as exc:
         if not is_out_of_memory(exc):

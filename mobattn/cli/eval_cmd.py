@@ -27,7 +27,7 @@ from .console import console, err_console, make_table, print_json, print_warning
     help="Evaluate this export (.onnx or .pte) instead, vs torch.",
 )
 @click.option("--batch", type=int, default=32, show_default=True)
-@click.option("--limit", type=int, help="Only the first N images.")
+@click.option("--limit", type=int, help="Only N images, spread evenly over the classes (a seeded sample).")
 @click.option("--num-classes", type=int, default=1000, show_default=True)
 @click.option("--dataset", help="Name of the data, e.g. imagenet-1k-val (needed for a trusted top-1).")
 @click.option(
@@ -54,7 +54,7 @@ def command(
 ):
     """Top-1 and top-5 on an ImageFolder tree, with the model's own preprocessing;
     with --artifact, the export's accuracy and its agreement with torch."""
-    from mobattn.evaluate import check_artifact, check_images, evaluate, image_folder
+    from mobattn.evaluate import check_artifact, check_images, evaluate, image_folder, select_samples
 
     if weights is not None and not Path(weights).is_file():
         raise MobattnError(f"weights file not found: {weights}")
@@ -63,7 +63,7 @@ def command(
     if limit is not None:
         check_int(limit, "--limit", 1)
     samples, _ = image_folder(data)
-    check_images([path for path, _ in samples[:limit]])  # limit None: all of them
+    check_images([path for path, _ in select_samples(samples, limit)])
     if artifact:
         check_artifact(artifact, model, attention, resolution)
     total = min(len(samples), limit) if limit else len(samples)

@@ -8,7 +8,7 @@ from mobattn.exporters.formats import PRECISIONS
 from mobattn.parsing import parse_resolution
 
 from .common import CONTEXT, build_subject, json_option, own_resolution
-from .console import console, make_table, print_json, print_status_line
+from .console import console, make_table, print_json, print_status_line, print_warning
 
 
 @click.command("validate", context_settings=CONTEXT)
@@ -59,6 +59,8 @@ def command(
     with user_tolerance(rtol, atol):
         agreement, facts = validate_artifact(artifact, subject, precision, image_arrays)
     record = {"artifact": artifact, **agreement.to_dict(), **facts}
+    if "claim_disagrees" in facts:
+        print_warning(f"{artifact}: {facts['claim_disagrees']}; judged as {facts['criterion']}")
     if not agreement.passed:
         print_status_line(f"{artifact}: does not agree with torch ({agreement.note or agreement.criterion})")
     if json_out:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mobattn.errors import MobattnError
+from mobattn.errors import MobattnError, first_line
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -26,8 +26,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             "never unpickles; save a plain state_dict (torch.save(model.state_dict(), path))"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MobattnError(f"cannot read weights {path}: {first_line}") from None
+        raise MobattnError(f"cannot read weights {path}: {first_line(exc)}") from None
     if isinstance(obj, dict):
         for key in ("model", "state_dict"):
             if key in obj and isinstance(obj[key], dict):
@@ -50,12 +49,30 @@ def describe_mismatch(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> 
         for k in own
         if k in state_dict and state_dict[k].shape != own[k].shape
     ]
+    mistyped = [  # a float parameter given as bool/int (or the reverse) is not a cast away
+        f"{k} {str(state_dict[k].dtype).removeprefix('torch.')} vs {str(own[k].dtype).removeprefix('torch.')}"
+        for k in own
+        if k in state_dict and _kind(state_dict[k].dtype) != _kind(own[k].dtype)
+    ]
     parts = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+    kinds = (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("mis-shaped", misshaped),
+        ("mis-typed", mistyped),
+    )
+    for label, keys in kinds:
         if keys:
             more = f" (+{len(keys) - 1} more)" if len(keys) > 1 else ""
             parts.append(f"{len(keys)} {label}: {keys[0]}{more}")
     return "; ".join(parts) or None
+
+
+def _kind(dtype: torch.dtype) -> str:
+    """float (any width: an fp16 checkpoint loads into fp32), bool, or integer."""
+    if dtype.is_floating_point:
+        return "float"
+    return "bool" if dtype == torch.bool else "integer"
 
 
 def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.Module:
@@ -64,8 +81,12 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.
     problem = describe_mismatch(model, state_dict)
     if problem and strict:
         raise MobattnError(f"weights {Path(path).name} do not fit {type(model).__name__}: {problem}")
-    if not strict:  # shapes must still agree for the keys that are loaded
+    if not strict:  # shapes and kinds must still agree for the keys that are loaded
         own = model.state_dict()
-        state_dict = {k: v for k, v in state_dict.items() if k in own and v.shape == own[k].shape}
+        state_dict = {
+            k: v
+            for k, v in state_dict.items()
+            if k in own and v.shape == own[k].shape and _kind(v.dtype) == _kind(own[k].dtype)
+        }
     model.load_state_dict(state_dict, strict=strict)
     return model
