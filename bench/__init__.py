@@ -3,23 +3,33 @@ backends, threads, precisions and sizes; sweeps and their JSONL results.
 
     from mobattn.bench import measure, model_configs
     rows = measure(model_configs(["swiftformer_xs"], backends=["onnxruntime"]))
+
+The names below are imported on first use (PEP 562), so the command line can read the
+tables without importing torch.
 """
 
-from .api import attention_configs, file_configs, measure, measure_missing, model_configs
-from .config import BACKENDS, BenchConfig
-from .measurement import Measurement
-from .row import Row
-from .timer import TimingPolicy
+from importlib import import_module
 
-__all__ = [
-    "BACKENDS",
-    "BenchConfig",
-    "Measurement",
-    "Row",
-    "TimingPolicy",
-    "attention_configs",
-    "file_configs",
-    "measure",
-    "measure_missing",
-    "model_configs",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "attention_configs": "mobattn.bench.api",
+    "file_configs": "mobattn.bench.api",
+    "measure": "mobattn.bench.api",
+    "measure_missing": "mobattn.bench.api",
+    "model_configs": "mobattn.bench.api",
+    "BACKENDS": "mobattn.bench.config",
+    "BenchConfig": "mobattn.bench.config",
+    "Measurement": "mobattn.bench.measurement",
+    "Row": "mobattn.bench.row",
+    "TimingPolicy": "mobattn.bench.timer",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mobattn.bench' has no attribute {name!r}")

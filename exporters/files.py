@@ -93,17 +93,23 @@ def exchange(a: Path, b: Path) -> bool:
     return _renameat2(a, b, RENAME_EXCHANGE)
 
 
+def staging_folder(path: Path) -> Path:
+    """A new hidden folder beside ``path``, named after it and this process (so a later
+    write removes it if this run is killed: :func:`clean_stale_staging`)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_staging(path)
+        return Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.partial-", dir=path.parent))
+    except OSError as exc:
+        raise MobattnError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 @contextlib.contextmanager
 def staged(path: Path, force: bool) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only if the
     block succeeds (files and directories such as .mlpackage alike)."""
     check_writable(path, force)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        clean_stale_staging(path)
-        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.partial-", dir=path.parent))
-    except OSError as exc:
-        raise MobattnError(f"cannot write {path}: {exc.strerror or exc}") from None
+    tmp_dir = staging_folder(path)
     tmp = tmp_dir / path.name
     try:
         try:
@@ -139,12 +145,7 @@ def write_folder(folder: Path, files: dict[str, bytes], force: bool) -> None:
     file of that name is refused, also one that appears while this runs."""
     for name in files:
         check_writable(folder / name, force)
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        clean_stale_staging(folder)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{os.getpid()}.partial-", dir=folder.parent))
-    except OSError as exc:
-        raise MobattnError(f"cannot write {folder}: {exc.strerror or exc}") from None
+    staging = staging_folder(folder)
     try:
         kept = _link_others(folder, staging, set(files))
         for name, content in files.items():

@@ -90,9 +90,30 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Weights and compute in fp16, inputs and outputs kept fp32. The converter leaves
+    every fp32 initializer in the file beside its fp16 copy; those no node reads are
+    dropped, or an fp16 file would be larger than the fp32 one."""
     from onnxsim.onnx_simplifier import quantize_fp16
 
-    return quantize_fp16(model, keep_io_types=True)
+    return drop_unused_initializers(quantize_fp16(model, keep_io_types=True))
+
+
+def drop_unused_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Remove the initializers no node (nor subgraph, nor output) reads."""
+    used = {name for node in model.graph.node for name in node.input}
+    used |= {
+        name
+        for node in model.graph.node
+        for attr in node.attribute
+        if attr.g
+        for n in attr.g.node
+        for name in n.input
+    }
+    used |= {output.name for output in model.graph.output}
+    kept = [init for init in model.graph.initializer if init.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    return model
 
 
 def _add_metadata(model: onnx.ModelProto, subject: Subject, precision: str, dynamic: bool) -> None:

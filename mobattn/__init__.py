@@ -1,17 +1,29 @@
-"""mobattn: efficient attention for mobile vision, implemented, exported and measured."""
+"""mobattn: efficient attention for mobile vision, implemented, exported and measured.
+
+The names below are imported on first use (PEP 562), so ``mobattn --help`` and argument
+errors start without importing torch.
+"""
+
+from importlib import import_module
 
 __version__ = "0.2.0"
 
-from .attention import create_attention, list_attentions
-from .errors import MobattnError
-from .models import create_model, get_model_config, list_models
+# public name -> the module that defines it
+_EXPORTS = {
+    "MobattnError": "mobattn.errors",
+    "create_attention": "mobattn.attention",
+    "list_attentions": "mobattn.attention",
+    "create_model": "mobattn.models",
+    "get_model_config": "mobattn.models",
+    "list_models": "mobattn.models",
+}
 
-__all__ = [
-    "__version__",
-    "MobattnError",
-    "create_attention",
-    "create_model",
-    "get_model_config",
-    "list_attentions",
-    "list_models",
-]
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mobattn' has no attribute {name!r}")

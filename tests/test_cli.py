@@ -128,3 +128,15 @@ def test_list_models_smallest_first(cli):
     assert params == sorted(params)
     swiftformers = [m["model"] for m in infos if m["model"].startswith("swiftformer")]
     assert swiftformers == ["swiftformer_xs", "swiftformer_s", "swiftformer_l1", "swiftformer_l3"]
+
+
+def test_help_imports_no_torch():
+    """`mobattn --help` once took 1.8 s, most of it importing torch before parsing."""
+    code = (
+        "import sys\n"
+        "from mobattn.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, 'onnx' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout + out.stderr

@@ -136,6 +136,18 @@ def test_fp16_onnx_keeps_float32_io(tmp_path):
     assert record.validation["max_rel"] < agreement.TOLERANCE["fp16"]
 
 
+def test_fp16_onnx_is_half_the_fp32_file(tmp_path):
+    """The fp16 file once kept every fp32 weight beside its fp16 copy (1.5x the fp32 size)."""
+    subject = attention_subject("mhsa", 256, (4, 4))  # weight-dominated: 263k parameters
+    fp32 = export(subject, "onnx", tmp_path, precision="fp32")
+    fp16 = export(subject, "onnx", tmp_path, precision="fp16")
+    assert fp32.status == fp16.status == "ok"
+    assert fp16.size_bytes <= 0.55 * fp32.size_bytes, (fp16.size_bytes, fp32.size_bytes)
+    model = onnx.load(fp16.path)
+    read = {name for node in model.graph.node for name in node.input}
+    assert all(init.name in read for init in model.graph.initializer)  # no unused weight left
+
+
 def test_validation_failure_exits_1_and_keeps_nothing(tmp_path, cli, monkeypatch):
     monkeypatch.setitem(agreement.TOLERANCE, "fp32", 1e-12)
     result = cli(f"export --attention mhsa --dim 32 --hw 4x4 --out {tmp_path}")

@@ -48,37 +48,38 @@ def test_a_fifo_or_an_empty_file_is_one_line(tmp_path, cli):
 def test_metadata_claiming_int8_does_not_loosen_the_criterion(tmp_path, cli):
     """An fp32 graph with perturbed weights whose metadata says int8 passed with int8's
     cosine criterion."""
-    import numpy as np
-    import onnx
-    from onnx import numpy_helper
-
     assert cli(f"export --attention eaa --dim 64 --hw 14x14 --to onnx --out {tmp_path}").code == 0
     path = tmp_path / "eaa-dim64-14x14.onnx"
-    model = onnx.load(str(path))
-    weight = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
-    rng = np.random.default_rng(0)
-    values = numpy_helper.to_array(weight)
-    perturbed = values * (1 + 0.1 * rng.standard_normal(values.shape)).astype(np.float32)
-    weight.CopyFrom(numpy_helper.from_array(perturbed, weight.name))
-    for entry in model.metadata_props:
-        if entry.key == "precision":
-            entry.value = "int8"
-    forged = tmp_path / "forged.onnx"
-    onnx.save(model, str(forged))
+    forged = _with_precision_claim(path, "int8", tmp_path / "forged.onnx", perturb=True)
     result = cli(f"validate {forged} --attention eaa --dim 64 --hw 14x14 --json")
     assert result.code == 1, result.err  # judged as the fp32 graph it is: outside 1e-4
     (record,) = result.json()
     assert record["criterion"] == "fp32" and record["content"] == "fp32"
     assert "metadata says 'int8'" in record["claim_disagrees"] and "its graph is fp32" in result.err
     # an unexpected value in the metadata once gave a KeyError traceback
-    model = onnx.load(str(path))
-    for entry in model.metadata_props:
-        if entry.key == "precision":
-            entry.value = "bogus"
-    odd = tmp_path / "odd.onnx"
-    onnx.save(model, str(odd))
+    odd = _with_precision_claim(path, "bogus", tmp_path / "odd.onnx")
     result = cli(f"validate {odd} --attention eaa --dim 64 --hw 14x14")
     assert result.code == 0 and "metadata says 'bogus'" in result.err and "Traceback" not in result.err
+
+
+def _with_precision_claim(path, claim: str, out, perturb: bool = False):
+    """A copy of an ONNX export whose metadata claims ``claim``, its largest weight
+    perturbed by 10% on request."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    if perturb:
+        weight = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+        values = numpy_helper.to_array(weight)
+        noise = np.random.default_rng(0).standard_normal(values.shape).astype(np.float32)
+        weight.CopyFrom(numpy_helper.from_array(values * (1 + 0.1 * noise), weight.name))
+    for entry in model.metadata_props:
+        if entry.key == "precision":
+            entry.value = claim
+    onnx.save(model, str(out))
+    return out
 
 
 # 2. a package that reaches outside itself is not one ----------------------------------

@@ -11,13 +11,20 @@ from .common import CONTEXT, json_option, measure_with_progress, report_failures
 from .console import console, err_console, make_table, print_json
 
 
-def _presets() -> str:
-    from mobattn.bench.sweep import PRESETS
+class _SweepCommand(click.Command):
+    """Names the presets in ``mobattn sweep --help`` only: reading them imports the
+    registries (and torch), which ``mobattn --help`` must not pay for."""
 
-    return ", ".join(PRESETS)
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from mobattn.bench.sweep import PRESETS
+
+        super().format_help_text(ctx, formatter)
+        with formatter.indentation():
+            formatter.write_paragraph()
+            formatter.write_text(f"Presets: {', '.join(PRESETS)}.")
 
 
-@click.command("sweep", context_settings=CONTEXT)
+@click.command("sweep", cls=_SweepCommand, context_settings=CONTEXT)
 @click.argument("grid_file", required=False, type=click.Path(dir_okay=False))
 @click.option("--preset", help="A named grid (see below).")
 @click.option(
@@ -71,9 +78,6 @@ def command(grid_file, preset, results, shard, no_isolate, dry_run, json_out) ->
         rows = measure_with_progress(todo, isolate=not no_isolate, results=results_path, title="sweep")
     print_sweep_summary(results_path, json_out, sharded=count > 1)
     return report_failures(rows)
-
-
-command.help = f"{command.help}\n\nPresets: {_presets()}."
 
 
 def print_sweep_summary(results_path: Path, json_out: bool, sharded: bool = False) -> None:
