@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 BENCH := results/benchmarks
 
-.PHONY: venv test test-fast lint wheel-check run benchmarks clean
+.PHONY: venv test test-fast lint wheel-check run benchmarks gpu-wheels clean
 
 venv: $(STAMP)
 
@@ -76,6 +76,12 @@ benchmarks: venv
 	$(BIN)/python bench/scripts/mobile_usability.py > $(BENCH)/mobile_usability.md
 	$(BIN)/python bench/scripts/ane_layout.py > $(BENCH)/ane_layout.md
 	$(BIN)/mobattn report $(BENCH)/attention-scaling.jsonl $(BENCH)/precision.jsonl $(BENCH)/precision-models.jsonl $(BENCH)/runtime-parity.jsonl $(BENCH)/families.jsonl $(BENCH)/swap-experiment.jsonl --out docs/benchmarks --page BENCHMARKS.md --force
+
+# Wheels the GPU machine lacks (it has torch and no internet), for bench/scripts/gpu_sweep.sh:
+# carried to it as the ignored folder .gpu-wheels/.
+gpu-wheels: venv
+	$(BIN)/python -m pip download --quiet --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+		-d .gpu-wheels -c constraints.txt click rich numpy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache exports results/quick*

@@ -72,12 +72,15 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def check_backend(backend: str, device: str) -> None:
-    """The backend and device exist and can run here, checked before anything runs
-    (a precision a backend does not measure is a ``skipped`` row, see api.measure)."""
+def check_backend(backend: str, device: str, here: bool = True) -> None:
+    """The backend and device exist and (``here``) can run on this machine, checked
+    before anything runs (a precision a backend does not measure is a ``skipped`` row,
+    see api.measure). ``here=False`` checks the names only, for a plan (``--dry-run``)."""
     spec = get_backend(backend)
     if device not in DEVICES:
         raise unknown_name_error("device", device, list(DEVICES))
+    if not here:
+        return
     if spec.requires:
         resolve(spec.requires)()
     check_device(device)
@@ -90,10 +93,16 @@ def check_device(device: str) -> None:
         )
 
 
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# torch.compile's mode per compiled backend
+COMPILE_MODES = {"torch-compile": "max-autotune-no-cudagraphs", "torch-cudagraphs": "reduce-overhead"}
+
+
 def prepare_torch(config: BenchConfig, artifact: Artifact | None = None) -> Prepared:
+    """The module in eager mode, in the configuration's dtype on its device."""
     subject = build_subject(config)
     device = torch.device(config.device)
-    dtype = torch.float16 if config.precision == "fp16" else torch.float32
+    dtype = DTYPES[config.precision]
     module = subject.module.to(device=device, dtype=dtype).eval()
     x = subject.example_input().to(device=device, dtype=dtype)
 
@@ -103,6 +112,31 @@ def prepare_torch(config: BenchConfig, artifact: Artifact | None = None) -> Prep
 
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     return Prepared(run, sync, subject.module, subject.example_input(), details={"torch": torch.__version__})
+
+
+def prepare_compiled(config: BenchConfig, artifact: Artifact | None = None) -> Prepared:
+    """The module through ``torch.compile`` (inductor), compiled and run once before the
+    timer starts: ``details.compile_s`` is that first call, apart from the latency."""
+    import time
+
+    prepared = prepare_torch(config)
+    eager = prepared.module.to(device=config.device, dtype=DTYPES[config.precision]).eval()
+    compiled = torch.compile(eager, mode=COMPILE_MODES[config.backend], fullgraph=False)
+    x = prepared.example.to(device=config.device, dtype=DTYPES[config.precision])
+
+    def run():
+        with torch.inference_mode():
+            return compiled(x)
+
+    start = time.perf_counter()
+    run()
+    if prepared.sync:
+        prepared.sync()
+    prepared.run = run
+    prepared.details.update(
+        compile_s=round(time.perf_counter() - start, 3), mode=COMPILE_MODES[config.backend]
+    )
+    return prepared
 
 
 def target_of(config: BenchConfig) -> Target | None:

@@ -52,9 +52,25 @@ BACKENDS: dict[str, Backend] = {
         Backend(
             "torch",
             None,
-            {"cpu": ("fp32",), "cuda": ("fp32", "fp16")},
+            {"cpu": ("fp32",), "cuda": ("fp32", "fp16", "bf16")},
             "PyTorch eager",
             prepare="mobattn.bench.backends:prepare_torch",
+        ),
+        # torch.compile (inductor) on the GPU; compile time is in the row's details,
+        # apart from the steady-state latency
+        Backend(
+            "torch-compile",
+            None,
+            {"cuda": ("fp32", "fp16", "bf16")},
+            "torch.compile (inductor), no CUDA graphs",
+            prepare="mobattn.bench.backends:prepare_compiled",
+        ),
+        Backend(
+            "torch-cudagraphs",
+            None,
+            {"cuda": ("fp32", "fp16", "bf16")},
+            "torch.compile (inductor) with CUDA graphs (mode reduce-overhead)",
+            prepare="mobattn.bench.backends:prepare_compiled",
         ),
         Backend(
             "onnxruntime",
@@ -81,9 +97,13 @@ def get_backend(name: str) -> Backend:
     return BACKENDS[name]
 
 
+# What a measurement may run in: the export precisions, and bf16 (torch on CUDA).
+MEASURED_PRECISIONS = (*PRECISIONS, "bf16")
+
+
 def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise unknown_name_error("precision", str(precision), list(PRECISIONS))
+    if precision not in MEASURED_PRECISIONS:
+        raise unknown_name_error("precision", str(precision), list(MEASURED_PRECISIONS))
     return precision
 
 

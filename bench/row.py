@@ -28,6 +28,8 @@ SETTING_FIELDS = ("backend", "device", "threads", "precision", "profile")
 # Environment fields that make two runs comparable: same machine, same libraries (the
 # runtime's own only for its rows: installing ExecuTorch does not change a torch row).
 ENV_KEYS = ("cpu", "cores", "machine", "torch", "mobattn")
+# ... and for CUDA rows the GPU: two GPUs behind one CPU model never share an identity
+GPU_KEYS = ("gpu", "cuda", "gpu_driver")
 
 
 # Fields renamed since version 0.1 (the figures were always MiB): old files still read.
@@ -39,10 +41,11 @@ LEGACY_NAMES = {
 }
 
 
-def env_fingerprint(environment: Mapping[str, Any], backend: str | None = None) -> tuple:
+def env_fingerprint(environment: Mapping[str, Any], backend: str | None = None, device: str = "cpu") -> tuple:
     from .config import BACKENDS
 
     keys = ENV_KEYS + (BACKENDS[backend].env_keys if backend in BACKENDS else ())
+    keys += GPU_KEYS if device == "cuda" else ()
     return tuple((k, environment.get(k)) for k in keys)
 
 
@@ -188,7 +191,8 @@ def _native(model: str | None) -> str:
 def identity_of(values: Mapping[str, Any]) -> tuple:
     """The identity of a row or of a planned configuration (see :meth:`Row.identity`)."""
     subject = tuple(_hashable(values.get(k)) for k in SUBJECT_FIELDS + SETTING_FIELDS)
-    return subject + env_fingerprint(values.get("environment") or {}, values.get("backend"))
+    environment = values.get("environment") or {}
+    return subject + env_fingerprint(environment, values.get("backend"), values.get("device") or "cpu")
 
 
 def latest(rows: Iterable[Row]) -> list[Row]:

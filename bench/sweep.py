@@ -10,7 +10,7 @@ from pathlib import Path
 from mobattn.attention import list_attentions
 from mobattn.errors import MobattnError, unknown_name_error
 from mobattn.models import get_model_config, list_models, models_by_family, swap_for
-from mobattn.parsing import MAX_DIM, MAX_THREADS, check_hw, check_int, check_resolution
+from mobattn.parsing import MAX_BATCH, MAX_DIM, MAX_THREADS, check_hw, check_int, check_resolution
 
 from .api import attention_configs, model_configs
 from .config import (
@@ -41,6 +41,7 @@ class Grid:
     threads: list[int] = field(default_factory=lambda: [1])
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
     devices: list[str] = field(default_factory=lambda: ["cpu"])
+    batches: list[int] = field(default_factory=lambda: [1])  # >1: throughput (images/s)
     profile: str = "default"
     timeout_s: float = 300.0
     memory_limit_mb: int | None = None
@@ -58,6 +59,7 @@ class Grid:
             "threads",
             "precisions",
             "devices",
+            "batches",
         ):
             if not isinstance(getattr(self, name), list):
                 raise MobattnError(f"sweep: {name} must be a list, got {getattr(self, name)!r}")
@@ -77,6 +79,7 @@ class Grid:
             ("threads", self.threads),
             ("precisions", self.precisions),
             ("devices", self.devices),
+            ("batches", self.batches),
         ):
             if not values:
                 raise MobattnError(f"sweep: {option} is empty")
@@ -84,6 +87,8 @@ class Grid:
             check_int(v, "sweep: dims", 1, MAX_DIM)
         for v in self.threads:
             check_int(v, "sweep: threads", 1, MAX_THREADS)
+        for v in self.batches:
+            check_int(v, "sweep: batches", 1, MAX_BATCH)
         for hw in self.hws:
             check_hw(hw, "sweep: hws")
         for v in self.resolutions:
@@ -98,7 +103,11 @@ class Grid:
 
     def configs(self) -> list[BenchConfig]:
         """Every configuration, in a fixed order (so shards agree)."""
+        return [config for batch in self.batches for config in self._configs(batch)]
+
+    def _configs(self, batch: int) -> list[BenchConfig]:
         settings = dict(
+            batch=batch,
             backends=self.backends,
             threads=self.threads,
             precisions=self.precisions,
@@ -214,6 +223,44 @@ PRESETS = {
         threads=[1],
         profile="quick",
         timeout_s=600.0,
+    ),
+    # the GPU (bench/scripts/gpu_sweep.sh runs these three in-process on a GPU machine: a
+    # GPU sweep pays no process start per configuration, and a CUDA out-of-memory is that
+    # row's oom): six mechanisms to 256x256 tokens and one model of each family to 1024 px,
+    # eager in fp32, fp16 and bf16, batch 1
+    "cuda": Grid(
+        attentions=list_attentions(),
+        dims=[64, 128],
+        hws=_square([14, 28, 56, 128, 256]),
+        models=["swiftformer_xs", "swiftformer_s", "swiftformer_l1", "swiftformer_l3"]
+        + ["efficientformer_l1", "deit_tiny", "mobilevit_xs", "mobilevitv2_100"],
+        resolutions=[224, 512, 1024],
+        backends=["torch"],
+        precisions=["fp32", "fp16", "bf16"],
+        devices=["cuda"],
+        profile="quick",
+    ),
+    # compiled against eager (fp16): torch.compile with and without CUDA graphs, each
+    # configuration paying its compile (the row's details.compile_s)
+    "cuda-compiled": Grid(
+        attentions=list_attentions(),
+        dims=[64],
+        hws=_square([56]),
+        models=["swiftformer_s"],
+        backends=["torch", "torch-compile", "torch-cudagraphs"],
+        precisions=["fp16"],
+        devices=["cuda"],
+        profile="quick",
+        timeout_s=600.0,
+    ),
+    # throughput (images/s) against batch size, eager fp16
+    "cuda-throughput": Grid(
+        models=["swiftformer_s", "deit_tiny"],
+        backends=["torch"],
+        precisions=["fp16"],
+        devices=["cuda"],
+        batches=[1, 8, 32, 128],
+        profile="quick",
     ),
     # a small grid for smoke runs and `make run`
     "quick": Grid(

@@ -128,6 +128,8 @@ def run_config(config: BenchConfig, artifact: Artifact | None = None) -> Row:
     finally:
         if folder is not None:
             folder.cleanup()
+        if config.device == "cuda" and torch.cuda.is_available():
+            torch.cuda.empty_cache()  # in-process GPU sweeps: an oom row leaves the next room
     return row
 
 

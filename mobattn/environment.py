@@ -26,9 +26,28 @@ def _version(package: str) -> str | None:
         return None
 
 
+def _gpu() -> dict:
+    """The GPU CUDA rows are measured on: its name, the CUDA version torch was built
+    with, and the driver (from nvidia-smi where present). Empty without a GPU."""
+    import shutil
+    import subprocess
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    driver = None
+    if shutil.which("nvidia-smi"):
+        query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "--id=0"]
+        out = subprocess.run(query, capture_output=True, text=True, timeout=30)
+        driver = out.stdout.strip() or None
+    return {"gpu": torch.cuda.get_device_name(0), "cuda": torch.version.cuda, "gpu_driver": driver}
+
+
 @functools.cache
 def environment() -> dict:
-    """CPU model, core count, OS, Python and the versions of the libraries that matter."""
+    """CPU model, core count, OS, Python and the versions of the libraries that matter;
+    with a CUDA GPU, also its name, CUDA and driver versions."""
     from mobattn import __version__
 
     packages = ("torch", "onnx", "onnxruntime", "onnxsim", "coremltools", "numpy", "executorch")
@@ -40,4 +59,5 @@ def environment() -> dict:
         "python": platform.python_version(),
         "mobattn": __version__,
         **{name: _version(name) for name in packages},
+        **_gpu(),
     }

@@ -98,7 +98,13 @@ def test_list_targets_and_backends_json(cli):
     targets = cli("list targets --json")
     assert [t["name"] for t in targets.json()] == ["onnx", "coreml", "executorch"]
     backends = cli("list backends --json")
-    assert {b["name"] for b in backends.json()} == {"torch", "onnxruntime", "executorch"}
+    assert {b["name"] for b in backends.json()} == {
+        "torch",
+        "torch-compile",
+        "torch-cudagraphs",
+        "onnxruntime",
+        "executorch",
+    }
 
 
 def test_rtol_and_atol_override_the_criterion(tmp_path, cli):

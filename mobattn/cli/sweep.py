@@ -59,7 +59,7 @@ def command(grid_file, preset, results, shard, no_isolate, dry_run, json_out) ->
     index, count = sweeps.parse_shard(shard)
     for backend in grid.backends:
         for device in grid.devices:
-            check_backend(backend, device)
+            check_backend(backend, device, here=not dry_run)  # a plan may be for another machine
     results_path = Path(results)
     configs = sweeps.shard(grid.configs(), index, count)
     if dry_run:
