@@ -14,8 +14,8 @@ from mobattn.models import native_attention
 DEVICES = ("cpu", "cuda")
 PROFILES = ("default", "mlperf", "quick")
 MAX_TIMEOUT_S = 24 * 3600.0
-# Below this an address-space limit leaves torch no room to run at all (measured here: 64 MiB
-# above the worker's mapped memory failed inside torch itself), so it is refused, not tried.
+# Below this an address-space limit leaves torch too little room to run at all: the failure
+# comes from inside torch's own machinery, not as an honest oom, so it is refused, not tried.
 MIN_MEMORY_LIMIT_MB = 128
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,30 +53,51 @@ def artifact_path(subject: Subject, target: str, out_dir: Path, precision: str, 
     return out_dir / (stem + TARGETS[target].suffix)
 
 
-def check_request(subject: Subject, target: str, precision: str | None, **options) -> None:
-    """Every option check of ``target``, before anything is built or written, so a
-    multi-target export cannot stop half-way on a bad option."""
-    spec = get_target(target)
-    precision = precision or spec.default_precision
-    spec.check_precision(precision)
-    spec.implementation().check_options(subject, precision, **_for_target(target, options))
+@dataclass(frozen=True)
+class ExportRequest:
+    """One export as asked and checked: the target, its precision (the target's default
+    when none was given) and the options it takes. Made once, by :meth:`checked`, before
+    anything is built or written; every later step reads it, nothing checks it again."""
+
+    target: str
+    precision: str
+    options: tuple[tuple[str, object], ...]
+
+    @classmethod
+    def checked(cls, subject: Subject, target: str, precision: str | None = None, **options) -> ExportRequest:
+        """Every check of ``target``'s precision and options, so a multi-target export
+        cannot stop half-way on a bad option."""
+        spec = get_target(target)
+        precision = precision or spec.default_precision
+        spec.check_precision(precision)
+        taken = _for_target(target, options)
+        spec.implementation().check_options(subject, precision, **taken)
+        return cls(target, precision, tuple(taken.items()))
+
+    @property
+    def kwargs(self) -> dict:
+        return dict(self.options)
 
 
 def export(
     subject: Subject,
-    target: str,
+    target: str | ExportRequest,
     out_dir: Path,
     precision: str | None = None,
     force: bool = False,
     **options,
 ) -> ExportRecord:
-    """Export ``subject`` to ``target``; the record's status is ``ok``, ``unvalidated``
-    (kept, but nothing here could execute it), ``failed`` (outside tolerance: nothing
-    kept) or ``error`` (the converter failed: nothing kept).
+    """Export ``subject`` as ``target`` asks (a checked :class:`ExportRequest`, or a target
+    name with ``precision`` and ``options``, checked here); the record's status is ``ok``,
+    ``unvalidated`` (kept, but nothing here could execute it), ``failed`` (outside
+    tolerance: nothing kept) or ``error`` (the converter failed: nothing kept).
     User errors (bad options, an existing file without ``force``) raise MobattnError."""
-    check_request(subject, target, precision, **options)
-    precision = precision or TARGETS[target].default_precision
-    options = _for_target(target, options)
+    request = (
+        target
+        if isinstance(target, ExportRequest)
+        else ExportRequest.checked(subject, target, precision, **options)
+    )
+    target, precision, options = request.target, request.precision, request.kwargs
     path = artifact_path(subject, target, Path(out_dir), precision, options)
     files.check_writable(path, force)
     subject_info = {

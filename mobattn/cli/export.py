@@ -93,7 +93,7 @@ def command(
     from mobattn.exporters import export
     from mobattn.exporters.agreement import user_tolerance
     from mobattn.exporters.calibration import calibration_images
-    from mobattn.exporters.export import check_request
+    from mobattn.exporters.export import ExportRequest
 
     target_list = parse_csv(targets, "--to")
     for target in target_list:
@@ -112,13 +112,13 @@ def command(
     )
     if options.get("calibration"):
         options["calibration"] = calibration_images(subject, options["calibration"])
-    for target in target_list:  # every target's options, before the first file is written
-        check_request(subject, target, precision, **options)
+    # every target's request checked, once, before the first file is written
+    requests = [ExportRequest.checked(subject, target, precision, **options) for target in target_list]
     records = []
-    for target in target_list:
-        with err_console.status(f"exporting {subject.stem()} to {target}..."):
+    for request in requests:
+        with err_console.status(f"exporting {subject.stem()} to {request.target}..."):
             with user_tolerance(rtol, atol):
-                records.append(export(subject, target, Path(out_dir), precision, force, **options))
+                records.append(export(subject, request, Path(out_dir), force=force))
     for record in records:
         if record.status == "unvalidated":
             print_warning(f"{record.target}: {record.path} was written but not validated: {record.reason}")
