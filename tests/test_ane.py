@@ -105,6 +105,7 @@ def test_mechanisms_that_keep_a_transpose_say_which_and_why(tmp_path):
     assert "keys" in record.details["layout_caveats"]["mhsa"]
 
 
+@pytest.mark.slow
 def test_inspect_onnx_and_bad_input(tmp_path, cli):
     record = export(attention_subject("ufo", 16, (4, 4)), "onnx", tmp_path, form="mobile")
     result = cli(f"inspect {record.path} --json")
@@ -135,6 +136,7 @@ def test_layout_option_errors(tmp_path, cli):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_inspect_pte(tmp_path, cli):
     pytest.importorskip("executorch")
     record = export(attention_subject("mhsa", 16, (4, 4)), "executorch", tmp_path)

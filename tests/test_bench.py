@@ -186,6 +186,7 @@ def write_grid(tmp_path: Path) -> Path:
     return grid
 
 
+@pytest.mark.slow
 def test_sweep_appends_resumes_and_fits(tmp_path, cli):
     grid, results = write_grid(tmp_path), tmp_path / "r.jsonl"
     first = cli(f"sweep {grid} --results {results} --no-isolate --json")

@@ -30,6 +30,7 @@ def test_list_attentions_json(cli):
     assert all(r["macs"] == r["measured_macs"] and r["tokens"] == 64 for r in rows)
 
 
+@pytest.mark.slow
 def test_list_models_table(cli):
     result = cli("list models")
     assert result.code == 0
@@ -107,6 +108,7 @@ def test_list_targets_and_backends_json(cli):
     }
 
 
+@pytest.mark.slow
 def test_rtol_and_atol_override_the_criterion(tmp_path, cli):
     base = f"export --attention eaa --dim 8 --hw 2x2 --to onnx --out {tmp_path} --json"
     strict = cli(f"{base} --atol 0 --rtol 0")  # bit-exact: onnxruntime's kernels differ in the last bits
@@ -128,6 +130,7 @@ def test_bench_runs_and_warmup_fix_the_counts(cli):
     assert row["grid_h"] == 2 and row["heads"] == 1  # flat sizes, and the heads the swap rule chose
 
 
+@pytest.mark.slow
 def test_list_models_smallest_first(cli):
     infos = cli("list models --json").json()
     params = [m["params"] for m in infos]

@@ -240,6 +240,7 @@ def export_eaa(tmp_path: Path, cli, *options: str) -> dict:
     return record
 
 
+@pytest.mark.slow
 def test_export_is_validated_by_the_reference_executor(tmp_path, cli):
     record = export_eaa(tmp_path, cli, "--precision fp32")
     validation = record["validation"]
@@ -247,6 +248,7 @@ def test_export_is_validated_by_the_reference_executor(tmp_path, cli):
     assert sorted(p.name for p in Path(record["path"]).iterdir()) == ["Data", "Manifest.json"]
 
 
+@pytest.mark.slow
 def test_fp16_epsilon_is_recorded_and_a_zero_vector_stays_finite(tmp_path, cli):
     record = export_eaa(tmp_path, cli)  # fp16 by default
     assert record["details"]["fp16_subnormal_constants"]["values"] == [pytest.approx(5.96e-8, rel=1e-2)]
@@ -315,6 +317,7 @@ def test_a_mutated_package_fails_validation(tmp_path, cli, subject, mutate):
     assert json.loads(json.dumps(verdict))  # plain JSON, no NaN literal
 
 
+@pytest.mark.slow
 def test_an_export_with_an_op_the_executor_lacks_is_unvalidated_not_ok(tmp_path, cli, monkeypatch):
     from mobattn.exporters import coreml_reference
 
@@ -326,6 +329,7 @@ def test_an_export_with_an_op_the_executor_lacks_is_unvalidated_not_ok(tmp_path,
     assert "no reference kernel for softmax" in record["reason"] and "not validated" in result.err
 
 
+@pytest.mark.slow
 def test_validate_refuses_a_subject_the_artifact_is_not(tmp_path, cli):
     export_eaa(tmp_path, cli, "--precision fp32")
     package = tmp_path / "eaa-dim16-4x4-fp32.mlpackage"

@@ -87,6 +87,7 @@ def test_unknown_form_is_a_user_error():
 # ----- onnxruntime's mobile providers ---------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", mobattn.list_attentions())
 def test_mobile_onnx_is_one_partition_on_nnapi_and_coreml(tmp_path, name):
     record = export(attention_subject(name, 32, (6, 6)), "onnx", tmp_path, form="mobile")
@@ -101,6 +102,7 @@ def test_mobile_onnx_is_one_partition_on_nnapi_and_coreml(tmp_path, name):
     assert not ops & {"ReduceL2", "ReduceSum", "Gelu", "Erf", "Reciprocal", "Where"}, ops
 
 
+@pytest.mark.slow
 def test_every_onnx_record_carries_the_checkers_verdict(tmp_path):
     record = export(attention_subject("eaa", 32, (6, 6)), "onnx", tmp_path)
     assert record.details["form"] == "reference"

@@ -125,6 +125,7 @@ def test_dynamic_onnx_runs_at_two_resolutions_and_batches(tmp_path):
         assert relative_error(got, expected) < 1e-4
 
 
+@pytest.mark.slow
 def test_fp16_onnx_keeps_float32_io(tmp_path):
     subject = attention_subject("eaa", 64, (14, 14))
     record = export(subject, "onnx", tmp_path, precision="fp16")
@@ -136,6 +137,7 @@ def test_fp16_onnx_keeps_float32_io(tmp_path):
     assert record.validation["max_rel"] < agreement.TOLERANCE["fp16"]
 
 
+@pytest.mark.slow
 def test_fp16_onnx_is_half_the_fp32_file(tmp_path):
     """The fp16 file once kept every fp32 weight beside its fp16 copy (1.5x the fp32 size)."""
     subject = attention_subject("mhsa", 256, (4, 4))  # weight-dominated: 263k parameters
@@ -148,6 +150,7 @@ def test_fp16_onnx_is_half_the_fp32_file(tmp_path):
     assert all(init.name in read for init in model.graph.initializer)  # no unused weight left
 
 
+@pytest.mark.slow
 def test_validation_failure_exits_1_and_keeps_nothing(tmp_path, cli, monkeypatch):
     monkeypatch.setitem(agreement.TOLERANCE, "fp32", 1e-12)
     result = cli(f"export --attention mhsa --dim 32 --hw 4x4 --out {tmp_path}")
@@ -289,6 +292,7 @@ def test_corrupt_and_mismatched_weights(tmp_path, cli):
     assert leftovers(out) == []
 
 
+@pytest.mark.slow
 def test_existing_output_is_not_replaced_without_force(tmp_path, cli):
     args = ["export", "--attention", "eaa", "--dim", "32", "--hw", "4x4", "--out", tmp_path]
     assert cli(f"{join(args)}").code == 0

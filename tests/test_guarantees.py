@@ -76,6 +76,7 @@ def test_non_finite_outputs_fail_and_a_non_finite_reference_is_named():
     assert not both_nan.passed and "reference itself is not finite" in both_nan.note
 
 
+@pytest.mark.slow
 def test_an_export_of_nan_weights_is_refused(tmp_path):
     from mobattn.exporters import attention_subject, export
 
@@ -149,6 +150,7 @@ def write_results(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_report_refuses_to_replace_and_never_writes_through_a_link(tmp_path, cli):
     results = write_results(tmp_path / "r.jsonl")
     out = tmp_path / "out"
@@ -184,6 +186,7 @@ def test_merge_never_replaces_ok_with_a_failure(tmp_path, cli):
 # 7. names and records agree with the file --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_options_that_do_not_apply_are_refused_and_the_opset_is_read_back(tmp_path, cli):
     out = tmp_path / "out"
     base = f"export --attention eaa --dim 8 --hw 2x2 --out {out}"
@@ -278,6 +281,7 @@ def test_bad_results_files_are_one_line_everywhere(tmp_path, cli, content, fragm
     assert_one_line_error(cli(f"merge {bad} --out {tmp_path / 'm.jsonl'}"), fragment)
 
 
+@pytest.mark.slow
 def test_eval_of_an_artifact_of_another_subject_is_one_line(tmp_path, cli):
     from PIL import Image
 
@@ -311,6 +315,7 @@ def test_a_second_identical_sweep_is_refused_while_one_runs(tmp_path, cli):
             pass
 
 
+@pytest.mark.slow
 def test_stale_staging_folders_of_killed_exports_are_cleaned(tmp_path, cli):
     stale = tmp_path / ".eaa-dim8-2x2.onnx.999999999.partial-abc"
     stale.mkdir()
@@ -319,6 +324,7 @@ def test_stale_staging_folders_of_killed_exports_are_cleaned(tmp_path, cli):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eaa-dim8-2x2.onnx"]
 
 
+@pytest.mark.slow
 def test_failed_exports_say_why_on_stderr(tmp_path, cli, monkeypatch):
     from mobattn.exporters import agreement as validate
 

@@ -45,6 +45,7 @@ def test_a_fifo_or_an_empty_file_is_one_line(tmp_path, cli):
 # 1. a file's own claims never set how it is judged ------------------------------------
 
 
+@pytest.mark.slow
 def test_metadata_claiming_int8_does_not_loosen_the_criterion(tmp_path, cli):
     """An fp32 graph with perturbed weights whose metadata says int8 passed with int8's
     cosine criterion."""
@@ -85,6 +86,7 @@ def _with_precision_claim(path, claim: str, out, perturb: bool = False):
 # 2. a package that reaches outside itself is not one ----------------------------------
 
 
+@pytest.mark.slow
 def test_a_package_whose_manifest_or_links_leave_it_is_refused(tmp_path, cli):
     import json
     import shutil

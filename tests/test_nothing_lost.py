@@ -129,6 +129,7 @@ def test_options_that_cannot_apply_to_a_file_are_refused(tmp_path, cli):
 # 4. writes that tear or overwrite -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_output_that_appears_during_export_is_not_overwritten(tmp_path, cli, monkeypatch):
     """Another process writes the output path while the export runs."""
     from mobattn.exporters import to_onnx

@@ -14,6 +14,7 @@ from mobattn.bench.row import Row
 from mobattn.environment import environment
 
 
+@pytest.mark.slow
 def test_int8_onnx_is_quantized_validated_and_named(tmp_path, cli):
     result = cli(
         f"export --attention eaa --dim 32 --hw 8x8 --to onnx --precision int8 --out {tmp_path} --json"

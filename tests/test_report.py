@@ -112,6 +112,7 @@ def test_pareto_front():
     assert pareto_front(points) == [(10, 75.0), (15, 78.0), (25, 80.0)]
 
 
+@pytest.mark.slow
 def test_report_writes_plots_tables_and_page(tmp_path):
     rows = attention_rows() + [
         model_row("swiftformer_xs", "eaa", "onnxruntime", 10.0),

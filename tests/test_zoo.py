@@ -108,6 +108,7 @@ def test_swaps_and_sizes_a_family_does_not_take_are_user_errors(cli):
     assert result.code == 0 and "no like-for-like swap" in result.out
 
 
+@pytest.mark.slow
 def test_list_models_shows_each_family_at_its_input_size(cli):
     result = cli("list models --json")
     assert result.code == 0, result.err
