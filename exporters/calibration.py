@@ -13,16 +13,18 @@ MAX_CALIBRATION_IMAGES = 64
 
 
 def calibration_images(subject: Subject, folder: str, option: str = "--calibration") -> list[np.ndarray]:
-    """Up to 64 images of ``folder`` (root/<class>/<image>), preprocessed as the model
-    expects, for int8 calibration or validation (errors name ``option``)."""
-    from mobattn.evaluate import image_folder, load_image, preprocess
+    """Up to 64 images of ``folder`` (an ImageFolder root or a list of files, see
+    :mod:`mobattn.image_sources`), preprocessed as the model expects, for int8
+    calibration or validation (errors name ``option``)."""
+    from mobattn.evaluate import load_image, preprocess
+    from mobattn.image_sources import read_source
     from mobattn.models import get_model_config
 
     if not subject.is_model:
         raise MobattnError(f"{option} takes images, so it needs --model (a bare attention takes tokens)")
     config = get_model_config(subject.model)
     size = tuple(subject.input_shape[2:4])  # the export's own height and width
-    samples, _ = image_folder(folder, option=option)
+    samples = read_source(folder, option=option).samples  # a folder or a list; labels unused
     return [
         preprocess(load_image(path), size, config.crop_pct, config.mean, config.std, config.interpolation)
         for path, _ in samples[:MAX_CALIBRATION_IMAGES]

@@ -17,33 +17,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mobattn.errors import MobattnError, first_line
+from mobattn.image_sources import IMAGE_SUFFIXES, image_folder, read_source  # noqa: F401  (re-exported)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 _INTERPOLATION = {
     "bicubic": Image.Resampling.BICUBIC,
     "bilinear": Image.Resampling.BILINEAR,
     "nearest": Image.Resampling.NEAREST,
 }
-
-
-def image_folder(root: str | Path, option: str = "--data") -> tuple[list[tuple[Path, int]], list[str]]:
-    """``root/<class>/<image>`` -> (samples, classes); classes sorted, as ImageFolder does.
-    Errors name ``option``, the flag the folder came from."""
-    root = Path(root)
-    if not root.is_dir():
-        raise MobattnError(f"{option} {root} is not a directory")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
-    if not classes:
-        raise MobattnError(f"{option} {root} has no class folders (expected root/<class>/<image>)")
-    samples = [
-        (path, index)
-        for index, name in enumerate(classes)
-        for path in sorted((root / name).rglob("*"))
-        if path.suffix.lower() in IMAGE_SUFFIXES
-    ]
-    if not samples:
-        raise MobattnError(f"{option} {root} holds no images")
-    return samples, classes
 
 
 def preprocess(
@@ -180,6 +160,14 @@ KNOWN_DATASETS = {
 }
 
 
+def labelled_source(data: str | Path, files: str | Path | None = None, num_classes: int = 1000):
+    """The images to evaluate (a folder or a labelled list, see :mod:`mobattn.image_sources`)."""
+    source = read_source(data, files, "--data", num_classes)
+    if not source.labelled:
+        raise MobattnError(f"--data {data} lists files without labels; evaluation needs 'file label' lines")
+    return source
+
+
 def select_samples(samples: list[tuple[Path, int]], limit: int | None) -> list[tuple[Path, int]]:
     """All samples, or ``limit`` of them spread evenly over the classes (a seeded shuffle
     within each class, then one class after another): never the first N files, which in a
@@ -278,6 +266,7 @@ def evaluate(
     num_classes: int = 1000,
     on_batch: Callable[[int], None] | None = None,
     dataset: str | None = None,
+    files: str | Path | None = None,
 ) -> EvalResult:
     """Top-1/top-5 of the torch model, or of an .onnx artifact of it together with its
     agreement with the torch model on the same images."""
@@ -287,10 +276,10 @@ def evaluate(
 
     config = get_model_config(model_name)
     resolution = resolution or config.input_size[-1]
-    samples, classes = image_folder(data)
-    samples = select_samples(samples, limit)
-    if len(classes) > num_classes:
-        raise MobattnError(f"--data has {len(classes)} classes but the model predicts {num_classes}")
+    source = labelled_source(data, files, num_classes)
+    samples = select_samples(source.samples, limit)
+    if source.classes > num_classes:
+        raise MobattnError(f"--data has {source.classes} classes but the model predicts {num_classes}")
     model = create_model(model_name, attention=attention, weights=weights, num_classes=num_classes).eval()
     own = attention or native_attention(model_name)
     session = _artifact_session(artifact, model_name, own, resolution) if artifact else None
@@ -316,7 +305,7 @@ def evaluate(
         weights=str(weights) if weights else None,
         artifact=str(artifact) if artifact else None,
         images=acc.n,
-        classes=len(classes),
+        classes=source.classes,
         top1=acc.percent(acc.top1),
         top5=acc.percent(acc.top5),
         agreement_top1=acc.percent(acc.agree) if session is not None else None,
@@ -324,7 +313,7 @@ def evaluate(
         data=str(data),
         dataset=dataset,
         num_classes=num_classes,
-        class_counts=class_counts(samples, len(classes)),
+        class_counts=class_counts(samples, source.classes),
         limit=limit,
     )
     result.caveats = caveats_of(result)

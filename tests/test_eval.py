@@ -125,7 +125,7 @@ def test_eval_command_and_artifact_agreement(tmp_path, folder, cli):
 
 @pytest.mark.parametrize(
     ("data", "weights", "fragment"),
-    [("nowhere", None, "not a directory"), (None, "missing.pth", "not found")],
+    [("nowhere", None, "neither a folder nor a list of images"), (None, "missing.pth", "not found")],
 )
 def test_bad_eval_input(tmp_path, folder, cli, data, weights, fragment):
     args = ["--data", data or folder] + (["--weights", weights] if weights else [])
@@ -137,3 +137,61 @@ def test_bad_eval_input(tmp_path, folder, cli, data, weights, fragment):
 def test_empty_folder_is_a_clear_error(tmp_path, cli):
     (tmp_path / "empty" / "cls").mkdir(parents=True)
     assert_one_line_error(cli(f"eval --model swiftformer_xs --data {tmp_path / 'empty'}"), "no images")
+
+
+def test_image_lists_with_labels_and_a_split(tmp_path):
+    """A CSV (file,class_index), `file label` lines and a list of files to keep, as the
+    shared real-image set is laid out (labels.csv, calibration.txt, evaluation.txt)."""
+    from mobattn import MobattnError
+    from mobattn.image_sources import read_source
+
+    (tmp_path / "images").mkdir()
+    names = [f"images/{i}.png" for i in range(4)]
+    for name in names:
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    (tmp_path / "labels.csv").write_text(
+        "file,class_index,wnid\n" + "".join(f"{n},{i * 7},x\n" for i, n in enumerate(names))
+    )
+    (tmp_path / "val.txt").write_text("".join(f"{n} {i * 7}\n" for i, n in enumerate(names)))
+    (tmp_path / "keep.txt").write_text(f"{names[3]}\n{names[1]}\n")
+    source = read_source(tmp_path / "labels.csv")
+    assert (
+        source.kind == "csv"
+        and source.classes == 1000
+        and [label for _, label in source.samples] == [0, 7, 14, 21]
+    )
+    kept = read_source(tmp_path / "val.txt", files=tmp_path / "keep.txt")
+    assert [(p.name, label) for p, label in kept.samples] == [("3.png", 21), ("1.png", 7)]
+    unlabelled = read_source(tmp_path / "keep.txt")  # a bare list: calibration needs no labels
+    assert not unlabelled.labelled and len(unlabelled.samples) == 2
+    (tmp_path / "bad.csv").write_text("path,klass\nimages/0.png,1\n")
+    with pytest.raises(MobattnError, match="needs a 'file' column"):
+        read_source(tmp_path / "bad.csv")
+    (tmp_path / "far.txt").write_text("images/0.png 1000\n")
+    with pytest.raises(MobattnError, match="label 1000"):
+        read_source(tmp_path / "far.txt")
+    (tmp_path / "other.txt").write_text("images/nope.png\n")
+    with pytest.raises(MobattnError, match="not in --data"):
+        read_source(tmp_path / "val.txt", files=tmp_path / "other.txt")
+
+
+@pytest.mark.slow
+def test_eval_takes_a_labelled_list_and_a_split(tmp_path, cli):
+    (tmp_path / "images").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
+            tmp_path / "images" / f"{i}.png"
+        )
+    (tmp_path / "labels.csv").write_text(
+        "file,class_index\n" + "".join(f"images/{i}.png,{i}\n" for i in range(3))
+    )
+    (tmp_path / "eval.txt").write_text("images/0.png\nimages/2.png\n")
+    result = cli(
+        f"eval --model swiftformer_xs --data {tmp_path / 'labels.csv'} --files {tmp_path / 'eval.txt'} "
+        f"--dataset imagenet-1k-val --results {tmp_path / 'acc.jsonl'} --json"
+    )
+    assert result.code == 0, result.err
+    (record,) = result.json()
+    assert record["images"] == 2 and record["classes"] == 1000 and not record["trusted"]
+    assert any("classes have no image" in c for c in record["caveats"])

@@ -52,8 +52,9 @@ from .console import console, err_console, make_table, print_json, print_status_
 @click.option("--compress", help="Core ML weights: int8, palettize4, palettize6 or palettize8.")
 @click.option(
     "--calibration",
-    type=click.Path(file_okay=False),
-    help="int8 (ONNX, ExecuTorch): an ImageFolder of images to calibrate on (default: random inputs).",
+    type=click.Path(),
+    help="int8 (ONNX, ExecuTorch): images to calibrate on, an ImageFolder or a list of files "
+    "(default: random inputs).",
 )
 @click.option("--rtol", type=float, help="Judge by allclose with this relative tolerance (Optimum's rule).")
 @click.option("--atol", type=float, help="Judge by allclose with this absolute tolerance.")

@@ -25,7 +25,9 @@ from .console import console, make_table, print_json, print_status_line, print_w
     help="The checkpoint exported (default: mobattn's seeded random init).",
 )
 @click.option(
-    "--images", type=click.Path(file_okay=False), help="Also compare on these images (ImageFolder; models)."
+    "--images",
+    type=click.Path(),
+    help="Also compare on these images (an ImageFolder root or a list of files; models).",
 )
 @click.option(
     "--precision",

@@ -140,6 +140,34 @@ def deit_tiny(attention: str | None = None, **kwargs) -> VisionTransformer:
     return _build(192, 3, attention, **kwargs)
 
 
+# Google's AugReg ViT-Ti/16 (ImageNet-21k, fine-tuned on 1k): DeiT-tiny's module, its own
+# preprocessing. The figures are timm's evaluation of these weights, not a paper's table.
+VIT = Family("ViT", "vit_", "ViT-", "tab:olive", 5, in_presets=False)  # deit_tiny's cost, measured there
+AUGREG_SOURCE = (
+    "timm's results/results-imagenet.csv (huggingface/pytorch-image-models), "
+    "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
+)
+
+
+@register_model(
+    "vit_tiny_patch16_224",
+    ModelConfig(
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        crop_pct=0.9,
+        interpolation="bicubic",
+        published=Published(75.454, 5.72, None, None, None, AUGREG_SOURCE),
+        native_attention="mhsa",
+        no_swap=NO_SWAP,
+        native_resolutions=(224,),
+        family=VIT,
+    ),
+)
+def vit_tiny_patch16_224(attention: str | None = None, **kwargs) -> VisionTransformer:
+    """The trained network of ``../shared/real`` (AugReg weights load into it strictly)."""
+    return _build(192, 3, attention, **kwargs)
+
+
 @register_model("deit_small", _config(79.8, 22.0))
 def deit_small(attention: str | None = None, **kwargs) -> VisionTransformer:
     return _build(384, 6, attention, **kwargs)

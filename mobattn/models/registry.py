@@ -35,6 +35,7 @@ class Family:
     short: str
     colour: str  # a matplotlib colour
     rank: int  # where its models stand in zoo-wide presets (smaller first)
+    in_presets: bool = True  # measured by the zoo-wide presets (False: a module another family has)
 
     def short_name(self, model: str) -> str:
         return self.short + model.removeprefix(self.prefix).upper()
@@ -78,10 +79,12 @@ def list_models() -> list[str]:
 
 
 def models_by_family() -> list[str]:
-    """Every model, family by family (by the family's ``rank``), each family's models in
-    the order it registers them (smallest first): the order of presets that span the zoo."""
-    rank = {name: config.family.rank if config.family else 99 for name, (_, config) in _MODELS.items()}
-    return sorted(_MODELS, key=lambda name: rank[name])
+    """Every model of the families the zoo-wide presets measure, family by family (by the
+    family's ``rank``), each family's models in the order it registers them (smallest
+    first): the order of presets that span the zoo."""
+    families = {name: config.family for name, (_, config) in _MODELS.items()}
+    chosen = [name for name, family in families.items() if family is None or family.in_presets]
+    return sorted(chosen, key=lambda name: families[name].rank if families[name] else 99)
 
 
 def get_model_entry(name: str) -> tuple[Callable[..., nn.Module], ModelConfig]:
