@@ -8,7 +8,7 @@ The names below are imported on first use (PEP 562), so the command line can rea
 tables without importing torch.
 """
 
-from importlib import import_module
+from mobattn.lazy import lazy_getattr
 
 # public name -> the module that defines it
 _EXPORTS = {
@@ -25,11 +25,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mobattn.bench' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -2,7 +2,7 @@
 record. The names below are imported on first use (PEP 562): reading the table of
 targets (``mobattn.exporters.formats``) imports no toolchain and not torch."""
 
-from importlib import import_module
+from mobattn.lazy import lazy_getattr
 
 # public name -> the module that defines it
 _EXPORTS = {
@@ -16,11 +16,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mobattn.exporters' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

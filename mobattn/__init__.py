@@ -4,7 +4,7 @@ The names below are imported on first use (PEP 562), so ``mobattn --help`` and a
 errors start without importing torch.
 """
 
-from importlib import import_module
+from mobattn.lazy import lazy_getattr
 
 __version__ = "0.2.0"
 
@@ -19,11 +19,4 @@ _EXPORTS = {
 }
 
 __all__ = ["__version__", *_EXPORTS]
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mobattn' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -229,7 +229,8 @@ def test_presets_cover_what_they_promise():
     assert scaling.hws[0] == [14, 14] and scaling.hws[-1] == [128, 128]
     models = PRESETS["models"]
     assert min(models.resolutions) == 224 and max(models.resolutions) == 1024
-    assert set(models.models) == set(mobattn.list_models())  # every family
+    # every family; the AugReg ViT-Ti is deit_tiny's module (same cost), measured there
+    assert set(models.models) == set(mobattn.list_models()) - {"vit_tiny_patch16_224"}
     families = PRESETS["families"].configs()  # each model once per backend, at its own input size
     assert len(families) == 2 * len(mobattn.list_models())
     assert {tuple(c.resolution) for c in families if c.model.startswith("mobilevit")} == {(256, 256)}
