@@ -80,7 +80,8 @@ benchmarks: venv
 # Wheels the GPU machine lacks (it has torch and no internet), for bench/scripts/gpu_sweep.sh:
 # carried to it as the ignored folder .gpu-wheels/.
 gpu-wheels: venv
-	$(BIN)/python -m pip download --quiet --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+	$(BIN)/python -m pip download --quiet --only-binary=:all: --python-version 3.12 \
+		--platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
 		-d .gpu-wheels -c constraints.txt click rich numpy
 
 clean:
