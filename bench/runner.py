@@ -125,6 +125,7 @@ def _spawn(phase: str, config: BenchConfig, folder: Path, deadline: float, artif
         cwd=folder,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        start_new_session=True,  # its own process group: a kill takes anything it started too
     )
     try:
         request = {
@@ -133,11 +134,11 @@ def _spawn(phase: str, config: BenchConfig, folder: Path, deadline: float, artif
         }
         out, err = proc.communicate(json.dumps(request), timeout=remaining)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        _kill_group(proc)
         proc.communicate()
         raise _WorkerFailedError(_timeout_row(config)) from None
     except BaseException:  # Ctrl-C: take the worker down with us
-        proc.kill()
+        _kill_group(proc)
         proc.wait()
         raise
     maxrss_mb = _child_maxrss_mb()
@@ -153,6 +154,24 @@ def _spawn(phase: str, config: BenchConfig, folder: Path, deadline: float, artif
     tail = (err.strip().splitlines() or ["no output"])[-1][:300]
     row.reason = f"worker exited with {proc.returncode}: {tail}"
     raise _WorkerFailedError(row)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the worker and every process it started (they share its process group)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+
+
+def remove_run_folder(folder: Path) -> None:
+    """Remove a run's folder; a file a dying process was still writing can make the first
+    pass find it not empty, so it tries again briefly rather than leave it behind."""
+    for _ in range(20):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(0.05)
 
 
 def _child_maxrss_mb() -> float:
@@ -179,7 +198,7 @@ def run_isolated(config: BenchConfig) -> Row:
     except _WorkerFailedError as failed:
         return failed.row
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_run_folder(folder)
 
 
 def run(config: BenchConfig, isolate: bool = True) -> Row:
