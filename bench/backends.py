@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from mobattn.errors import MobattnError, unknown_name_error
-from mobattn.exporters.formats import Target, target_for_file
+from mobattn.exporters.formats import TARGETS, Target, target_for_file
 
 from .config import DEVICES, BenchConfig, get_backend
 
@@ -119,9 +119,8 @@ def prepare_compiled(config: BenchConfig, artifact: Artifact | None = None) -> P
     timer starts: ``details.compile_s`` is that first call, apart from the latency."""
     import time
 
-    prepared = prepare_torch(config)
-    eager = prepared.module.to(device=config.device, dtype=DTYPES[config.precision]).eval()
-    compiled = torch.compile(eager, mode=COMPILE_MODES[config.backend], fullgraph=False)
+    prepared = prepare_torch(config)  # its module already on the device, in the dtype
+    compiled = torch.compile(prepared.module, mode=COMPILE_MODES[config.backend], fullgraph=False)
     x = prepared.example.to(device=config.device, dtype=DTYPES[config.precision])
 
     def run():
@@ -143,10 +142,13 @@ def target_of(config: BenchConfig) -> Target | None:
     """The export target whose file ``config`` times (None: a torch module)."""
     if config.kind == "file":
         return target_for_file(config.file, "benchmark")
-    from mobattn.exporters.formats import TARGETS
-
     target = get_backend(config.backend).target
     return TARGETS[target] if target else None
+
+
+def needs_export(config: BenchConfig) -> bool:
+    """Whether ``config`` times mobattn's own export of its subject (an export phase)."""
+    return config.kind != "file" and target_of(config) is not None
 
 
 def export_artifact(config: BenchConfig, folder: Path) -> Artifact:

@@ -3,9 +3,8 @@ one configuration to measure: plain data, so it crosses into the isolated worker
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from mobattn.errors import MobattnError, unknown_name_error
 from mobattn.exporters.formats import PRECISIONS
@@ -208,6 +207,3 @@ class BenchConfig:
             subject, size = self.file or "", "x".join(map(str, self.resolution or [])) or "file"
         precision = "" if self.precision == "fp32" else f" {self.precision}"
         return f"{subject} {size} {self.backend}/{self.device}{precision} t{self.threads}"
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))

@@ -23,11 +23,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from mobattn.exporters.files import alive
 
-from .backends import Artifact, target_of
+from .backends import Artifact, needs_export
 from .config import BenchConfig
 from .row import Row
 from .worker import base_row, run_config
@@ -129,7 +130,7 @@ def _spawn(phase: str, config: BenchConfig, folder: Path, deadline: float, artif
     )
     try:
         request = {
-            "config": json.loads(config.to_json()),
+            "config": asdict(config),
             "artifact": artifact.to_dict() if artifact else None,
         }
         out, err = proc.communicate(json.dumps(request), timeout=remaining)
@@ -192,7 +193,7 @@ def run_isolated(config: BenchConfig) -> Row:
     folder = run_folder()
     try:
         artifact = None
-        if config.kind != "file" and target_of(config) is not None:
+        if needs_export(config):
             artifact = Artifact(**_spawn("export", config, folder, deadline)["artifact"])
         return Row.from_dict(_spawn("measure", config, folder, deadline, artifact)["measured"])
     except _WorkerFailedError as failed:

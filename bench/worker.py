@@ -24,7 +24,7 @@ from mobattn.environment import environment
 from mobattn.errors import MobattnError, described, is_out_of_memory
 
 from . import memory
-from .backends import Artifact, export_artifact, prepare, target_of, temporary_folder
+from .backends import Artifact, export_artifact, needs_export, prepare, target_of, temporary_folder
 from .config import BenchConfig
 from .row import Row
 from .timer import TimingPolicy, measure
@@ -113,7 +113,7 @@ def run_config(config: BenchConfig, artifact: Artifact | None = None) -> Row:
     row = base_row(config)
     folder = None
     try:
-        if artifact is None and config.kind != "file" and target_of(config) is not None:
+        if artifact is None and needs_export(config):
             folder = temporary_folder()
             artifact = export_artifact(config, Path(folder.name))
         with torch_threads(config.threads):

@@ -111,14 +111,18 @@ def input_shape(method) -> tuple[tuple[int, ...], torch.dtype]:
 
 
 def validate_pte(
-    path: Path, subject: Subject, precision: str, inputs: list[torch.Tensor] | None = None
+    path: Path, subject: Subject, precision: str, inputs: list[torch.Tensor] | None = None, run=None
 ) -> Agreement:
-    """ExecuTorch's runtime against torch on random inputs (or ``inputs``)."""
-    method = load_method(path)
+    """ExecuTorch's runtime against torch on random inputs (or ``inputs``); ``run`` is an
+    already loaded program's (a Runner's ``run``), else the program is loaded here."""
+    if run is None:
+        method = load_method(path)
+
+        def run(x):
+            return method.execute([x])[0].numpy()
+
     inputs = inputs or [subject.example_input(seed=100 + seed) for seed in range(3)]
-    agreement = agreement_on(
-        lambda x: method.execute([x])[0].numpy(), subject.module, inputs, precision, "executorch"
-    )
+    agreement = agreement_on(run, subject.module, inputs, precision, "executorch")
     agreement.add_note("ExecuTorch runtime (XNNPACK) vs torch")
     return agreement
 
@@ -186,7 +190,7 @@ def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -
     precision = precision or "fp32"
     runner = load_runner(path)
     subject.check_artifact(path, runner.input_shape, {})
-    return validate_pte(path, subject, precision, inputs=inputs), {"criterion": precision}
+    return validate_pte(path, subject, precision, inputs=inputs, run=runner.run), {"criterion": precision}
 
 
 def inspect(path: Path, compute_plan: bool = False):
