@@ -26,6 +26,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from mobattn.errors import signal_name
 from mobattn.exporters.files import alive
 
 from .backends import Artifact, needs_export
@@ -103,11 +104,11 @@ def _killed_row(config: BenchConfig, signum: int, maxrss_mb: float) -> Row:
         row.status, row.reason = "oom", f"worker killed by the kernel at {maxrss_mb:.0f} MiB (out of memory)"
     elif crash and config.memory_limit_mb:
         # native code that does not check a failed allocation crashes under an address-space limit
-        name = signal.Signals(signum).name
+        name = signal_name(signum)
         row.status = "oom"
         row.reason = f"worker crashed ({name}) under its {config.memory_limit_mb} MiB memory limit"
     else:
-        name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else signum
+        name = signal_name(signum)
         row.reason = f"worker killed by {name} at {maxrss_mb:.0f} MiB (not by a mobattn limit)"
     return row
 

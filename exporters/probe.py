@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
-from mobattn.errors import MobattnError
+from mobattn.errors import MobattnError, signal_name
 
 from .formats import Target, target_for_file
 
@@ -76,12 +75,7 @@ def probe_file(path: str | Path, action: str = "use", facts: bool = False) -> di
     if not target.isolated_loading:
         if not facts:
             return {}
-        runner = target.implementation().load_runner(path)
-        return {
-            "input_shape": runner.input_shape,
-            "input_dtype": runner.input_dtype,
-            "metadata": runner.metadata,
-        }
+        return _facts(target.implementation().load_runner(path))
     try:
         done = subprocess.run(
             [sys.executable, "-I", "-m", "mobattn.exporters.probe", str(path.resolve())],
@@ -93,10 +87,9 @@ def probe_file(path: str | Path, action: str = "use", facts: bool = False) -> di
     except subprocess.TimeoutExpired:
         raise MobattnError(f"{path}: loading it did not finish within {PROBE_TIMEOUT_S:g} s") from None
     if done.returncode < 0:
-        signum = -done.returncode
-        name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else str(signum)
         raise MobattnError(
-            f"{path} is not a valid {target.suffix} file: its runtime crashed loading it ({name})"
+            f"{path} is not a valid {target.suffix} file: its runtime crashed loading it "
+            f"({signal_name(-done.returncode)})"
         )
     answer = next((line for line in reversed(done.stdout.splitlines()) if line.startswith("{")), None)
     if answer is None:
@@ -108,15 +101,15 @@ def probe_file(path: str | Path, action: str = "use", facts: bool = False) -> di
     return result
 
 
+def _facts(runner) -> dict:
+    """What a probe reports of a loaded file (plain JSON, so it crosses processes)."""
+    return {"input_shape": runner.input_shape, "input_dtype": runner.input_dtype, "metadata": runner.metadata}
+
+
 def main() -> None:
     path = Path(sys.argv[1])
     try:
-        runner = target_for_file(path).implementation().load_runner(path)
-        answer = {
-            "input_shape": runner.input_shape,
-            "input_dtype": runner.input_dtype,
-            "metadata": runner.metadata,
-        }
+        answer = _facts(target_for_file(path).implementation().load_runner(path))
     except MobattnError as exc:
         answer = {"error": str(exc)}
     sys.stdout.write("\n" + json.dumps(answer, default=str) + "\n")

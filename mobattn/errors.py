@@ -43,6 +43,16 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or any(m in text for m in OOM_MARKERS)
 
 
+def signal_name(signum: int) -> str:
+    """``SIGABRT`` for 6; the number itself for a signal this system does not name."""
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
 def described(exc: BaseException, limit: int = 300) -> str:
     """``Type: first line`` of an exception, for a failed row's or record's reason."""
     text = str(exc).strip()
