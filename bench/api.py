@@ -141,30 +141,41 @@ def measure(
     results: Path | None = None,
     on_start: OnStart | None = None,
     on_row: OnRow | None = None,
+    cache: bool = True,
+    workers: str | None = None,
 ) -> list[Row]:
-    """Measure each configuration (in fresh workers unless ``isolate`` is False) and
-    return its row; append each row to ``results`` as soon as it exists."""
+    """Measure each configuration (in fresh worker processes unless ``isolate`` is
+    False) and return its row; append each row to ``results`` as soon as it exists.
+
+    ``cache``: reuse exports from the artifact cache (:mod:`.cache`) and keep new ones
+    there. ``workers``: ``"warm"`` (forks of a template that imported the runtimes once,
+    the default on Linux) or ``"fresh"`` (a new interpreter per phase), see
+    :mod:`.workers`."""
+    from .cache import ArtifactCache
     from .compute import matmul_peak_gflops
     from .runner import clean_stale_folders, run
+    from .workers import worker_pool
 
     clean_stale_folders()
+    artifacts = ArtifactCache() if cache else None
     rows = []
-    for config in configs:
-        if on_start:
-            on_start(config)
-        unsupported = BACKENDS[config.backend].unsupported(config.device, config.precision)
-        if unsupported:
-            row = base_row(config)
-            row.status, row.reason = "skipped", unsupported
-        else:
-            if config.matmul_peak_gflops is None:
-                config.matmul_peak_gflops = matmul_peak_gflops(config.threads, config.device)
-            row = run(config, isolate=isolate)
-        rows.append(row)
-        if results is not None:
-            append_row(results, row)
-        if on_row:
-            on_row(row)
+    with worker_pool(workers) as pool:
+        for config in configs:
+            if on_start:
+                on_start(config)
+            unsupported = BACKENDS[config.backend].unsupported(config.device, config.precision)
+            if unsupported:
+                row = base_row(config)
+                row.status, row.reason = "skipped", unsupported
+            else:
+                if config.matmul_peak_gflops is None:  # once per thread count and device
+                    config.matmul_peak_gflops = matmul_peak_gflops(config.threads, config.device)
+                row = run(config, isolate=isolate, workers=pool.get() if isolate else None, cache=artifacts)
+            rows.append(row)
+            if results is not None:
+                append_row(results, row)
+            if on_row:
+                on_row(row)
     return rows
 
 

@@ -46,6 +46,9 @@ class Artifact:
     path: str
     validation: dict | None
     export: dict
+    phases_s: dict = field(default_factory=dict)  # build, export and validation seconds
+    sha256: str | None = None  # the file's content hash, from the artifact cache
+    cached: bool = False  # taken from the artifact cache, not exported for this row
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -154,14 +157,22 @@ def needs_export(config: BenchConfig) -> bool:
 def export_artifact(config: BenchConfig, folder: Path) -> Artifact:
     """Export what an artifact backend will load, into ``folder``, before the measuring
     process takes its memory baseline (the exporter's own memory is not the runtime's)."""
+    import time
+
     check_device(config.device)
     target = target_of(config)
     path = folder / f"subject{target.suffix}"
-    result = target.implementation().export(build_subject(config), path, precision=config.precision)
+    start = time.perf_counter()
+    subject = build_subject(config)
+    built = time.perf_counter()
+    result = target.implementation().export(subject, path, precision=config.precision)
+    # the exporter's own clock stops before it validates the file against torch
+    validation_s = max(0.0, time.perf_counter() - built - result.seconds)
     return Artifact(
         path=str(path),
         validation=result.validation.to_dict() if result.validation else None,  # how faithful the file is
         export={k: v for k, v in result.details.items() if k in EXPORT_FACTS},
+        phases_s={"build": built - start, "export": result.seconds, "validation": validation_s},
     )
 
 

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 
 from mobattn.errors import MobattnError, unknown_name_error
 from mobattn.exporters.formats import PRECISIONS
-from mobattn.models import native_attention
 
 DEVICES = ("cpu", "cuda")
-PROFILES = ("default", "mlperf", "quick")
+PROFILES = ("default", "mlperf", "quick", "adaptive")
 MAX_TIMEOUT_S = 24 * 3600.0
 # Below this an address-space limit leaves torch too little room to run at all: the failure
 # comes from inside torch's own machinery, not as an honest oom, so it is refused, not tried.
@@ -34,6 +33,7 @@ class Backend:
     env_keys: tuple[str, ...] = ()  # library versions (environment keys) in its rows' identity
     prepare: str | None = None  # "module:function" for a backend without a target
     requires: str | None = None  # "module:function" raising one line when the runtime is missing
+    imports: tuple[str, ...] = ()  # the runtime's modules, imported before the load clock starts
 
     def unsupported(self, device: str, precision: str) -> str | None:
         """Why this backend cannot measure ``precision`` on ``device`` (None if it can)."""
@@ -77,6 +77,7 @@ BACKENDS: dict[str, Backend] = {
             {"cpu": ("fp32", "fp16", "int8"), "cuda": ("fp32", "fp16")},
             "onnxruntime, timing mobattn's ONNX export",
             env_keys=("onnxruntime", "onnx"),
+            imports=("onnxruntime",),
         ),
         Backend(
             "executorch",
@@ -85,6 +86,7 @@ BACKENDS: dict[str, Backend] = {
             "ExecuTorch with XNNPACK",
             env_keys=("executorch",),
             requires="mobattn.exporters.to_executorch:require_executorch",
+            imports=("executorch.runtime",),
         ),
     )
 }
@@ -173,6 +175,8 @@ class BenchConfig:
     def subject_fields(self) -> dict:
         """What a results row says about its subject and setting (heads resolved, so a
         row and the configuration that made it have one identity)."""
+        from mobattn.models import native_attention
+
         return {
             "kind": self.kind,
             "model": self.model,

@@ -16,7 +16,9 @@ class Measurement:
 
     samples_ns: tuple[int, ...]
     threads: int
-    warmup_runs: int = 0
+    warmup_runs: int = 0  # including the first run
+    first_run_ns: int | None = None  # the first inference after loading, before warm-up
+    warmup_s: float | None = None  # the warm-up after the first run
 
     def __post_init__(self):
         if not self.samples_ns:

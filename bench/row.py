@@ -111,6 +111,11 @@ class Row:
     height: int | None = None
     width: int | None = None
     samples_ms: list[float] | None = None  # every timed run, with --samples
+    # cold start and where the configuration's wall time went
+    load_ms: float | None = None  # session creation / program load / module build
+    first_run_ms: float | None = None  # the first inference after loading, before warm-up
+    phases_s: dict | None = None  # worker start, export, validation, load, warm-up, timed, ...
+    artifact_cached: bool | None = None  # the timed artifact came from the artifact cache
     # provenance
     details: dict = field(default_factory=dict)
     validation: dict | None = None  # the timed artifact's agreement with torch
@@ -231,6 +236,7 @@ _FIELD_TYPES = {name: _kind_of(hint) for name, hint in typing.get_type_hints(Row
 POSITIVE = ("batch", "threads", "dim", "heads", "tokens", "iterations", "median_ms", "mean_ms", "min_ms")
 POSITIVE += ("max_ms", "p90_ms", "p99_ms", "throughput_fps", "grid_h", "grid_w", "height", "width")
 NON_NEGATIVE = ("std_ms", "iqr_ms", "cv", "warmup_runs", "artifact_bytes", "params", "macs", "param_bytes")
+NON_NEGATIVE += ("load_ms", "first_run_ms")
 MAX_INT = 2**63 - 1
 
 
@@ -250,7 +256,7 @@ def _check_ranges(values: dict) -> None:
     samples = values.get("samples_ms") or []
     if any(not math.isfinite(v) or v <= 0 for v in samples):
         raise MobattnError("field 'samples_ms' must hold positive finite milliseconds")
-    for name in ("details", "validation", "environment"):
+    for name in ("details", "validation", "environment", "phases_s"):
         if values.get(name) is not None and not _finite_everywhere(values[name]):
             raise MobattnError(f"field '{name}' holds a NaN or infinite number")
 

@@ -11,21 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from mobattn.environment import environment
+from mobattn.environment import environment, use_environment
 from mobattn.errors import MobattnError, described, is_out_of_memory
 
 from . import memory
 from .backends import Artifact, export_artifact, needs_export, prepare, target_of, temporary_folder
-from .config import BenchConfig
+from .config import BenchConfig, get_backend
 from .row import Row
 from .timer import TimingPolicy, measure
 
@@ -141,10 +143,22 @@ def _measure_into(row: Row, config: BenchConfig, artifact: Artifact | None) -> N
     cuda = config.device == "cuda" and torch.cuda.is_available()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
+    for name in get_backend(config.backend).imports:  # an import is the worker's start, not the load
+        importlib.import_module(name)
+    clock = time.perf_counter()
     prepared = prepare(config, artifact)
+    row.load_ms = (time.perf_counter() - clock) * 1e3
     result = measure(prepared.run, config.threads, TimingPolicy.named(config.profile), prepared.sync)
     for name, value in result.statistics().items():
         setattr(row, name, value)
+    row.first_run_ms = result.first_run_ns / 1e6
+    phases = {
+        "load": row.load_ms / 1e3,
+        "first_run": row.first_run_ms / 1e3,
+        "warmup": result.warmup_s,
+        "timed": sum(result.samples_ns) / 1e9,
+    }
+    clock = time.perf_counter()
     row.throughput_fps = config.batch * 1000.0 / result.median_ms
     if config.samples:
         row.samples_ms = [round(ns / 1e6, 6) for ns in result.samples_ns]
@@ -156,9 +170,14 @@ def _measure_into(row: Row, config: BenchConfig, artifact: Artifact | None) -> N
         row.live_tensor_peak_mib = memory.live_tensor_peak_mib(prepared.module, prepared.example)
     for name, value in compute_figures(result.median_ms, config, prepared).items():
         setattr(row, name, value)
+    phases["figures"] = time.perf_counter() - clock  # memory and FLOP counts after timing
+    row.phases_s = phases
     row.details = prepared.details
     if artifact is not None:
         row.details["export"] = artifact.export
+        row.details["artifact_sha256"] = artifact.sha256  # the file timed, cached or not
+        row.artifact_cached = artifact.cached
+        row.phases_s.update(artifact.phases_s)
     if config.op_profile:  # after timing and memory, so profiling costs neither
         row.details["op_profile"] = (
             prepared.op_profile()
@@ -190,16 +209,26 @@ def export_phase(config: BenchConfig) -> dict:
     return {"row": row.to_dict()}
 
 
-def main() -> None:
-    phase = sys.argv[1] if len(sys.argv) > 1 else "measure"
-    request = json.loads(sys.stdin.read())
+def answer(phase: str, request: dict) -> dict:
+    """One worker phase's answer to a runner's request (the same for a fresh worker and a
+    child of the warm template, :mod:`.forkserver`); ``worker_s`` is the time spent here,
+    after the imports, so the runner can tell the worker's start from its work."""
+    start = time.perf_counter()
+    if request.get("environment"):
+        use_environment(request["environment"])  # measured once per sweep by the runner
     config = BenchConfig(**request["config"])
     artifact = Artifact(**request["artifact"]) if request.get("artifact") else None
     if phase == "export":
-        answer = export_phase(config)
+        result = export_phase(config)
     else:
-        answer = {"measured": run_config(config, artifact).to_dict()}
-    sys.stdout.write("\n" + json.dumps(answer, default=str) + "\n")
+        result = {"measured": run_config(config, artifact).to_dict()}
+    return {**result, "worker_s": time.perf_counter() - start}
+
+
+def main() -> None:
+    phase = sys.argv[1] if len(sys.argv) > 1 else "measure"
+    result = answer(phase, json.loads(sys.stdin.read()))
+    sys.stdout.write("\n" + json.dumps(result, default=str) + "\n")
     sys.stdout.flush()
 
 

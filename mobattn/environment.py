@@ -44,10 +44,24 @@ def _gpu() -> dict:
     return {"gpu": torch.cuda.get_device_name(0), "cuda": torch.version.cuda, "gpu_driver": driver}
 
 
-@functools.cache
+_given: dict = {}
+
+
+def use_environment(known: dict) -> None:
+    """Take the environment a parent process already measured (a benchmark worker is
+    told it by its runner: the machine facts are measured once per sweep)."""
+    _given.clear()
+    _given.update(known)
+
+
 def environment() -> dict:
     """CPU model, core count, OS, Python and the versions of the libraries that matter;
     with a CUDA GPU, also its name, CUDA and driver versions."""
+    return dict(_given) if _given else dict(_measured())
+
+
+@functools.cache
+def _measured() -> dict:
     from mobattn import __version__
 
     packages = ("torch", "onnx", "onnxruntime", "onnxsim", "coremltools", "numpy", "executorch")

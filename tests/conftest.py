@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 
 import pytest
@@ -20,3 +21,16 @@ def cli(capsys):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_artifact_cache(tmp_path_factory):
+    """The suite's own artifact cache (never the user's ~/.cache/mobattn), shared by the
+    tests of one worker: a test about the export phase passes ``cache=False``."""
+    previous = os.environ.get("MOBATTN_CACHE")
+    os.environ["MOBATTN_CACHE"] = str(tmp_path_factory.mktemp("artifact-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("MOBATTN_CACHE", None)
+    else:
+        os.environ["MOBATTN_CACHE"] = previous

@@ -23,7 +23,8 @@ from mobattn import MobattnError
 from mobattn.bench.config import BenchConfig
 from mobattn.bench.results import append_row, read_rows, sweep_lock
 from mobattn.bench.row import Row
-from mobattn.bench.runner import _killed_row, run
+from mobattn.bench.runner import run
+from mobattn.bench.workers import WORKER_KINDS, killed_row, worker_pool
 from mobattn.environment import environment
 from mobattn.exporters.agreement import compare
 
@@ -42,11 +43,20 @@ def bench_folders() -> set[Path]:
     return set(Path(tempfile.gettempdir()).glob("mobattn-bench-*"))
 
 
+@pytest.fixture(params=WORKER_KINDS)
+def workers(request):
+    """Each guarantee holds for fresh interpreters and for forks of the warm template."""
+    with worker_pool(request.param) as pool:
+        chosen = pool.get()
+        assert chosen.kind == request.param, pool.note
+        yield chosen
+
+
 # 1. code in the working directory never runs -------------------------------------------
 
 
 @pytest.mark.slow
-def test_worker_ignores_modules_in_the_working_directory(tmp_path, monkeypatch):
+def test_worker_ignores_modules_in_the_working_directory(tmp_path, monkeypatch, workers):
     marker = tmp_path / "EXECUTED"
     for name in ("json", "profile", "numpy", "torch"):
         (tmp_path / f"{name}.py").write_text(f"open({str(marker)!r}, 'a').write('{name}\\n')\n")
@@ -54,7 +64,7 @@ def test_worker_ignores_modules_in_the_working_directory(tmp_path, monkeypatch):
     forged.mkdir(parents=True)
     (forged / "worker.py").write_text(f"open({str(marker)!r}, 'a').write('worker\\n')\n")
     monkeypatch.chdir(tmp_path)
-    row = run(quick())
+    row = run(quick(), workers=workers)
     assert row.ok, row.reason
     assert not marker.exists(), marker.read_text()
 
@@ -122,24 +132,29 @@ def test_a_full_disk_is_one_error_and_leaves_the_file_as_it_was(tmp_path, monkey
 
 
 @pytest.mark.slow
-def test_export_runs_inside_the_limits_and_leaves_no_folder():
+def test_export_runs_inside_the_limits_and_leaves_no_folder(workers):
     before = bench_folders()
-    oom = run(quick(attention="mhsa", dim=256, hw=[96, 96], backend="onnxruntime", memory_limit_mb=64))
+    limited = quick(attention="mhsa", dim=256, hw=[96, 96], backend="onnxruntime", memory_limit_mb=64)
+    oom = run(limited, workers=workers)
     # a MemoryError in the export worker, or native code crashing on a failed allocation
     assert oom.status == "oom" and ("export:" in oom.reason or "memory limit" in oom.reason), oom.reason
-    slow = run(quick(attention="mhsa", dim=64, hw=[96, 96], backend="onnxruntime", timeout_s=0.5))
+    slow = run(
+        quick(attention="mhsa", dim=64, hw=[96, 96], backend="onnxruntime", timeout_s=0.5), workers=workers
+    )
     assert slow.status == "timeout"
+    after = run(quick(), workers=workers)  # the warm template serves on after a kill
+    assert after.ok, after.reason
     assert bench_folders() <= before
 
 
 def test_a_worker_killed_by_a_user_is_not_out_of_memory():
     config = quick(memory_limit_mb=1000)
-    assert _killed_row(config, signal.SIGKILL, 120.0).status == "error"
-    assert "SIGKILL" in _killed_row(config, signal.SIGKILL, 120.0).reason
-    assert _killed_row(config, signal.SIGKILL, 990.0).status == "oom"
-    assert _killed_row(config, signal.SIGTERM, 990.0).status == "error"
-    assert _killed_row(config, signal.SIGSEGV, 100.0).status == "oom"  # under its memory limit
-    assert _killed_row(quick(), signal.SIGSEGV, 100.0).status == "error"  # no limit: a crash
+    assert killed_row(config, signal.SIGKILL, 120.0).status == "error"
+    assert "SIGKILL" in killed_row(config, signal.SIGKILL, 120.0).reason
+    assert killed_row(config, signal.SIGKILL, 990.0).status == "oom"
+    assert killed_row(config, signal.SIGTERM, 990.0).status == "error"
+    assert killed_row(config, signal.SIGSEGV, 100.0).status == "oom"  # under its memory limit
+    assert killed_row(quick(), signal.SIGSEGV, 100.0).status == "error"  # no limit: a crash
 
 
 # 5. report writes through nothing -------------------------------------------------------------
@@ -377,34 +392,44 @@ def test_table_reads_accuracy_before_measuring(tmp_path, cli):
 
 
 @pytest.mark.slow
-def test_a_worker_dies_with_its_parent(tmp_path):
-    """SIGKILL the measuring process: its worker must not run on."""
+@pytest.mark.parametrize("kind", WORKER_KINDS)
+def test_a_worker_dies_with_its_parent(tmp_path, kind):
+    """SIGKILL the measuring process: its workers (and the warm template) must not run on."""
     import subprocess
     import sys
     import time
 
     script = (
-        "from mobattn.bench.runner import run\n"
+        "from mobattn.bench import measure\n"
         "from mobattn.bench.config import BenchConfig\n"
-        "run(BenchConfig(kind='attention', attention='mhsa', dim=64, hw=[64, 64], timeout_s=600))\n"
+        "config = BenchConfig(kind='attention', attention='mhsa', dim=64, hw=[64, 64], timeout_s=600)\n"
+        f"measure([config], workers={kind!r}, cache=False)\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
-    worker = None
-    for _ in range(200):
+    depth = 2 if kind == "warm" else 1  # runner -> template -> worker, or runner -> worker
+    family = []
+    for _ in range(600):
         time.sleep(0.1)
-        children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
-        pids = children.read_text().split() if children.exists() else []
-        if pids:
-            worker = int(pids[0])
+        family = _descendants(parent.pid)
+        if len(family) >= depth:
             break
-    assert worker is not None
+    assert len(family) >= depth, family
     parent.kill()
     parent.wait()
     for _ in range(50):
-        if not Path(f"/proc/{worker}").exists() or "Z" in _state(worker):
+        if all(not Path(f"/proc/{pid}").exists() or "Z" in _state(pid) for pid in family):
             break
         time.sleep(0.1)
-    assert not Path(f"/proc/{worker}").exists() or "Z" in _state(worker)
+    assert all(not Path(f"/proc/{pid}").exists() or "Z" in _state(pid) for pid in family)
+
+
+def _descendants(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        pids = [int(p) for p in children.read_text().split()]
+    except OSError:
+        return []
+    return pids + [d for p in pids for d in _descendants(p)]
 
 
 def _state(pid: int) -> str:

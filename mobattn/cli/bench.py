@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from rich.text import Text
 
+from mobattn.bench.config import PROFILES
 from mobattn.errors import MobattnError
 from mobattn.parsing import MAX_THREADS, check_int, parse_csv, parse_hw_list, parse_ints, parse_resolutions
 
@@ -45,7 +46,7 @@ from .console import console, make_table, print_json
 )
 @click.option(
     "--profile",
-    type=click.Choice(["default", "mlperf", "quick"]),
+    type=click.Choice(list(PROFILES)),
     default="default",
     show_default=True,
     help="default: a few seconds each; mlperf: >= 1024 queries (MLPerf single-stream).",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from mobattn.bench.config import PROFILES
 from mobattn.errors import MobattnError
 from mobattn.parsing import MAX_THREADS, check_int, check_resolution, parse_csv, parse_names
 
@@ -44,7 +45,7 @@ FORMATS = ("md", "csv", "tex", "json")
 )
 @click.option("--resolution", type=int, help="Input size for every model (default: each model's own).")
 @click.option(
-    "--profile", type=click.Choice(["default", "mlperf", "quick"]), default="default", show_default=True
+    "--profile", type=click.Choice(list(PROFILES)), default="default", show_default=True
 )
 @click.option(
     "--results",

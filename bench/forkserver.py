@@ -1,0 +1,147 @@
+"""Warm, still isolated workers: a template process that imports torch, mobattn and the
+runtimes once per sweep, then forks one fresh child per worker phase.
+
+Why: a fresh ``python -I -m mobattn.bench.worker`` pays its imports (torch about 1.5 s,
+``executorch.runtime`` about 4 s on a 2-core machine) twice per configuration. A fork
+of a process that has them imported pays nothing, and the child is still a new process:
+its own address space, memory limit, process group and run folder, killed as a group on
+timeout or Ctrl-C, exactly as a fresh worker.
+
+Safe forking: forking after a thread pool (OpenMP, OpenBLAS, onnxruntime's) or CUDA was
+initialised is unsafe, so the template imports only modules that start no thread
+(onnxruntime starts one at import: its children import it themselves, in 0.1 s), runs
+no operator, never touches CUDA, and counts its threads before it serves: with more than
+one it refuses, and the runner falls back to fresh workers. OpenBLAS (numpy's) starts
+its pool at import unless told one thread; the template is told so, and its children get
+the user's setting back in their environment.
+
+The template runs as ``python -I -m mobattn.bench.forkserver`` in a private folder
+(isolated mode: the user's working directory is not on ``sys.path``), dies with the
+runner, and its children die with it.
+
+Protocol (JSON lines): the runner writes ``{"phase", "request", "folder"}``; the
+template forks, answers ``{"pid"}`` at once and ``{"pid", "status", "maxrss_kb"}`` when
+the child has ended. The child writes its answer to ``answer.json`` in its folder and
+its output to ``worker.log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import signal
+import sys
+import traceback
+
+# Imported by the template: they start no thread (checked at start-up).
+PRELOAD = (
+    "mobattn.bench.worker",
+    "mobattn.exporters.to_onnx",
+    "onnxscript",
+    "torch.onnx",
+)
+# Preloaded where installed (ExecuTorch: its runtime's import is the slowest of all).
+OPTIONAL_PRELOAD = (
+    "mobattn.exporters.to_executorch",
+    "executorch.runtime",
+    "executorch.exir",
+    "executorch.backends.xnnpack.partition.xnnpack_partitioner",
+)
+QUIET_POOLS = {"OPENBLAS_NUM_THREADS": "1"}  # a pool that starts at import unless told not to
+ANSWER = "answer.json"
+LOG = "worker.log"
+
+
+def thread_count() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        import threading
+
+        return threading.active_count()
+
+
+def _preload() -> None:
+    for name in PRELOAD:
+        importlib.import_module(name)
+    for name in OPTIONAL_PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
+def serve() -> None:
+    """The template: preload, check it is single-threaded, then fork on request."""
+    user_pools = {k: os.environ.get(k) for k in QUIET_POOLS}
+    with contextlib.redirect_stdout(sys.stderr):  # chatty imports must not break the protocol
+        _preload()
+    threads = thread_count()
+    if threads != 1:
+        _send({"refused": f"the template runs {threads} threads after its imports; forking it is unsafe"})
+        return
+    _send({"ready": True})
+    template = os.getpid()
+    for line in sys.stdin:
+        order = json.loads(line)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child; its answer is checked by the runner
+            _child(order, user_pools, template)
+        _send({"pid": pid})
+        _, status, usage = os.wait4(pid, 0)
+        _send({"pid": pid, "status": status, "maxrss_kb": usage.ru_maxrss})
+
+
+def _send(message: dict) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def _child(order: dict, user_pools: dict, template: int) -> None:  # pragma: no cover - the fork
+    code = 1
+    try:
+        os.setsid()  # its own process group: the runner kills it and anything it starts
+        _die_with(template)
+        folder = order["folder"]
+        os.chdir(folder)
+        log = os.open(os.path.join(folder, LOG), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        for key, value in user_pools.items():  # the user's thread settings, not the template's
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        from mobattn.bench.worker import answer
+
+        result = answer(order["phase"], order["request"])
+        tmp = os.path.join(folder, ANSWER + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(json.dumps(result, default=str))
+        os.rename(tmp, os.path.join(folder, ANSWER))
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _die_with(parent: int) -> None:  # pragma: no cover - runs in the fork
+    if sys.platform == "linux":
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the template died before the line above
+            os._exit(1)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when the template ends
+    serve()
