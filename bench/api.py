@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mobattn.environment import environment
@@ -177,6 +178,49 @@ def measure(
             if on_row:
                 on_row(row)
     return rows
+
+
+@dataclass(frozen=True)
+class TimeAccounting:
+    """Where a run of configurations spent its wall time (from the rows' ``phases_s``)."""
+
+    configurations: int
+    wall_s: float
+    timed_s: float  # the timed runs themselves
+    export_s: float  # exports of distinct artifacts (real work, once each)
+    exported: int
+    cached: int  # artifacts taken from the cache
+
+    @property
+    def efficiency(self) -> float:
+        return self.timed_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def overhead_per_configuration_s(self) -> float:
+        """Neither timed runs nor exports: starts, imports, loads, warm-up, bookkeeping."""
+        return (self.wall_s - self.timed_s - self.export_s) / max(1, self.configurations)
+
+    def line(self) -> str:
+        return (
+            f"{self.configurations} configurations in {self.wall_s:.1f} s: timed runs {self.timed_s:.1f} s "
+            f"(efficiency {self.efficiency:.0%}), exports {self.export_s:.1f} s ({self.exported} exported, "
+            f"{self.cached} from the cache), other {self.overhead_per_configuration_s:.2f} s a configuration"
+        )
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "efficiency": self.efficiency}
+
+
+def time_accounting(rows: Sequence[Row], wall_s: float) -> TimeAccounting:
+    phases = [r.phases_s or {} for r in rows]
+    return TimeAccounting(
+        configurations=len(rows),
+        wall_s=wall_s,
+        timed_s=sum(p.get("timed", 0.0) for p in phases),
+        export_s=sum(p.get("build", 0.0) + p.get("export", 0.0) + p.get("validation", 0.0) for p in phases),
+        exported=sum(1 for p in phases if "export" in p),
+        cached=sum(1 for r in rows if r.artifact_cached),
+    )
 
 
 def pending(configs: Sequence[BenchConfig], rows: Iterable[Row]) -> list[BenchConfig]:

@@ -32,6 +32,7 @@ COMMANDS = {
     "eval": "eval_cmd",
     "table": "table",
     "report": "report",
+    "cache": "cache_cmd",
 }
 _state = {"debug": False}
 

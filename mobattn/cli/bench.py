@@ -16,6 +16,7 @@ from .common import (
     check_bare_attention,
     json_option,
     measure_with_progress,
+    no_cache_option,
     own_resolution,
     reject_attention_sizes,
     report_failures,
@@ -71,6 +72,7 @@ from .console import console, make_table, print_json
 )
 @click.option("--no-isolate", is_flag=True, help="Measure in this process instead of a fresh one each.")
 @click.option("--results", type=click.Path(dir_okay=False), help="Also append each row to this JSONL file.")
+@no_cache_option
 @json_option
 def command(
     artifact,
@@ -95,6 +97,7 @@ def command(
     memory_limit,
     no_isolate,
     results,
+    no_cache,
     json_out,
 ) -> int:
     """Latency and memory, batch 1, few threads: a model, a bare attention, or an .onnx/.pte file.
@@ -148,7 +151,9 @@ def command(
             check_backend(backend, device)
         settings = dict(backends=backend_list, threads=thread_list, precisions=precisions, devices=[device])
         configs = _subject_configs(model, attention, dim, hw, heads, weights, resolution, settings, common)
-    rows = measure_with_progress(configs, isolate=not no_isolate, results=Path(results) if results else None)
+    rows = measure_with_progress(
+        configs, isolate=not no_isolate, results=Path(results) if results else None, cache=not no_cache
+    )
     if json_out:
         print_json([r.to_dict() for r in rows])
     else:

@@ -15,6 +15,12 @@ from .console import err_console
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 json_option = click.option("--json", "json_out", is_flag=True, help="Print a JSON list of records.")
+no_cache_option = click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Export every artifact anew and keep none (default: reuse the artifact cache, "
+    "$MOBATTN_CACHE or ~/.cache/mobattn; see `mobattn cache info`).",
+)
 
 
 def subject_options(func: Callable) -> Callable:
@@ -127,10 +133,17 @@ def report_failures(rows: list) -> int:
     return 1 if failed else 0
 
 
-def measure_with_progress(configs, isolate: bool = True, results=None, title: str = "measuring") -> list:
-    """:func:`mobattn.bench.measure` under a progress bar naming the configuration."""
-    from mobattn.bench import measure
+def measure_with_progress(
+    configs, isolate: bool = True, results=None, title: str = "measuring", cache: bool = True
+) -> list:
+    """:func:`mobattn.bench.measure` under a progress bar naming the configuration; then
+    one line on stderr: where the wall time went (timed runs against everything else)."""
+    import time
 
+    from mobattn.bench import measure
+    from mobattn.bench.api import time_accounting
+
+    start = time.monotonic()
     progress, task = progress_bar(title, len(configs))
     with progress:
         rows = measure(
@@ -139,6 +152,9 @@ def measure_with_progress(configs, isolate: bool = True, results=None, title: st
             results=results,
             on_start=lambda c: progress.update(task, description=f"{title}: {c.label()}"),
             on_row=lambda _: progress.advance(task),
+            cache=cache,
         )
         progress.update(task, description=title)
+    if rows:
+        err_console.print(time_accounting(rows, time.monotonic() - start).line())
     return rows

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import CONTEXT, json_option, measure_with_progress, report_failures
+from .common import CONTEXT, json_option, measure_with_progress, no_cache_option, report_failures
 from .console import console, err_console, make_table, print_json
 
 
@@ -37,8 +37,9 @@ class _SweepCommand(click.Command):
 @click.option("--shard", help="Run only shard i of n, e.g. 2/4.")
 @click.option("--no-isolate", is_flag=True, help="Measure in this process instead of a fresh one each.")
 @click.option("--dry-run", is_flag=True, help="List the configurations that would run.")
+@no_cache_option
 @json_option
-def command(grid_file, preset, results, shard, no_isolate, dry_run, json_out) -> None:
+def command(grid_file, preset, results, shard, no_isolate, dry_run, no_cache, json_out) -> None:
     """Run a grid of measurements from a TOML file or a preset; resumable.
 
     \b
@@ -75,7 +76,9 @@ def command(grid_file, preset, results, shard, no_isolate, dry_run, json_out) ->
             f"{len(configs)} configurations in shard {index}/{count}; {skipped} already in "
             f"{results_path}, {len(todo)} to run"
         )
-        rows = measure_with_progress(todo, isolate=not no_isolate, results=results_path, title="sweep")
+        rows = measure_with_progress(
+            todo, isolate=not no_isolate, results=results_path, title="sweep", cache=not no_cache
+        )
     print_sweep_summary(results_path, json_out, sharded=count > 1)
     return report_failures(rows)
 

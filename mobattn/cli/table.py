@@ -11,7 +11,7 @@ from mobattn.bench.config import PROFILES
 from mobattn.errors import MobattnError
 from mobattn.parsing import MAX_THREADS, check_int, check_resolution, parse_csv, parse_names
 
-from .common import CONTEXT, measure_with_progress
+from .common import CONTEXT, measure_with_progress, no_cache_option
 from .console import err_console, print_warning
 
 FORMATS = ("md", "csv", "tex", "json")
@@ -44,9 +44,7 @@ FORMATS = ("md", "csv", "tex", "json")
     help="e.g. fp32,int8: a row per precision.",
 )
 @click.option("--resolution", type=int, help="Input size for every model (default: each model's own).")
-@click.option(
-    "--profile", type=click.Choice(list(PROFILES)), default="default", show_default=True
-)
+@click.option("--profile", type=click.Choice(list(PROFILES)), default="default", show_default=True)
 @click.option(
     "--results",
     type=click.Path(dir_okay=False),
@@ -63,6 +61,7 @@ FORMATS = ("md", "csv", "tex", "json")
 @click.option("--json", "json_out", is_flag=True, help="Same as --format json.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the table here (else print it).")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@no_cache_option
 def command(
     models,
     attentions,
@@ -77,6 +76,7 @@ def command(
     json_out,
     out,
     force,
+    no_cache,
 ):
     """A speed–accuracy table: params, GMACs, latency per backend, memory, top-1 and its source.
 
@@ -127,7 +127,9 @@ def command(
     rows = api.measure_missing(
         configs,
         results_path,
-        runner=lambda missing: measure_with_progress(missing, results=results_path, title="table"),
+        runner=lambda missing: measure_with_progress(
+            missing, results=results_path, title="table", cache=not no_cache
+        ),
     )
     text = render(build_rows(rows, evals, backend_list), backend_list, "json" if json_out else fmt)
     if out:
