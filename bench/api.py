@@ -159,8 +159,10 @@ def measure(
 
     clean_stale_folders()
     artifacts = ArtifactCache() if cache else None
+    configs = list(configs)
+    targets = {BACKENDS[c.backend].target for c in configs if c.backend in BACKENDS} - {None}
     rows = []
-    with worker_pool(workers) as pool:
+    with worker_pool(workers, targets) as pool:
         for config in configs:
             if on_start:
                 on_start(config)

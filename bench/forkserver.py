@@ -15,7 +15,7 @@ one it refuses, and the runner falls back to fresh workers. OpenBLAS (numpy's) s
 its pool at import unless told one thread; the template is told so, and its children get
 the user's setting back in their environment.
 
-The template runs as ``python -I -m mobattn.bench.forkserver`` in a private folder
+The template runs as ``python -I -m mobattn.bench.forkserver MODULE...`` in a private folder
 (isolated mode: the user's working directory is not on ``sys.path``), dies with the
 runner, and its children die with it.
 
@@ -35,20 +35,19 @@ import signal
 import sys
 import traceback
 
-# Imported by the template: they start no thread (checked at start-up).
-PRELOAD = (
-    "mobattn.bench.worker",
-    "mobattn.exporters.to_onnx",
-    "onnxscript",
-    "torch.onnx",
-)
-# Preloaded where installed (ExecuTorch: its runtime's import is the slowest of all).
-OPTIONAL_PRELOAD = (
-    "mobattn.exporters.to_executorch",
-    "executorch.runtime",
-    "executorch.exir",
-    "executorch.backends.xnnpack.partition.xnnpack_partitioner",
-)
+# Imported by every template: they start no thread (checked at start-up).
+PRELOAD = ("mobattn.bench.worker",)
+# ... and by a template for a sweep that exports to a target (where installed): the
+# exporter and what it imports on first use. onnxruntime is not here: it starts a thread.
+PRELOAD_BY_TARGET = {
+    "onnx": ("mobattn.exporters.to_onnx", "onnxscript", "torch.onnx"),
+    "executorch": (
+        "mobattn.exporters.to_executorch",
+        "executorch.runtime",  # the slowest import of all (seconds)
+        "executorch.exir",
+        "executorch.backends.xnnpack.partition.xnnpack_partitioner",
+    ),
+}
 QUIET_POOLS = {"OPENBLAS_NUM_THREADS": "1"}  # a pool that starts at import unless told not to
 ANSWER = "answer.json"
 LOG = "worker.log"
@@ -63,19 +62,22 @@ def thread_count() -> int:
         return threading.active_count()
 
 
-def _preload() -> None:
-    for name in PRELOAD:
-        importlib.import_module(name)
-    for name in OPTIONAL_PRELOAD:
-        with contextlib.suppress(ImportError):
+def preload_for(targets) -> list[str]:
+    """The modules a template imports for a sweep timing ``targets``' artifacts."""
+    return [*PRELOAD, *(m for t in sorted(set(targets)) for m in PRELOAD_BY_TARGET.get(t, ()))]
+
+
+def _preload(modules: list[str]) -> None:
+    for name in modules:
+        with contextlib.suppress(ImportError):  # an optional runtime not installed
             importlib.import_module(name)
 
 
-def serve() -> None:
-    """The template: preload, check it is single-threaded, then fork on request."""
+def serve(modules: list[str]) -> None:
+    """The template: preload ``modules``, check it is single-threaded, then fork on request."""
     user_pools = {k: os.environ.get(k) for k in QUIET_POOLS}
     with contextlib.redirect_stdout(sys.stderr):  # chatty imports must not break the protocol
-        _preload()
+        _preload(modules)
     threads = thread_count()
     if threads != 1:
         _send({"refused": f"the template runs {threads} threads after its imports; forking it is unsafe"})
@@ -144,4 +146,4 @@ def _die_with(parent: int) -> None:  # pragma: no cover - runs in the fork
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when the template ends
-    serve()
+    serve(sys.argv[1:] or list(PRELOAD))

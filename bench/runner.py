@@ -119,10 +119,12 @@ def _phase(
 
 def _artifact(config, folder, deadline, workers, cache, phases) -> Artifact:
     """The file to time: from the artifact cache, or exported by a worker (and cached)."""
-    clock = time.monotonic()
-    key = cache_key(config) if cache is not None else None
-    found = cache.lookup(key, folder) if cache is not None else None
-    phases["cache"] = time.monotonic() - clock
+    key = found = None
+    if cache is not None:
+        clock = time.monotonic()
+        key = cache_key(config)
+        found = cache.lookup(key, folder)
+        phases["cache"] = time.monotonic() - clock
     if found is not None:
         return Artifact(**{**found, "phases_s": {}})
     request = {"config": asdict(config), "artifact": None}

@@ -163,10 +163,10 @@ class WarmWorkers:
 
     kind = "warm"
 
-    def __init__(self):
+    def __init__(self, targets=()):
         self.folder = Path(tempfile.mkdtemp(prefix="mobattn-template-"))
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-m", "mobattn.bench.forkserver"],
+            [sys.executable, "-I", "-m", "mobattn.bench.forkserver", *forkserver.preload_for(targets)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -267,8 +267,9 @@ class WorkerPool:
     """The workers of one sweep: the warm template started on first use (and again if it
     dies), or fresh interpreters where the template cannot run."""
 
-    def __init__(self, kind: str | None = None):
+    def __init__(self, kind: str | None = None, targets=()):
         self.kind = workers_kind(kind)
+        self.targets = tuple(targets)  # the export targets the sweep times: what to preload
         self._warm: WarmWorkers | None = None
         self.note: str | None = None  # why warm workers were not used
 
@@ -280,7 +281,7 @@ class WorkerPool:
             self._warm = None
         if self._warm is None:
             try:
-                self._warm = WarmWorkers()
+                self._warm = WarmWorkers(self.targets)
             except MobattnError as exc:
                 self.kind, self.note = "fresh", str(exc)
                 return FreshWorkers()
@@ -293,8 +294,8 @@ class WorkerPool:
 
 
 @contextlib.contextmanager
-def worker_pool(kind: str | None = None) -> Iterator[WorkerPool]:
-    pool = WorkerPool(kind)
+def worker_pool(kind: str | None = None, targets=()) -> Iterator[WorkerPool]:
+    pool = WorkerPool(kind, targets)
     try:
         yield pool
     finally:

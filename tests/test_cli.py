@@ -1,5 +1,6 @@
 """The `mobattn` command: output for people and programs, and its handling of bad input."""
 
+import os
 import subprocess
 import sys
 
@@ -139,13 +140,24 @@ def test_list_models_smallest_first(cli):
     assert swiftformers == ["swiftformer_xs", "swiftformer_s", "swiftformer_l1", "swiftformer_l3"]
 
 
-def test_help_imports_no_torch():
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["list", "targets"],
+        ["list", "backends", "--json"],
+        ["cache", "info"],
+        ["bench", "--threads", "x"],
+    ],
+)
+def test_help_and_tables_import_no_torch(argv, tmp_path):
     """`mobattn --help` once took 1.8 s, most of it importing torch before parsing."""
     code = (
         "import sys\n"
         "from mobattn.cli import main\n"
-        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "print('torch' in sys.modules, 'onnx' in sys.modules)\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, 'onnx' in sys.modules, 'onnxruntime' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout + out.stderr
+    env = {**os.environ, "MOBATTN_CACHE": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.strip().splitlines()[-1] == "False False False", out.stdout + out.stderr

@@ -8,7 +8,7 @@ import click
 from rich.text import Text
 
 from mobattn.bench.config import PROFILES
-from mobattn.errors import MobattnError
+from mobattn.errors import MobattnError, unknown_name_error
 from mobattn.parsing import MAX_THREADS, check_int, parse_csv, parse_hw_list, parse_ints, parse_resolutions
 
 from .common import (
@@ -110,10 +110,20 @@ def command(
     Exit code 1 when a configuration failed (oom, timeout, error: its row says why), else 0;
     a precision a backend does not measure is a `skipped` row.
     """
-    from mobattn.bench import api
-    from mobattn.bench.backends import artifact_backend, check_backend
-    from mobattn.bench.config import MIN_MEMORY_LIMIT_MB, check_precision, check_timeout, profile_with
+    from mobattn.bench.config import (
+        DEVICES,
+        MIN_MEMORY_LIMIT_MB,
+        check_precision,
+        check_timeout,
+        get_backend,
+        profile_with,
+    )
 
+    # the options first, from the tables alone: a mistyped option imports no torch
+    for name in parse_csv(backends or "torch", "--backend"):
+        get_backend(name)
+    if device not in DEVICES:
+        raise unknown_name_error("device", device, list(DEVICES))
     precisions = [check_precision(p) for p in parse_csv(precision, "--precision")]
     common = dict(
         batch=check_int(batch, "--batch", 1, 256),
@@ -130,6 +140,9 @@ def command(
         else check_int(memory_limit, "--memory-limit", MIN_MEMORY_LIMIT_MB),
     )
     thread_list = parse_ints(threads, "--threads", MAX_THREADS)
+    from mobattn.bench import api
+    from mobattn.bench.backends import artifact_backend, check_backend
+
     if artifact is not None:
         if model or attention or weights:
             raise MobattnError("give an artifact file or --model/--attention/--weights, not both")

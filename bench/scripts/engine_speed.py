@@ -1,0 +1,168 @@
+"""Before and after the sweep engine of issue 26, measured side by side in one run.
+
+"Old" is a fresh interpreter per worker phase and no artifact cache
+(``MOBATTN_WORKERS=fresh``, ``--no-cache``); "new" is the warm template and the cache,
+from an empty cache ("cold") and from the cache the cold run filled ("warm").
+
+    .venv/bin/python bench/scripts/engine_speed.py --out results/benchmarks/engine-speed.json
+
+1. ``mobattn --help``: wall time, median of 7.
+2. One configuration per command (``mobattn bench``, quick profile, 1 thread, bare
+   mechanism, dim 64, 14x14): wall time minus timed time, per backend, median over the
+   five mechanisms of the scaling studies; old, new cold, new warm, interleaved.
+3. ``mobattn sweep --preset quick`` (15 configurations): wall, timed, efficiency.
+4. Same numbers: 30 configurations (five mechanisms x 14x14, 28x28, 56x56 x torch,
+   onnxruntime; default profile), each measured the old way and the new way, alternating
+   which goes first; the medians' ratio new / old.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MECHANISMS = ("eaa", "hilo", "external", "ufo", "mhsa")
+BACKENDS = ("torch", "onnxruntime", "executorch")
+MOBATTN = [sys.executable, "-m", "mobattn"]
+
+
+def run_cli(args: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    done = subprocess.run(MOBATTN + args, capture_output=True, text=True, env=env)
+    return time.perf_counter() - start, done
+
+
+def modes(cache_dir: str) -> dict[str, tuple[dict, list[str]]]:
+    base = {**os.environ, "MOBATTN_CACHE": cache_dir}
+    return {
+        "old": ({**base, "MOBATTN_WORKERS": "fresh"}, ["--no-cache"]),
+        "new": ({**base, "MOBATTN_WORKERS": "warm"}, []),
+    }
+
+
+def help_time() -> float:
+    times = [run_cli(["--help"], dict(os.environ))[0] for _ in range(7)]
+    return statistics.median(times)
+
+
+def one_configuration(cache_dir: str) -> dict:
+    """Per backend and mode: wall minus timed seconds of one `mobattn bench` command."""
+    overhead: dict[str, dict[str, list[float]]] = {
+        b: {"old": [], "new cold": [], "new warm": []} for b in BACKENDS
+    }
+    env_of = modes(cache_dir)
+    for backend in BACKENDS:
+        for mechanism in MECHANISMS:
+            args = ["bench", "--attention", mechanism, "--dim", "64", "--hw", "14x14", "--backend", backend]
+            args += ["--profile", "quick", "--threads", "1", "--json"]
+            for label, mode in (("new cold", "new"), ("old", "old"), ("new warm", "new")):
+                env, extra = env_of[mode]
+                wall, done = run_cli(args + extra, env)
+                rows = json.loads(done.stdout)
+                timed = rows[0]["phases_s"]["timed"]
+                overhead[backend][label].append(wall - timed)
+                print(
+                    f"one config: {backend} {mechanism} {label}: wall {wall:.2f} s, timed {timed:.2f} s",
+                    flush=True,
+                )
+    return {b: {m: statistics.median(v) for m, v in per.items()} for b, per in overhead.items()}
+
+
+def quick_sweep(cache_dir: str) -> dict:
+    found = {}
+    env_of = modes(cache_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, mode in (("old", "old"), ("new cold", "new"), ("new warm", "new")):
+            env, extra = env_of[mode]
+            results = Path(tmp) / f"{label.replace(' ', '-')}.jsonl"
+            wall, done = run_cli(["sweep", "--preset", "quick", "--results", str(results), *extra], env)
+            rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+            timed = sum(r["phases_s"]["timed"] for r in rows if r.get("phases_s"))
+            export = sum(
+                sum(r["phases_s"].get(k, 0.0) for k in ("build", "export", "validation"))
+                for r in rows
+                if r.get("phases_s")
+            )
+            found[label] = {
+                "configurations": len(rows),
+                "wall_s": wall,
+                "timed_s": timed,
+                "export_s": export,
+                "efficiency": timed / wall,
+                "other_per_configuration_s": (wall - timed - export) / len(rows),
+                "cached": sum(1 for r in rows if r.get("artifact_cached")),
+            }
+            print(f"quick sweep {label}: {found[label]}", flush=True)
+    return found
+
+
+def same_numbers() -> list[dict]:
+    from mobattn.bench import attention_configs
+    from mobattn.bench.cache import ArtifactCache
+    from mobattn.bench.compute import matmul_peak_gflops
+    from mobattn.bench.runner import run
+    from mobattn.bench.workers import FreshWorkers, worker_pool
+
+    configs = attention_configs(
+        MECHANISMS, [64], [(14, 14), (28, 28), (56, 56)], backends=["torch", "onnxruntime"]
+    )
+    compared = []
+    with worker_pool("warm", {"onnx"}) as pool:
+        warm, cache = pool.get(), ArtifactCache()
+        for i, config in enumerate(configs):
+            config.matmul_peak_gflops = matmul_peak_gflops(config.threads, config.device)
+            order = ("old", "new") if i % 2 == 0 else ("new", "old")
+            rows = {}
+            for mode in order:
+                rows[mode] = (
+                    run(config, workers=FreshWorkers())
+                    if mode == "old"
+                    else run(config, workers=warm, cache=cache)
+                )
+            old, new = rows["old"], rows["new"]
+            ratio = new.median_ms / old.median_ms if old.ok and new.ok else None
+            compared.append(
+                {
+                    "config": config.label(),
+                    "old_ms": old.median_ms,
+                    "new_ms": new.median_ms,
+                    "ratio": ratio,
+                    "noisy": bool(old.noisy or new.noisy),
+                }
+            )
+            print(f"same numbers: {compared[-1]}", flush=True)
+    return compared
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, type=Path, help="JSON file for the figures")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: help,one,sweep,same")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    report: dict = {"machine": f"{os.cpu_count()} cores", "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    with tempfile.TemporaryDirectory(prefix="engine-speed-cache-") as cache_dir:
+        if "help" not in skip:
+            report["help_s"] = help_time()
+            print(f"mobattn --help: {report['help_s']:.3f} s", flush=True)
+        if "one" not in skip:
+            report["one_configuration_overhead_s"] = one_configuration(cache_dir)
+        if "sweep" not in skip:
+            report["quick_sweep"] = quick_sweep(tempfile.mkdtemp(dir=cache_dir))
+        if "same" not in skip:
+            os.environ["MOBATTN_CACHE"] = cache_dir
+            report["same_numbers"] = same_numbers()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
