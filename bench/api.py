@@ -153,7 +153,7 @@ def measure(
     the default on Linux) or ``"fresh"`` (a new interpreter per phase), see
     :mod:`.workers`."""
     from .cache import ArtifactCache
-    from .compute import matmul_peak_gflops
+    from .compute import machine_peak_gflops
     from .runner import clean_stale_folders, run
     from .workers import worker_pool
 
@@ -171,8 +171,8 @@ def measure(
                 row = base_row(config)
                 row.status, row.reason = "skipped", unsupported
             else:
-                if config.matmul_peak_gflops is None:  # once per thread count and device
-                    config.matmul_peak_gflops = matmul_peak_gflops(config.threads, config.device)
+                if config.matmul_peak_gflops is None:  # once per machine, thread count and device
+                    config.matmul_peak_gflops = machine_peak_gflops(config.threads, config.device, cache)
                 row = run(config, isolate=isolate, workers=pool.get() if isolate else None, cache=artifacts)
             rows.append(row)
             if results is not None:

@@ -74,3 +74,53 @@ def matmul_peak_gflops(threads: int, device: str = "cpu") -> float:
         except ImportError:  # a torch-only install (the GPU machine's): torch's rate alone
             pass
     return max(rates)
+
+
+MACHINE_FACTS = "machine-facts.json"  # in the artifact cache's folder
+
+
+def machine_peak_gflops(threads: int, device: str = "cpu", cached: bool = True) -> float:
+    """:func:`matmul_peak_gflops`, measured once per machine: kept in the cache folder
+    under the machine and libraries it was measured with (CPU model, cores, GPU, torch and
+    onnxruntime versions), so a sweep of one configuration does not spend 1-2 s on it.
+    ``cached=False`` (``--no-cache``) measures it again and keeps the new figure."""
+    from mobattn.environment import environment
+
+    from .cache import cache_root
+
+    env = environment()
+    keys = ("cpu", "cores", "gpu", "torch", "onnxruntime")
+    key = "|".join(str(env.get(k)) for k in keys) + f"|{device}|{threads}"
+    path = cache_root() / MACHINE_FACTS
+    facts = _read_facts(path)
+    if cached and isinstance(facts.get(key), int | float) and facts[key] > 0:
+        return float(facts[key])
+    peak = matmul_peak_gflops(threads, device)
+    _write_facts(path, {**facts, key: peak})
+    return peak
+
+
+def _read_facts(path) -> dict:
+    import json
+
+    try:
+        facts = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return facts if isinstance(facts, dict) else {}
+
+
+def _write_facts(path, facts: dict) -> None:
+    """Replaced in one rename; a concurrent writer may drop the other's figure (it is
+    measured again next time), never leave a torn file."""
+    import contextlib
+    import json
+    import os
+    import tempfile
+
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".facts-", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(facts, f, indent=1)
+        os.replace(tmp, path)

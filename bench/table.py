@@ -118,6 +118,8 @@ def build_rows(bench_rows: list[Row], evals: list[dict], backends: list[str]) ->
                         "noisy": r.noisy,
                         "cosine": (r.validation or {}).get("cosine"),  # the timed artifact vs torch fp32
                         "top1_agreement": (r.validation or {}).get("top1_agreement"),
+                        "load_ms": r.load_ms,  # cold start: session creation / program load
+                        "first_run_ms": r.first_run_ms,
                     }
                     for b, r in sorted(by_backend.items(), key=lambda kv: backends.index(kv[0]))
                 },
@@ -133,11 +135,12 @@ def build_rows(bench_rows: list[Row], evals: list[dict], backends: list[str]) ->
     return table
 
 
-def _columns(backends: list[str], machines: bool) -> list[str]:
+def _columns(backends: list[str], machines: bool, cold_start: bool = False) -> list[str]:
     cols = ["model", "attention", "precision", "params (M)", "GMACs", "resolution"]
     cols += ["machine"] if machines else []
     for b in backends:
         cols += [f"{b} median (ms)", f"{b} p90 (ms)"]
+        cols += [f"{b} load (ms)", f"{b} first run (ms)"] if cold_start else []
     return cols + [
         "cosine to torch fp32 (min over backends)",
         "peak memory (MiB, max over backends)",
@@ -148,7 +151,7 @@ def _columns(backends: list[str], machines: bool) -> list[str]:
     ]
 
 
-def _cells(row: TableRow, backends: list[str], machines: bool) -> list[str]:
+def _cells(row: TableRow, backends: list[str], machines: bool, cold_start: bool = False) -> list[str]:
     def f(value, spec):
         return "n/a" if value is None else format(value, spec)
 
@@ -159,6 +162,8 @@ def _cells(row: TableRow, backends: list[str], machines: bool) -> list[str]:
         lat = row.latency.get(b, {})
         noisy = " (noisy)" if lat.get("noisy") else ""
         cells += [f(lat.get("median_ms"), ".2f") + noisy, f(lat.get("p90_ms"), ".2f")]
+        if cold_start:
+            cells += [f(lat.get("load_ms"), ".1f"), f(lat.get("first_run_ms"), ".2f")]
     cosines = [lat["cosine"] for lat in row.latency.values() if lat.get("cosine") is not None]
     fidelity = f(min(cosines) if cosines else None, ".5f")
     return cells + [
@@ -191,10 +196,11 @@ def tex_escape(text: str) -> str:
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def render(rows: list[TableRow], backends: list[str], fmt: str) -> str:
+def render(rows: list[TableRow], backends: list[str], fmt: str, cold_start: bool = False) -> str:
+    """The table in ``fmt``; ``cold_start`` adds each backend's load and first-run times."""
     machines = len({r.machine for r in rows}) > 1  # a column only when rows differ in it
-    cols = _columns(backends, machines)
-    body = [_cells(r, backends, machines) for r in rows]
+    cols = _columns(backends, machines, cold_start)
+    body = [_cells(r, backends, machines, cold_start) for r in rows]
     if fmt == "json":
         return json.dumps([r.to_dict() for r in rows], indent=2) + "\n"
     if fmt == "csv":

@@ -169,3 +169,40 @@ def test_a_cache_entry_is_a_complete_folder(cache_dir, tmp_path):
     found = cache.lookup("k", tmp_path / "run")
     assert found["cached"] and found["validation"] == {"status": "ok"}
     assert Path(found["path"]).read_bytes() == b"y" * 10
+
+
+def test_the_matmul_peak_is_measured_once_per_machine(cache_dir):
+    from mobattn.bench.compute import MACHINE_FACTS, machine_peak_gflops
+
+    first = machine_peak_gflops(1)
+    facts = json.loads((cache_dir / MACHINE_FACTS).read_text())
+    ((key, value),) = facts.items()
+    assert value == first > 0 and key.endswith("|cpu|1")
+    (cache_dir / MACHINE_FACTS).write_text(json.dumps({key: 12345.0}))
+    assert machine_peak_gflops(1) == 12345.0  # read back, not measured again
+    assert machine_peak_gflops(1, cached=False) == first  # --no-cache: this process's measurement
+    (cache_dir / MACHINE_FACTS).write_text("{torn")
+    assert machine_peak_gflops(1) == first  # a damaged file is measured over
+
+
+@pytest.mark.slow
+def test_cold_start_columns_on_request(cli, cache_dir):
+    plain = cli("bench --attention eaa --dim 16 --hw 4x4 --backend onnxruntime --profile quick")
+    cold = cli("bench --attention eaa --dim 16 --hw 4x4 --backend onnxruntime --profile quick --cold-start")
+    assert plain.code == 0 and cold.code == 0, cold.err
+    header = next(line for line in plain.out.splitlines() if "subject" in line)
+    cold_header = next(line for line in cold.out.splitlines() if "subject" in line)
+    assert cold_header.count("┃") == header.count("┃") + 2  # load and first run
+    assert "from the cache" in cold.err  # the time-accounting line; the second run reused the file
+    rows = cli("bench --attention eaa --dim 16 --hw 4x4 --backend onnxruntime --profile quick --json").json()
+    assert rows[0]["artifact_cached"] and rows[0]["load_ms"] > 0 and rows[0]["first_run_ms"] > 0
+
+
+def test_table_shows_cold_start_on_request():
+    from mobattn.bench.table import TableRow, render
+
+    latency = {"onnxruntime": {"median_ms": 1.0, "p90_ms": 1.1, "load_ms": 42.0, "first_run_ms": 3.5}}
+    row = TableRow("m", "eaa", 224, "fp32", "cpu", 1.0, 0.1, latency=latency)
+    assert "onnxruntime load (ms)" in render([row], ["onnxruntime"], "md", cold_start=True)
+    assert "| 42.0 | 3.50 |" in render([row], ["onnxruntime"], "md", cold_start=True)
+    assert "load" not in render([row], ["onnxruntime"], "md")

@@ -4,7 +4,8 @@
 (``MOBATTN_WORKERS=fresh``, ``--no-cache``); "new" is the warm template and the cache,
 from an empty cache ("cold") and from the cache the cold run filled ("warm").
 
-    .venv/bin/python bench/scripts/engine_speed.py --out results/benchmarks/engine-speed.json
+    .venv/bin/python bench/scripts/engine_speed.py --out results/benchmarks/engine-speed.json \
+        --markdown results/benchmarks/engine_speed.md
 
 1. ``mobattn --help``: wall time, median of 7.
 2. One configuration per command (``mobattn bench``, quick profile, 1 thread, bare
@@ -144,6 +145,7 @@ def same_numbers() -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="JSON file for the figures")
+    parser.add_argument("--markdown", type=Path, help="also write the page's section here")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: help,one,sweep,same")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -162,6 +164,74 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")
+    if args.markdown:
+        args.markdown.write_text(markdown(report))
+        print(f"wrote {args.markdown}")
+
+
+def markdown(report: dict) -> str:
+    """The page's section: every figure from this one run, old beside new."""
+    lines = [
+        f"Measured in one run of `bench/scripts/engine_speed.py` ({report['started']} UTC, this "
+        f"project's machine, {report['machine']}). Old: a fresh interpreter per worker phase and "
+        "no cache (`MOBATTN_WORKERS=fresh`, `--no-cache`); new: the warm template and the "
+        "artifact cache, from an empty cache (cold) and from a filled one (warm).",
+        "",
+    ]
+    if "help_s" in report:
+        lines += [f"`mobattn --help`: {report['help_s']:.3f} s (median of 7; goal <= 0.3 s).", ""]
+    if "one_configuration_overhead_s" in report:
+        lines += [
+            "One configuration per `mobattn bench` command (quick profile, 1 thread, bare mechanism, "
+            "dim 64, 14x14): wall time minus timed time in seconds, median over eaa, hilo, external, "
+            "ufo and mhsa. It includes the command's own start (it imports torch) and, cold, the export.",
+            "",
+            "| backend | old | new, cold cache | new, warm cache | goal (new) |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        goals = {"torch": 1.5, "onnxruntime": 1.5, "executorch": 3.0}
+        for backend, per in report["one_configuration_overhead_s"].items():
+            lines.append(
+                f"| {backend} | {per['old']:.2f} | {per['new cold']:.2f} | {per['new warm']:.2f} | "
+                f"<= {goals.get(backend, 0):.1f} |"
+            )
+        lines.append("")
+    if "quick_sweep" in report:
+        lines += [
+            "`mobattn sweep --preset quick` (15 configurations, three backends):",
+            "",
+            "| engine | wall (s) | timed (s) | efficiency | exports (s) | rest per config (s) | cached |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for label, f in report["quick_sweep"].items():
+            lines.append(
+                f"| {label} | {f['wall_s']:.1f} | {f['timed_s']:.1f} | {f['efficiency']:.0%} | "
+                f"{f['export_s']:.1f} | {f['other_per_configuration_s']:.2f} | "
+                f"{f['cached']}/{f['configurations']} |"
+            )
+        lines.append("")
+    if "same_numbers" in report:
+        compared = report["same_numbers"]
+        ratios = [c["ratio"] for c in compared if c["ratio"] is not None]
+        within = sum(1 for r in ratios if abs(r - 1) <= 0.03)
+        lines += [
+            f"Same numbers: {len(compared)} configurations (five mechanisms x 14x14, 28x28, 56x56 x torch, "
+            "onnxruntime; default profile; dim 64; 1 thread), each measured the old way and the new way "
+            f"in turn: **{within} of {len(ratios)}** medians agree within +-3% (goal: at least 27 of 30). "
+            "Those that do not:",
+            "",
+            "| configuration | old median (ms) | new median (ms) | new / old | noisy |",
+            "| --- | ---: | ---: | ---: | --- |",
+        ]
+        for c in compared:
+            if c["ratio"] is None or abs(c["ratio"] - 1) > 0.03:
+                ratio = "n/a" if c["ratio"] is None else f"{c['ratio']:.3f}"
+                lines.append(
+                    f"| {c['config']} | {c['old_ms'] or 0:.4f} | {c['new_ms'] or 0:.4f} | {ratio} | "
+                    f"{'yes' if c['noisy'] else 'no'} |"
+                )
+        lines.append("")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

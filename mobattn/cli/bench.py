@@ -72,6 +72,7 @@ from .console import console, make_table, print_json
 )
 @click.option("--no-isolate", is_flag=True, help="Measure in this process instead of a fresh one each.")
 @click.option("--results", type=click.Path(dir_okay=False), help="Also append each row to this JSONL file.")
+@click.option("--cold-start", is_flag=True, help="Also show load and first-run times (ms).")
 @no_cache_option
 @json_option
 def command(
@@ -97,6 +98,7 @@ def command(
     memory_limit,
     no_isolate,
     results,
+    cold_start,
     no_cache,
     json_out,
 ) -> int:
@@ -170,7 +172,7 @@ def command(
     if json_out:
         print_json([r.to_dict() for r in rows])
     else:
-        print_bench_table(rows)
+        print_bench_table(rows, cold_start=cold_start)
         for row in rows:
             if op_profile and row.ok:
                 print_op_profile(row)
@@ -226,7 +228,7 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def print_bench_table(rows, title: str = "latency (batch 1)") -> None:
+def print_bench_table(rows, title: str = "latency (batch 1)", cold_start: bool = False) -> None:
     table_rows = []
     for r in rows:
         if r.kind == "attention":
@@ -252,6 +254,7 @@ def print_bench_table(rows, title: str = "latency (batch 1)") -> None:
                 _fmt(r.throughput_fps, ".1f"),
                 "-" if r.fraction_of_peak is None else f"{r.fraction_of_peak:.0%}",
             ]
+            + ([_fmt(r.load_ms, ".1f"), _fmt(r.first_run_ms, ".2f")] if cold_start else [])
         )
     cols = [
         "subject",
@@ -268,7 +271,7 @@ def print_bench_table(rows, title: str = "latency (batch 1)") -> None:
         "GFLOP/s",
         "FPS",
         "of matmul peak",
-    ]
+    ] + (["load ms", "first run ms"] if cold_start else [])
     console.print(make_table(title, cols, table_rows, set(cols[6:]) | {"thr"}))
 
 

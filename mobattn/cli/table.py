@@ -61,6 +61,9 @@ FORMATS = ("md", "csv", "tex", "json")
 @click.option("--json", "json_out", is_flag=True, help="Same as --format json.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the table here (else print it).")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@click.option(
+    "--cold-start", is_flag=True, help="Add each backend's load and first-run times (ms) to the table."
+)
 @no_cache_option
 def command(
     models,
@@ -76,6 +79,7 @@ def command(
     json_out,
     out,
     force,
+    cold_start,
     no_cache,
 ):
     """A speed–accuracy table: params, GMACs, latency per backend, memory, top-1 and its source.
@@ -131,7 +135,9 @@ def command(
             missing, results=results_path, title="table", cache=not no_cache
         ),
     )
-    text = render(build_rows(rows, evals, backend_list), backend_list, "json" if json_out else fmt)
+    text = render(
+        build_rows(rows, evals, backend_list), backend_list, "json" if json_out else fmt, cold_start
+    )
     if out:
         with staged(Path(out), force) as tmp:
             tmp.write_text(text)
