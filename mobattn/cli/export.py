@@ -91,15 +91,15 @@ def command(
     here can execute is kept with status `unvalidated` and a warning.
     An option that none of the targets takes is an error.
     """
+    target_list = parse_csv(targets, "--to")
+    for target in target_list:
+        get_target(target)
+    check_options_apply(target_list, options)  # the options, from the table alone: no torch yet
     from mobattn.exporters import export
     from mobattn.exporters.agreement import user_tolerance
     from mobattn.exporters.calibration import calibration_images
     from mobattn.exporters.export import ExportRequest
 
-    target_list = parse_csv(targets, "--to")
-    for target in target_list:
-        get_target(target)
-    check_options_apply(target_list, options)
     size = parse_resolution(resolution or own_resolution(model))
     subject = build_subject(
         model,
