@@ -71,16 +71,23 @@ def file_sha256(path: Path) -> str:
 @functools.cache
 def source_digest() -> str:
     """The hash of mobattn's installed source (every ``.py`` file of the package and its
-    sub-packages): a changed exporter, deploy twin or model never reuses an entry."""
+    sub-packages): a changed exporter, deploy twin or model never reuses an entry. Only
+    package folders count (an ``__init__.py`` beside the file): the scripts beside a
+    checkout's ``bench/`` are not part of what exports."""
+    digest = hashlib.sha256()
+    for f in source_files():
+        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()
+
+
+def source_files() -> list[Path]:
+    """The modules of mobattn's packages, wherever they are installed."""
     folders = set()
     for package in ("mobattn", "mobattn.exporters", "mobattn.bench"):
         spec = util.find_spec(package)
         folders.update(Path(p).resolve() for p in (spec.submodule_search_locations or []))
-    files = sorted({f.resolve() for folder in folders for f in folder.rglob("*.py")})
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f.name.encode() + b"\0" + f.read_bytes())
-    return digest.hexdigest()
+    found = {f.resolve() for folder in folders for f in folder.rglob("*.py")}
+    return sorted(f for f in found if (f.parent / "__init__.py").is_file())
 
 
 @functools.cache

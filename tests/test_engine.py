@@ -206,3 +206,14 @@ def test_table_shows_cold_start_on_request():
     assert "onnxruntime load (ms)" in render([row], ["onnxruntime"], "md", cold_start=True)
     assert "| 42.0 | 3.50 |" in render([row], ["onnxruntime"], "md", cold_start=True)
     assert "load" not in render([row], ["onnxruntime"], "md")
+
+
+def test_the_source_digest_covers_the_packages_and_not_the_scripts():
+    """Editing bench/scripts/*.py (not installed) once invalidated every cached export."""
+    from mobattn.bench.cache import source_files
+
+    files = source_files()
+    names = {f.name for f in files}
+    assert {"cache.py", "to_onnx.py", "eaa.py", "worker.py"} <= names
+    assert all((f.parent / "__init__.py").is_file() for f in files)
+    assert not any(f.parent.name == "scripts" for f in files)
