@@ -155,6 +155,11 @@ def same_numbers(rounds: int = 3) -> list[dict]:
     return compared
 
 
+def stamp(report: dict, part: str) -> None:
+    """When a part started (a report updated by several runs says each part's time)."""
+    report.setdefault("parts", {})[part] = time.strftime("%Y-%m-%d %H:%M")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="JSON file for the figures")
@@ -168,17 +173,21 @@ def main() -> None:
     report.update(machine=f"{os.cpu_count()} cores", started=time.strftime("%Y-%m-%d %H:%M:%S"))
     with tempfile.TemporaryDirectory(prefix="engine-speed-cache-") as cache_dir:
         if "help" not in skip:
+            stamp(report, "help")
             report["help_s"] = help_time()
             print(f"mobattn --help: {report['help_s']:.3f} s", flush=True)
         if "one" not in skip:
+            stamp(report, "one")
             measured = one_configuration(cache_dir, args.backends.split(","))
             report["one_configuration_overhead_s"] = {
                 **report.get("one_configuration_overhead_s", {}),
                 **measured,
             }
         if "sweep" not in skip:
+            stamp(report, "sweep")
             report["quick_sweep"] = quick_sweep(tempfile.mkdtemp(dir=cache_dir))
         if "same" not in skip:
+            stamp(report, "same")
             os.environ["MOBATTN_CACHE"] = cache_dir
             report["same_numbers"] = same_numbers()
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -189,12 +198,16 @@ def main() -> None:
         print(f"wrote {args.markdown}")
 
 
+def _parts(report: dict) -> str:
+    return ", ".join(f"{part} {when}" for part, when in report.get("parts", {}).items()) or "(not recorded)"
+
+
 def markdown(report: dict) -> str:
     """The page's section: every figure from this one run, old beside new."""
     lines = [
-        f"Measured in one run of `bench/scripts/engine_speed.py` ({report['started']} UTC, this "
-        f"project's machine, {report['machine']}). Old: a fresh interpreter per worker phase and "
-        "no cache (`MOBATTN_WORKERS=fresh`, `--no-cache`); new: the warm template and the "
+        "Measured by `bench/scripts/engine_speed.py` on this project's machine "
+        f"({report['machine']}; parts started {_parts(report)} UTC). Old: a fresh interpreter per "
+        "worker phase and no cache (`MOBATTN_WORKERS=fresh`, `--no-cache`); new: the warm template and the "
         "artifact cache, from an empty cache (cold) and from a filled one (warm).",
         "",
     ]
