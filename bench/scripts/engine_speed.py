@@ -53,13 +53,13 @@ def help_time() -> float:
     return statistics.median(times)
 
 
-def one_configuration(cache_dir: str) -> dict:
+def one_configuration(cache_dir: str, backends=BACKENDS) -> dict:
     """Per backend and mode: wall minus timed seconds of one `mobattn bench` command."""
     overhead: dict[str, dict[str, list[float]]] = {
-        b: {"old": [], "new cold": [], "new warm": []} for b in BACKENDS
+        b: {"old": [], "new cold": [], "new warm": []} for b in backends
     }
     env_of = modes(cache_dir)
-    for backend in BACKENDS:
+    for backend in backends:
         for mechanism in MECHANISMS:
             args = ["bench", "--attention", mechanism, "--dim", "64", "--hw", "14x14", "--backend", backend]
             args += ["--profile", "quick", "--threads", "1", "--json"]
