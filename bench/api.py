@@ -159,6 +159,8 @@ def measure(
 
     clean_stale_folders()
     artifacts = ArtifactCache() if cache else None
+    if artifacts is not None:
+        artifacts.check_usable()
     configs = list(configs)
     targets = {BACKENDS[c.backend].target for c in configs if c.backend in BACKENDS} - {None}
     rows = []

@@ -148,6 +148,21 @@ class ArtifactCache:
         self.root = Path(root) if root else cache_root()
         self.entries = self.root / "artifacts"
 
+    def check_usable(self) -> None:
+        """A cache folder that cannot be made or written is one line before anything is
+        measured (not an error in the middle of a sweep)."""
+        try:
+            self.entries.mkdir(parents=True, exist_ok=True)
+            usable = os.access(self.entries, os.W_OK | os.X_OK)
+            why = "not writable"
+        except OSError as exc:
+            usable, why = False, exc.strerror or str(exc)
+        if not usable:
+            raise MobattnError(
+                f"cannot use the artifact cache at {self.root}: {why} "
+                "(set MOBATTN_CACHE to a writable folder, or pass --no-cache)"
+            )
+
     # ----- readers ------------------------------------------------------------------------
     def lookup(self, key: str, folder: Path) -> dict | None:
         """The cached artifact of ``key``, linked into ``folder`` (None: not cached, or

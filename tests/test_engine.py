@@ -217,3 +217,15 @@ def test_the_source_digest_covers_the_packages_and_not_the_scripts():
     assert {"cache.py", "to_onnx.py", "eaa.py", "worker.py"} <= names
     assert all((f.parent / "__init__.py").is_file() for f in files)
     assert not any(f.parent.name == "scripts" for f in files)
+
+
+def test_an_unusable_cache_is_one_line_before_measuring(cli, tmp_path, monkeypatch):
+    from helpers import assert_one_line_error
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MOBATTN_CACHE", str(blocker / "cache"))
+    results = tmp_path / "r.jsonl"
+    command = f"bench --attention eaa --dim 16 --hw 4x4 --profile quick --results {results}"
+    assert_one_line_error(cli(command), "--no-cache")
+    assert not results.exists()  # nothing measured, nothing written

@@ -143,6 +143,10 @@ def measure_with_progress(
     from mobattn.bench import measure
     from mobattn.bench.api import time_accounting
 
+    if cache:
+        from mobattn.bench.cache import ArtifactCache
+
+        ArtifactCache().check_usable()  # before the progress bar: one line, nothing measured
     start = time.monotonic()
     progress, task = progress_bar(title, len(configs))
     with progress:
