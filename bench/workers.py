@@ -162,6 +162,7 @@ class WarmWorkers:
     has imported torch, mobattn and the runtimes (see :mod:`.forkserver`)."""
 
     kind = "warm"
+    dead = False  # the template ended under a phase: the pool starts a new one
 
     def __init__(self, targets=()):
         self.folder = Path(tempfile.mkdtemp(prefix="mobattn-template-"))
@@ -186,6 +187,8 @@ class WarmWorkers:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise WorkerFailedError(timeout_row(config))
+        for stale in (forkserver.ANSWER, forkserver.LOG):  # an earlier phase's answer is not this one's
+            (folder / stale).unlink(missing_ok=True)
         self._send({"phase": phase, "request": request, "folder": str(folder)})
         started = self._receive(60.0)
         if not started:
@@ -250,8 +253,6 @@ class WarmWorkers:
         row.reason = "the warm worker template ended unexpectedly (the next configuration starts a new one)"
         self.dead = True
         return row
-
-    dead = False
 
 
 def workers_kind(requested: str | None = None) -> str:
