@@ -33,10 +33,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import metadata, util
+from importlib import util
 from pathlib import Path
 
+from mobattn.environment import package_version
 from mobattn.errors import MobattnError
+from mobattn.exporters.files import link_or_copy
 
 DEFAULT_MAX_MB = 4096
 ENTRY = "entry.json"
@@ -95,13 +97,6 @@ def _weights_sha256(path: str, mtime_ns: int, size: int) -> str:
     return file_sha256(Path(path))
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def key_fields(config) -> dict:
     """Everything that changes the file a benchmark configuration exports."""
     from mobattn import __version__
@@ -118,7 +113,7 @@ def key_fields(config) -> dict:
         "target": target_of(config).name,
         "precision": config.precision,
         "weights_sha256": weights,
-        "libraries": {name: _version(name) for name in KEY_PACKAGES},
+        "libraries": {name: package_version(name) for name in KEY_PACKAGES},
         "mobattn": __version__,
         "source_sha256": source_digest(),
     }
@@ -172,7 +167,7 @@ class ArtifactCache:
             record = json.loads((entry / ENTRY).read_text())
             source = entry / record["file"]
             target = folder / record["file"]
-            _link_or_copy(source, target)
+            link_or_copy(source, target)
         except (OSError, ValueError, KeyError, TypeError):
             return None
         if file_sha256(target) != record.get("sha256"):
@@ -184,7 +179,7 @@ class ArtifactCache:
         return {**record["artifact"], "path": str(target), "sha256": record["sha256"], "cached": True}
 
     def info(self) -> CacheInfo:
-        entries = [e for e in self._entries()]
+        entries = list(self._entries())
         size = sum(_size(e) for e in entries)
         return CacheInfo(str(self.root), len(entries), size, max_bytes())
 
@@ -202,7 +197,7 @@ class ArtifactCache:
         self.entries.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.entries))
         try:
-            _link_or_copy(source, staging / source.name)
+            link_or_copy(source, staging / source.name)
             record = {
                 "file": source.name,
                 "sha256": sha,
@@ -275,10 +270,3 @@ def _last_used(entry: Path) -> float:
 
 def _size(entry: Path) -> int:
     return sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)

@@ -111,16 +111,14 @@ def _read_facts(path) -> dict:
 
 
 def _write_facts(path, facts: dict) -> None:
-    """Replaced in one rename; a concurrent writer may drop the other's figure (it is
-    measured again next time), never leave a torn file."""
+    """Replaced in one rename (:func:`mobattn.exporters.files.staged`); a concurrent writer
+    may drop the other's figure (it is measured again next time), never leave a torn file.
+    A cache folder that cannot be written only costs the next run a measurement."""
     import contextlib
     import json
-    import os
-    import tempfile
 
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".facts-", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(facts, f, indent=1)
-        os.replace(tmp, path)
+    from mobattn.errors import MobattnError
+    from mobattn.exporters.files import staged
+
+    with contextlib.suppress(OSError, MobattnError), staged(path, force=True) as tmp:
+        tmp.write_text(json.dumps(facts, indent=1))

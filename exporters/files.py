@@ -173,14 +173,16 @@ def _link_others(folder: Path, staging: Path, names: set[str]) -> set[str]:
         if entry.name in names:
             continue
         if entry.is_dir() and not entry.is_symlink():
-            shutil.copytree(entry, staging / entry.name, symlinks=True, copy_function=_link_or_copy)
+            shutil.copytree(entry, staging / entry.name, symlinks=True, copy_function=link_or_copy)
         else:
-            _link_or_copy(entry, staging / entry.name)
+            link_or_copy(entry, staging / entry.name)
         kept.add(entry.name)
     return kept
 
 
-def _link_or_copy(src, dst) -> None:
+def link_or_copy(src, dst) -> None:
+    """A hard link where the filesystem allows (no bytes copied), else a copy; a symlink
+    stays a symlink."""
     if Path(src).is_symlink():
         os.symlink(os.readlink(src), dst)
         return

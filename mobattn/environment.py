@@ -19,7 +19,8 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _version(package: str) -> str | None:
+def package_version(package: str) -> str | None:
+    """The installed version of ``package`` (None if it is not installed)."""
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
@@ -72,6 +73,6 @@ def _measured() -> dict:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "mobattn": __version__,
-        **{name: _version(name) for name in packages},
+        **{name: package_version(name) for name in packages},
         **_gpu(),
     }
