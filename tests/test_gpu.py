@@ -68,8 +68,8 @@ def test_the_device_script_plans_without_a_gpu(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
         "cuda: 240 configurations",
-        "cuda-compiled: 21 configurations",
         "cuda-throughput: 8 configurations",
+        "cuda-compiled: 21 configurations",
     ]
 
 
@@ -87,3 +87,47 @@ def test_compiled_rows_report_compile_time_apart():
         )
     )
     assert row.ok and row.details["compile_s"] > 0 and row.environment["gpu"]
+
+
+def test_figures_count_the_same_macs_on_shapes_alone():
+    """GPU and artifact rows count their FLOPs on the meta device (a 256x256 MHSA on the
+    CPU took seconds per row); the count must be the one the CPU gives."""
+    from mobattn.bench.api import model_configs
+    from mobattn.bench.backends import subject_for_figures
+    from mobattn.flops import count_macs
+
+    configs = attention_configs(
+        ["eaa", "external", "hilo", "mhsa", "separable", "ufo"], [32], [(14, 14)], backends=["onnxruntime"]
+    ) + model_configs(["swiftformer_xs", "deit_tiny"], backends=["onnxruntime"])
+    for config in configs:
+        module, example = subject_for_figures(config)
+        on_cpu = count_macs(module, example)
+        assert on_cpu > 0 and count_macs(module.to("meta"), example.to("meta")) == on_cpu, config.label()
+
+
+@pytest.mark.slow
+def test_the_gpu_section_names_what_the_lease_did_not_measure(tmp_path):
+    """The page's GPU section, from the committed rows: every planned mechanism without a
+    row is named as not measured, every measured one has its exponents."""
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "bench/scripts/gpu_report.py", "--plots", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    measured = set()
+    for name in ("cuda-run1.jsonl", "cuda-run2.jsonl"):
+        for line in (ROOT / "results/benchmarks/gpu" / name).read_text().splitlines():
+            row = json.loads(line)
+            assert row["environment"]["gpu"] == "NVIDIA H200" and row["device"] == "cuda"
+            measured.add(row["attention"] or row["model"])
+    (not_measured,) = [line for line in out.stdout.splitlines() if line.startswith("Not measured")]
+    for mechanism in PRESETS["cuda"].attentions:
+        if mechanism in measured:
+            assert f"| {mechanism} | 64 | fp16 |" in out.stdout
+        else:
+            assert f"{mechanism} (30)" in not_measured  # 2 dims x 5 sizes x 3 precisions
+    assert (tmp_path / "gpu_vs_tokens.png").stat().st_size > 0
