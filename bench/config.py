@@ -61,7 +61,7 @@ BACKENDS: dict[str, Backend] = {
             "torch-compile",
             None,
             {"cuda": ("fp32", "fp16", "bf16")},
-            "torch.compile (inductor), no CUDA graphs",
+            "torch.compile (inductor, default mode), no CUDA graphs",
             prepare="mobattn.bench.backends:prepare_compiled",
         ),
         Backend(
