@@ -39,6 +39,7 @@ BENCHMARK_COMMANDS = [
     f"python bench/scripts/ane_layout.py > {R}/ane_layout.md",
     f"python bench/scripts/engine_speed.py --out {R}/engine-speed.json --markdown {R}/engine_speed.md",
     f"python bench/scripts/adaptive_profile.py > {R}/adaptive_profile.md",
+    f"python bench/scripts/gpu_report.py --plots docs/benchmarks > {R}/gpu.md",
     # later sources win where two measured the same point (runtime-parity's default profile
     # over precision's quick one)
     f"mobattn report {R}/attention-scaling.jsonl {R}/precision.jsonl {R}/precision-models.jsonl "
@@ -50,6 +51,7 @@ NOTES = ("export_speed.txt", "fidelity.txt")  # benchmark outputs shown verbatim
 SECTIONS = {  # markdown outputs of bench/scripts, shown as sections in this order
     "engine_speed.md": "What a sweep costs beyond its measurements: warm workers and the artifact cache",
     "adaptive_profile.md": "--profile adaptive against the default profile",
+    "gpu.md": "GPU rows: NVIDIA H200, eager torch (the first CUDA rows)",
     "runtime_parity.md": "ExecuTorch against onnxruntime, each in its fastest faithful form",
     "mobile_usability.md": "onnxruntime's mobile providers: default and --form mobile",
     "ane_layout.md": "The Neural Engine layout: --layout ane",
