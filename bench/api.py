@@ -11,6 +11,7 @@ results file the moment it is measured. The CLI only parses, calls these and ren
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -144,6 +145,7 @@ def measure(
     on_row: OnRow | None = None,
     cache: bool = True,
     workers: str | None = None,
+    pool=None,
 ) -> list[Row]:
     """Measure each configuration (in fresh worker processes unless ``isolate`` is
     False) and return its row; append each row to ``results`` as soon as it exists.
@@ -151,7 +153,8 @@ def measure(
     ``cache``: reuse exports from the artifact cache (:mod:`.cache`) and keep new ones
     there. ``workers``: ``"warm"`` (forks of a template that imported the runtimes once,
     the default on Linux) or ``"fresh"`` (a new interpreter per phase), see
-    :mod:`.workers`."""
+    :mod:`.workers`. ``pool``: a :class:`.workers.WorkerPool` the caller keeps open
+    across calls (a fleet node's), instead of one for this call."""
     from .cache import ArtifactCache
     from .compute import machine_peak_gflops
     from .runner import clean_stale_folders, run
@@ -164,11 +167,12 @@ def measure(
     configs = list(configs)
     targets = {BACKENDS[c.backend].target for c in configs if c.backend in BACKENDS} - {None}
     rows = []
-    with worker_pool(workers, targets) as pool:
+    with contextlib.nullcontext(pool) if pool is not None else worker_pool(workers, targets) as pool:
         for config in configs:
             if on_start:
                 on_start(config)
             unsupported = BACKENDS[config.backend].unsupported(config.device, config.precision)
+            unsupported = unsupported or more_threads_than_cores(config)
             if unsupported:
                 row = base_row(config)
                 row.status, row.reason = "skipped", unsupported
@@ -182,6 +186,15 @@ def measure(
             if on_row:
                 on_row(row)
     return rows
+
+
+def more_threads_than_cores(config: BenchConfig) -> str:
+    """Why a configuration cannot be measured faithfully here ('' if it can): more
+    threads than this process may use (its affinity and cgroup quota, not the host's)."""
+    cores = environment().get("cores") or 1
+    if config.device == "cpu" and config.threads > cores:
+        return f"--threads {config.threads} is more than the {cores} usable cores here"
+    return ""
 
 
 @dataclass(frozen=True)

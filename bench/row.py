@@ -27,7 +27,8 @@ SUBJECT_FIELDS = ("kind", "model", "attention", "resolution", "dim", "hw", "head
 SETTING_FIELDS = ("backend", "device", "threads", "precision", "profile")
 # Environment fields that make two runs comparable: same machine, same libraries (the
 # runtime's own only for its rows: installing ExecuTorch does not change a torch row).
-ENV_KEYS = ("cpu", "cores", "machine", "torch", "mobattn")
+# ("node_label": MOBATTN_NODE_LABEL, None unless set, so older rows keep their identity)
+ENV_KEYS = ("cpu", "cores", "machine", "torch", "mobattn", "node_label")
 # ... and for CUDA rows the GPU: two GPUs behind one CPU model never share an identity
 GPU_KEYS = ("gpu", "cuda", "gpu_driver")
 
@@ -88,7 +89,8 @@ class Row:
     p99_ms: float | None = None
     iqr_ms: float | None = None
     cv: float | None = None
-    noisy: bool | None = None  # IQR above 10% of the median (torch.utils.benchmark's warning)
+    noisy: bool | None = None  # IQR above 10% of the median, or other_cpu_cores above bench.quiet's limit
+    other_cpu_cores: float | None = None  # cores other processes kept busy while this row was timed
     iterations: int | None = None
     warmup_runs: int | None = None
     throughput_fps: float | None = None  # batch / median latency
@@ -132,7 +134,9 @@ class Row:
     def machine(self) -> str:
         """The CPU the row was measured on: rows of different machines never share a
         table cell, a plot panel or a fit."""
-        return str(self.environment.get("cpu") or "unknown")
+        cpu = str(self.environment.get("cpu") or "unknown")
+        label = self.environment.get("node_label")
+        return f"{cpu} [{label}]" if label else cpu
 
     @property
     def ok(self) -> bool:

@@ -28,6 +28,7 @@ from mobattn.errors import MobattnError, described, is_out_of_memory
 from . import memory
 from .backends import Artifact, export_artifact, needs_export, prepare, target_of, temporary_folder
 from .config import BenchConfig, get_backend
+from .quiet import QUIET_CORES, OtherLoad
 from .row import Row
 from .timer import TimingPolicy, measure
 
@@ -150,9 +151,13 @@ def _measure_into(row: Row, config: BenchConfig, artifact: Artifact | None) -> N
     clock = time.perf_counter()
     prepared = prepare(config, artifact)
     row.load_ms = (time.perf_counter() - clock) * 1e3
+    others = OtherLoad.start()
     result = measure(prepared.run, config.threads, TimingPolicy.named(config.profile), prepared.sync)
+    row.other_cpu_cores = others.cores()
     for name, value in result.statistics().items():
         setattr(row, name, value)
+    if row.other_cpu_cores is not None and row.other_cpu_cores > QUIET_CORES:
+        row.noisy = True  # the spread may look tight; the machine was not quiet
     row.first_run_ms = result.first_run_ns / 1e6
     phases = {
         "load": row.load_ms / 1e3,

@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from mobattn.environment import usable_memory_mib
 from mobattn.errors import MobattnError, signal_name
 
 from . import forkserver
@@ -52,19 +53,12 @@ class WorkerFailedError(Exception):
         self.row = row
 
 
-def _memory_total_mb() -> float:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        with open("/proc/meminfo") as f:
-            return int(f.readline().split()[1]) / 1024
-    return float("inf")
-
-
 def killed_row(config: BenchConfig, signum: int, maxrss_mb: float) -> Row:
     """A worker ended by a signal: out of memory only if it had grown near the limit.
     ``maxrss_mb`` is the largest child's peak so far, an upper bound for this one, so a
     small worker killed by a user is never taken for an out-of-memory kill."""
     row = base_row(config)
-    limit = config.memory_limit_mb or _memory_total_mb() / 4
+    limit = config.memory_limit_mb or usable_memory_mib() / 4
     crash = signum in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT)
     if signum == signal.SIGKILL and maxrss_mb >= 0.9 * limit:
         row.status, row.reason = "oom", f"worker killed by the kernel at {maxrss_mb:.0f} MiB (out of memory)"

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 import os
 import platform
 from importlib import metadata
 
 
 def _cpu_model() -> str:
+    if platform.system() == "Darwin":  # Apple silicon's platform.processor() is only "arm"
+        import subprocess
+
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            query = ["sysctl", "-n", "machdep.cpu.brand_string"]
+            out = subprocess.run(query, capture_output=True, text=True, timeout=10)
+            if out.stdout.strip():
+                return out.stdout.strip()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -17,6 +27,51 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _cgroup_value(name: str) -> str | None:
+    """A cgroup v2 control file of this process's own cgroup (None outside one)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    path = line.split("::", 1)[1].strip()
+                    with open(f"/sys/fs/cgroup{path}/{name}") as control:
+                        return control.read().strip()
+    return None
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, capped by the cgroup's CPU
+    quota (a container given 2 CPUs of a 64-core host has 2, not 64)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = (_cgroup_value("cpu.max") or "max").split()
+    if quota and quota[0] != "max":
+        with contextlib.suppress(ValueError, IndexError):
+            cores = min(cores, max(1, math.ceil(int(quota[0]) / int(quota[1]))))
+    return cores
+
+
+def memory_limit_mib() -> float | None:
+    """The cgroup's memory limit (a container's), None where there is none."""
+    value = _cgroup_value("memory.max")
+    return int(value) / 2**20 if value and value.isdigit() else None
+
+
+def usable_memory_mib() -> float:
+    """What this process's measurements may use: the machine's memory or, inside a
+    container, the cgroup's limit, whichever is smaller (the oom judgement uses it)."""
+    total = float("inf")
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo") as f:
+            total = int(f.readline().split()[1]) / 1024
+    return min(total, memory_limit_mib() or float("inf"))
+
+
+def node_label() -> str | None:
+    """``MOBATTN_NODE_LABEL``: splits otherwise identical machines into kinds (in the
+    identity of every row measured under it)."""
+    return os.environ.get("MOBATTN_NODE_LABEL") or None
 
 
 def package_version(package: str) -> str | None:
@@ -68,7 +123,9 @@ def _measured() -> dict:
     packages = ("torch", "onnx", "onnxruntime", "onnxsim", "coremltools", "numpy", "executorch")
     return {
         "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
+        "cores": usable_cores(),
+        "memory_limit_mib": memory_limit_mib(),
+        "node_label": node_label(),
         "machine": platform.machine(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
