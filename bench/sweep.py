@@ -324,8 +324,22 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return index, count
 
 
-def shard(configs: list[BenchConfig], index: int, count: int) -> list[BenchConfig]:
-    return [c for i, c in enumerate(configs) if i % count == index - 1]
+def shard(configs: list[BenchConfig], index: int, count: int, by_cost: bool = False) -> list[BenchConfig]:
+    """Shard ``index`` of ``count``: every n-th configuration, or (``by_cost``) a greedy
+    split by estimated cost, longest first to the least loaded shard. The estimate reads
+    no results file, so every shard's process computes the same split."""
+    if not by_cost:
+        return [c for i, c in enumerate(configs) if i % count == index - 1]
+    from .fleet import estimated_cost_s
+
+    loads = [0.0] * count
+    mine = []
+    for position in sorted(range(len(configs)), key=lambda i: (-estimated_cost_s(configs[i]), i)):
+        least = loads.index(min(loads))
+        loads[least] += estimated_cost_s(configs[position])
+        if least == index - 1:
+            mine.append(position)
+    return [configs[i] for i in sorted(mine)]
 
 
 def pending(configs: list[BenchConfig], results: Path) -> tuple[list[BenchConfig], int]:

@@ -33,6 +33,8 @@ COMMANDS = {
     "table": "table",
     "report": "report",
     "cache": "cache_cmd",
+    "node": "node",
+    "fleet": "fleet_cmd",
 }
 _state = {"debug": False}
 

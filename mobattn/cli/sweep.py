@@ -35,11 +35,48 @@ class _SweepCommand(click.Command):
     help="JSONL file the rows are appended to; rows already there are skipped.",
 )
 @click.option("--shard", help="Run only shard i of n, e.g. 2/4.")
+@click.option(
+    "--balance",
+    type=click.Choice(["count", "cost"]),
+    default="count",
+    show_default=True,
+    help="How --shard splits: every n-th configuration, or by estimated cost (longest first "
+    "to the least loaded shard; for Slurm job arrays and Kubernetes Indexed Jobs).",
+)
 @click.option("--no-isolate", is_flag=True, help="Measure in this process instead of a fresh one each.")
 @click.option("--dry-run", is_flag=True, help="List the configurations that would run.")
+@click.option(
+    "--cluster",
+    metavar="ADDRESS",
+    help="Run on the fleet of `mobattn node`s at this Dask scheduler address (or scheduler file).",
+)
+@click.option(
+    "--fleet",
+    "fleet_mode",
+    type=click.Choice(["compare", "spread"]),
+    default="compare",
+    show_default=True,
+    help="compare: the grid once per kind of machine; spread: each configuration once, anywhere.",
+)
+@click.option("--machines", help="Only the machines of these kinds (names as `mobattn fleet` shows them).")
+@click.option("--mix", is_flag=True, help="Let --fleet spread mix machines of different kinds.")
 @no_cache_option
 @json_option
-def command(grid_file, preset, results, shard, no_isolate, dry_run, no_cache, json_out) -> None:
+def command(
+    grid_file,
+    preset,
+    results,
+    shard,
+    balance,
+    no_isolate,
+    dry_run,
+    cluster,
+    fleet_mode,
+    machines,
+    mix,
+    no_cache,
+    json_out,
+) -> None:
     """Run a grid of measurements from a TOML file or a preset; resumable.
 
     \b
@@ -58,11 +95,14 @@ def command(grid_file, preset, results, shard, no_isolate, dry_run, no_cache, js
 
     grid = sweeps.load_grid(preset, grid_file)
     index, count = sweeps.parse_shard(shard)
+    if cluster:
+        fleet = (cluster, fleet_mode, machines, mix)
+        return _on_cluster(grid, Path(results), *fleet, shard, no_isolate, json_out)
     for backend in grid.backends:
         for device in grid.devices:
             check_backend(backend, device, here=not dry_run)  # a plan may be for another machine
     results_path = Path(results)
-    configs = sweeps.shard(grid.configs(), index, count)
+    configs = sweeps.shard(grid.configs(), index, count, by_cost=balance == "cost")
     if dry_run:
         todo, _ = sweeps.pending(configs, results_path)
         if json_out:
@@ -80,6 +120,28 @@ def command(grid_file, preset, results, shard, no_isolate, dry_run, no_cache, js
             todo, isolate=not no_isolate, results=results_path, title="sweep", cache=not no_cache
         )
     print_sweep_summary(results_path, json_out, sharded=count > 1)
+    return report_failures(rows)
+
+
+def _on_cluster(grid, results_path, cluster, mode, machines, mix, shard, no_isolate, json_out) -> int | None:
+    """The sweep on a fleet: this process dispatches and alone appends the rows."""
+    from mobattn.bench.fleet import require_distributed, run_on_cluster
+    from mobattn.bench.results import sweep_lock
+    from mobattn.errors import MobattnError
+
+    if shard or no_isolate:
+        raise MobattnError("--cluster spreads the grid itself: it takes neither --shard nor --no-isolate")
+    require_distributed()
+    kinds = [k.strip() for k in machines.split(",") if k.strip()] if machines else []
+
+    def said(event, config, machine) -> None:
+        verb = {"start": "started", "row": "done", "lost": "lost its machine"}[event]
+        err_console.print(f"{verb}: {config.label()} on {machine.node} ({machine.kind_name})")
+
+    with sweep_lock(results_path, "cluster"):
+        rows = run_on_cluster(grid.configs(), cluster, results_path, mode, kinds, mix, on_event=said)
+    err_console.print(f"{len(rows)} configurations measured on the fleet")
+    print_sweep_summary(results_path, json_out)
     return report_failures(rows)
 
 

@@ -1,0 +1,231 @@
+"""The fleet (issue 23) on 127.0.0.1: a real Dask scheduler, real `mobattn node`
+processes, the real driver (`mobattn sweep --cluster`); no mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from mobattn.bench.api import attention_configs
+from mobattn.bench.fleet import Machine, estimated_cost_s, plan
+from mobattn.bench.sweep import shard
+from mobattn.environment import environment
+
+pytest.importorskip("distributed")
+BIN = Path(sys.executable).parent
+GRID = """
+attentions = ["eaa", "ufo"]
+dims = [16]
+hws = [[4, 4], [8, 8]]
+backends = ["torch"]
+threads = [1]
+profile = "{profile}"
+"""
+
+
+class Fleet:
+    """A scheduler and its nodes, each its own process group, all killed at the end."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.file = folder / "scheduler.json"
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.start(
+            "scheduler",
+            [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0"]
+            + ["--no-dashboard", "--scheduler-file", str(self.file)],
+        )
+        deadline = time.monotonic() + 30
+        while not self.file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert self.file.exists(), (folder / "scheduler.log").read_text()
+
+    def start(self, name: str, argv: list[str], **env) -> subprocess.Popen:
+        while name in self.procs:
+            name += "+"
+        log = open(self.folder / f"{name}.log", "w")
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True
+        )
+        self.procs[name] = proc
+        return proc
+
+    def node(self, node_id: str, label: str, wait: bool = True) -> subprocess.Popen:
+        argv = [str(BIN / "mobattn"), "node", str(self.file), "--label", label]
+        proc = self.start(f"node-{node_id}", argv, MOBATTN_NODE_ID=node_id)
+        if wait:
+            self.wait_for_nodes({node_id})
+        return proc
+
+    def wait_for_nodes(self, names: set[str], timeout: float = 60) -> None:
+        from distributed import Client
+
+        with Client(scheduler_file=str(self.file), timeout=10) as client:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                joined = {w.get("name") for w in client.scheduler_info(n_workers=-1)["workers"].values()}
+                if names <= joined:
+                    return
+                time.sleep(0.2)
+        raise AssertionError(f"nodes {names} did not join")
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def close(self) -> None:
+        for name in list(self.procs):
+            if self.procs[name].poll() is None:
+                self.kill(name)
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    made = Fleet(tmp_path)
+    yield made
+    made.close()
+
+
+def sweep(fleet: Fleet, results: Path, *extra: str, profile: str = "quick") -> subprocess.Popen:
+    grid = fleet.folder / "grid.toml"
+    grid.write_text(GRID.format(profile=profile))
+    argv = [str(BIN / "mobattn"), "sweep", str(grid), "--results", str(results), "--cluster", str(fleet.file)]
+    return subprocess.Popen([*argv, *extra], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def rows(results: Path) -> list[dict]:
+    return [json.loads(line) for line in results.read_text().splitlines()]
+
+
+def subjects(found: list[dict]) -> Counter:
+    return Counter((r["attention"], tuple(r["hw"]), r["environment"]["node_label"]) for r in found)
+
+
+@pytest.mark.slow
+def test_compare_runs_the_grid_once_per_kind_and_spread_refuses_two_kinds(fleet, tmp_path):
+    fleet.node("a", "kind-one", wait=False)
+    fleet.node("b", "kind-two", wait=False)
+    fleet.wait_for_nodes({"a", "b"})
+    results = tmp_path / "rows.jsonl"
+    proc = sweep(fleet, results)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    found = rows(results)
+    assert set(subjects(found).values()) == {1} and len(found) == 8  # 4 configurations x 2 kinds
+    for row in found:
+        assert (
+            row["details"]["fleet"]["node"]
+            == {"kind-one": "a", "kind-two": "b"}[row["environment"]["node_label"]]
+        )
+        assert row["other_cpu_cores"] is not None
+    # a rerun has nothing left; spread across the two kinds is refused, naming them
+    out, err = sweep(fleet, results).communicate(timeout=60)
+    assert len(rows(results)) == 8, err
+    proc = sweep(fleet, tmp_path / "spread.jsonl", "--fleet", "spread")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "2 kinds (kind-one, kind-two)" in err and "Traceback" not in err
+    assert not (tmp_path / "spread.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_a_node_killed_mid_configuration_loses_no_row_and_duplicates_none(fleet, tmp_path):
+    fleet.node("a", "same", wait=False)
+    fleet.node("b", "same", wait=False)
+    fleet.wait_for_nodes({"a", "b"})
+    results = tmp_path / "rows.jsonl"
+    proc = sweep(fleet, results, "--fleet", "spread", profile="default")  # about 2 s a configuration
+    for line in proc.stderr:
+        if line.startswith("started:") and line.rstrip().endswith("on a (same)"):
+            time.sleep(0.5)
+            fleet.kill("node-a")
+            break
+    out, err = proc.communicate(timeout=120)
+    found = rows(results)
+    assert proc.returncode == 0 and len(found) == 4, err
+    assert "lost its machine: " in err and "on a (same)" in err
+    assert set(subjects(found).values()) == {1} and {r["status"] for r in found} == {"ok"}
+    assert {r["details"]["fleet"]["node"] for r in found} >= {"b"}
+
+
+@pytest.mark.slow
+def test_a_second_node_of_one_machine_is_refused(fleet):
+    fleet.node("same-machine", "x")
+    second = fleet.node("same-machine", "x", wait=False)
+    assert second.wait(timeout=60) == 2
+    log = (fleet.folder / "node-same-machine+.log").read_text()
+    assert "already in this fleet" in log and "Traceback" not in log
+
+
+@pytest.mark.slow
+def test_a_killed_driver_resumes_from_the_results_file(fleet, tmp_path):
+    fleet.node("a", "solo")
+    results = tmp_path / "rows.jsonl"
+    proc = sweep(fleet, results, profile="default")
+    for line in proc.stderr:
+        if line.startswith("done:"):
+            proc.kill()
+            break
+    proc.wait()
+    before = len(rows(results))
+    assert 1 <= before < 4
+    out, err = sweep(fleet, results, profile="default").communicate(timeout=120)
+    found = rows(results)
+    assert len(found) == 4 and set(subjects(found).values()) == {1}, err
+
+
+@pytest.mark.slow
+def test_no_engine_thread_cap_reaches_a_node(fleet):
+    from distributed import Client
+
+    fleet.node("a", "caps")
+    with Client(scheduler_file=str(fleet.file), timeout=10) as client:
+        seen = client.run(lambda: {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    assert list(seen.values()) == [{"OMP_NUM_THREADS": None, "MKL_NUM_THREADS": None}]
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path):
+    out = subprocess.run(
+        [str(BIN / "mobattn"), "sweep", "--preset", "quick", "--results", str(tmp_path / "r.jsonl")]
+        + ["--cluster", "tcp://127.0.0.1:9", "--no-cache"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "cannot reach the fleet's scheduler" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "r.jsonl").exists()
+
+
+def machine(label: str) -> Machine:
+    return Machine(f"tcp://{label}", label, "host", {**environment(), "node_label": label})
+
+
+def test_queues_start_with_the_longest_configuration_and_skip_what_is_done():
+    configs = attention_configs(["eaa", "mhsa"], [64], [(14, 14), (56, 56)])
+    queues = plan(configs, {"a": machine("a"), "b": machine("b")}, [], "compare")
+    assert len(queues) == 2
+    for jobs in queues.values():
+        assert [j.config.label() for j in jobs][0].startswith("mhsa d64 56x56")
+        costs = [estimated_cost_s(j.config) for j in jobs]
+        assert costs == sorted(costs, reverse=True)
+
+
+def test_shards_by_cost_cover_the_grid_once_and_balance_it():
+    configs = attention_configs(
+        ["eaa", "external", "hilo", "mhsa", "ufo"], [64, 128], [(s, s) for s in (14, 28, 56, 128)]
+    )
+    for count in (2, 4):
+        parts = [shard(configs, i, count, by_cost=True) for i in range(1, count + 1)]
+        labels = [c.label() for part in parts for c in part]
+        assert sorted(labels) == sorted(c.label() for c in configs)
+        by_cost = max(sum(map(estimated_cost_s, part)) for part in parts)
+        by_count = max(sum(map(estimated_cost_s, shard(configs, i, count))) for i in range(1, count + 1))
+        assert by_cost <= by_count
