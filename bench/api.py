@@ -146,6 +146,8 @@ def measure(
     cache: bool = True,
     workers: str | None = None,
     pool=None,
+    cluster: str | None = None,
+    fleet: str = "compare",
 ) -> list[Row]:
     """Measure each configuration (in fresh worker processes unless ``isolate`` is
     False) and return its row; append each row to ``results`` as soon as it exists.
@@ -154,7 +156,19 @@ def measure(
     there. ``workers``: ``"warm"`` (forks of a template that imported the runtimes once,
     the default on Linux) or ``"fresh"`` (a new interpreter per phase), see
     :mod:`.workers`. ``pool``: a :class:`.workers.WorkerPool` the caller keeps open
-    across calls (a fleet node's), instead of one for this call."""
+    across calls (a fleet node's), instead of one for this call. ``cluster``: a Dask
+    scheduler address (or scheduler file) of ``mobattn node`` machines to measure on
+    instead of here, ``fleet`` ``"compare"`` or ``"spread"`` (:mod:`.fleet`)."""
+    if cluster is not None:
+        from .fleet import run_on_cluster
+
+        def said(event, config, machine, row):
+            if event == "start" and on_start:
+                on_start(config)
+            if event == "row" and on_row:
+                on_row(row)
+
+        return run_on_cluster(list(configs), cluster, results, fleet, on_event=said, cache=cache)
     from .cache import ArtifactCache
     from .compute import machine_peak_gflops
     from .runner import clean_stale_folders, run

@@ -18,6 +18,7 @@ twice, it becomes an ``error`` row naming the machine (a rerun retries it).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -78,22 +79,22 @@ _measuring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobattn-measu
 _pools: dict = {}  # the node's warm worker pools, by the export targets they preload
 
 
-def measure_on_node(config: dict) -> dict:
+def measure_on_node(config: dict, cache: bool = True) -> dict:
     """A Dask task: one configuration measured by mobattn's isolated workers on this
     machine, its row as a dict. The workers are started from one long-lived thread (a
     worker dies with the thread that started it, and Dask's threads come and go) and
     kept warm across the node's configurations."""
-    return _measuring.submit(_measure_here, BenchConfig(**config)).result().to_dict()
+    return _measuring.submit(_measure_here, BenchConfig(**config), cache).result().to_dict()
 
 
-def _measure_here(config: BenchConfig) -> Row:
+def _measure_here(config: BenchConfig, cache: bool) -> Row:
     from .api import measure
     from .workers import WorkerPool
 
     targets = frozenset({BACKENDS[config.backend].target} - {None})
     if targets not in _pools:
         _pools[targets] = WorkerPool(None, targets)
-    (row,) = measure([config], pool=_pools[targets])
+    (row,) = measure([config], pool=_pools[targets], cache=cache)
     return row
 
 
@@ -216,22 +217,51 @@ def machines(client, known: dict[str, Machine] | None = None) -> dict[str, Machi
     return found
 
 
+# Seconds an export takes here, by target and kind (the runtime-parity sweep's rows,
+# 2-core AMD EPYC): only the order of configurations depends on it.
+EXPORT_S = {"onnx": {"attention": 2.0, "model": 5.0}, "executorch": {"attention": 5.5, "model": 20.0}}
+EXPORT_S_OTHER = {"attention": 5.0, "model": 20.0}
+START_S, MIN_TIMED_S, RUNS = 0.5, 2.5, 50  # a worker's start; the default profile's floor
+CPU_FLOPS_PER_THREAD, GPU_FLOPS = 2e10, 2e12
+
+
 def estimated_cost_s(config: BenchConfig, past: dict[tuple, float] | None = None) -> float:
     """Seconds a configuration is expected to take: its past rows' where there are some
-    (any machine), else a rough model that only has to order configurations well."""
+    (any machine), else start + export + timing, the timing from its multiply-adds
+    (counted on the meta device, once per subject) at a rough rate for its device."""
     if past and _cost_key(config) in past:
         return past[_cost_key(config)]
-    if config.kind == "attention":
-        tokens = (config.hw[0] * config.hw[1]) if config.hw else 196
-        quadratic = config.attention in ("mhsa", "hilo")
-        work = config.dim * tokens * (tokens / 64 if quadratic else 16)
-    elif config.kind == "model":
-        h, w = config.resolution or (224, 224)
-        work = 4e4 * h * w
+    target = BACKENDS[config.backend].target
+    export_s = 0.0 if target is None else EXPORT_S.get(target, EXPORT_S_OTHER).get(config.kind, 20.0)
+    rate = GPU_FLOPS if config.device == "cuda" else CPU_FLOPS_PER_THREAD * config.threads
+    per_run_s = 2 * _macs(_subject_key(config)) * config.batch / rate
+    return START_S + export_s + max(MIN_TIMED_S, RUNS * per_run_s)
+
+
+def _subject_key(config: BenchConfig) -> tuple:
+    shape = tuple(config.hw or config.resolution or ())
+    return (config.kind, config.model, config.attention, config.dim, shape, config.heads, config.file)
+
+
+@functools.lru_cache(maxsize=4096)
+def _macs(subject: tuple) -> float:
+    kind, model, attention, dim, shape, heads, file = subject
+    if kind == "file":
+        return 1e9
+    from mobattn.flops import count_macs
+
+    from .backends import subject_for_figures
+
+    config = BenchConfig(kind, model=model, attention=attention, dim=dim, heads=heads)
+    if kind == "attention":
+        config.hw = list(shape)
     else:
-        work = 1e9
-    export_s = 0.0 if BACKENDS[config.backend].target is None else 5.0
-    return 3.0 + export_s + work * config.batch / 1e9
+        config.resolution = list(shape) if shape else None
+    try:
+        module, example = subject_for_figures(config)
+        return float(count_macs(module.to("meta"), example.to("meta")))
+    except Exception:  # an estimate only: a subject that cannot be built is measured anyway
+        return 1e9
 
 
 def _cost_key(subject) -> tuple:
@@ -249,7 +279,7 @@ def past_costs(rows: Sequence[Row]) -> dict[tuple, float]:
     return costs
 
 
-OnEvent = Callable[[str, BenchConfig, Machine], None]
+OnEvent = Callable[[str, BenchConfig, Machine, "Row | None"], None]  # start, row, lost
 
 
 def plan(
@@ -294,9 +324,11 @@ def run_on_cluster(
     mix: bool = False,
     on_event: OnEvent | None = None,
     poll_s: float = 0.05,
+    cache: bool = True,
 ) -> list[Row]:
     """Measure ``configs`` on the fleet at ``address``; each row is appended to
-    ``results`` by this process as it arrives. Rerunning the same command resumes."""
+    ``results`` by this process as it arrives. Rerunning the same command resumes.
+    ``cache``: the nodes reuse their artifact caches (each machine its own)."""
     client = connect(address)
     in_flight: dict = {}
     try:
@@ -319,6 +351,7 @@ def run_on_cluster(
                     future = client.submit(
                         measure_on_node,
                         asdict(job.config),
+                        cache,
                         workers=[machine.address],
                         allow_other_workers=False,
                         resources={SLOT: 1},
@@ -327,7 +360,7 @@ def run_on_cluster(
                     )
                     in_flight[future] = (machine, job, time.time())
                     if on_event:
-                        on_event("start", job.config, machine)
+                        on_event("start", job.config, machine, None)
             if not in_flight:
                 time.sleep(poll_s)  # queued work whose kind has no machine now: wait for one
                 continue
@@ -339,7 +372,7 @@ def run_on_cluster(
                 row = _row_of(future, job, machine, start)
                 _keep(row, rows, results)
                 if on_event:
-                    on_event("row", job.config, machine)
+                    on_event("row", job.config, machine, row)
         return rows
     finally:
         for future in in_flight:
@@ -379,7 +412,7 @@ def _lost(in_flight, current, queues, rows, results, on_event) -> None:
         future.cancel()
         job.losses.append(machine.node)
         if on_event:
-            on_event("lost", job.config, machine)
+            on_event("lost", job.config, machine, None)
         if len(job.losses) >= LOSSES_ALLOWED:
             row = base_row(job.config)
             row.environment = machine.environment

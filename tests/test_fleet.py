@@ -163,20 +163,28 @@ def test_a_second_node_of_one_machine_is_refused(fleet):
     assert second.wait(timeout=60) == 2
     log = (fleet.folder / "node-same-machine+.log").read_text()
     assert "already in this fleet" in log and "Traceback" not in log
+    # the first node still serves, from Python too
+    from mobattn.bench import measure
+
+    (row,) = measure(attention_configs(["eaa"], [16], [(4, 4)], profile="quick"), cluster=str(fleet.file))
+    assert row.ok and row.details["fleet"]["node"] == "same-machine" and row.environment["node_label"] == "x"
 
 
 @pytest.mark.slow
 def test_a_killed_driver_resumes_from_the_results_file(fleet, tmp_path):
     fleet.node("a", "solo")
     results = tmp_path / "rows.jsonl"
-    proc = sweep(fleet, results, profile="default")
-    for line in proc.stderr:
-        if line.startswith("done:"):
-            proc.kill()
-            break
-    proc.wait()
+    for stop in (signal.SIGINT, signal.SIGKILL):  # Ctrl-C, then a killed driver
+        proc = sweep(fleet, results, profile="default")
+        for line in proc.stderr:
+            if line.startswith("done:"):
+                proc.send_signal(stop)
+                break
+        rest = proc.stderr.read()
+        assert proc.wait() == (130 if stop == signal.SIGINT else -signal.SIGKILL), rest
+        assert "Traceback" not in rest
     before = len(rows(results))
-    assert 1 <= before < 4
+    assert 2 <= before < 4
     out, err = sweep(fleet, results, profile="default").communicate(timeout=120)
     found = rows(results)
     assert len(found) == 4 and set(subjects(found).values()) == {1}, err
@@ -229,3 +237,46 @@ def test_shards_by_cost_cover_the_grid_once_and_balance_it():
         by_cost = max(sum(map(estimated_cost_s, part)) for part in parts)
         by_count = max(sum(map(estimated_cost_s, shard(configs, i, count))) for i in range(1, count + 1))
         assert by_cost <= by_count
+
+
+def test_more_threads_than_the_usable_cores_is_a_skipped_row(tmp_path):
+    """Cores are the process's own (its affinity here; a cgroup quota likewise), not the
+    host's: pinned to one core, a 2-thread configuration is skipped, not measured."""
+    script = (
+        "import os, json; os.sched_setaffinity(0, {0});"
+        "from mobattn.bench import measure, attention_configs;"
+        "rows = measure(attention_configs(['eaa'], [16], [(4, 4)], threads=[1, 2], profile='quick'));"
+        "print(json.dumps([(r.status, r.reason, r.environment['cores']) for r in rows]))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    (one, two) = json.loads(out.stdout.splitlines()[-1])
+    assert one[0] == "ok" and one[2] == 1
+    assert two[0] == "skipped" and "more than the 1 usable cores" in two[1]
+
+
+def test_committed_rows_keep_their_identity_on_an_unrestricted_machine():
+    from mobattn.bench.row import Row
+
+    path = Path(__file__).resolve().parent.parent / "results/benchmarks/runtime-parity.jsonl"
+    row = Row.from_dict(json.loads(path.read_text().splitlines()[0]))
+    relabelled = Row.from_dict({**row.to_dict(), "environment": {**row.environment, "node_label": None}})
+    assert "node_label" not in row.environment and relabelled.identity() == row.identity()
+    labelled = Row.from_dict({**row.to_dict(), "environment": {**row.environment, "node_label": "pool-a"}})
+    assert labelled.identity() != row.identity()
+
+
+@pytest.mark.slow
+def test_a_busy_machine_makes_a_row_noisy(tmp_path):
+    """Another process keeping a core busy while a row is timed shows in the row."""
+    from mobattn.bench import measure
+
+    config = attention_configs(["eaa"], [64], [(28, 28)], profile="default")
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        (loaded,) = measure(config, cache=False)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert loaded.ok and loaded.other_cpu_cores > 0.5 and loaded.noisy

@@ -97,7 +97,7 @@ def command(
     index, count = sweeps.parse_shard(shard)
     if cluster:
         fleet = (cluster, fleet_mode, machines, mix)
-        return _on_cluster(grid, Path(results), *fleet, shard, no_isolate, json_out)
+        return _on_cluster(grid, Path(results), *fleet, shard, no_isolate, not no_cache, json_out)
     for backend in grid.backends:
         for device in grid.devices:
             check_backend(backend, device, here=not dry_run)  # a plan may be for another machine
@@ -123,7 +123,7 @@ def command(
     return report_failures(rows)
 
 
-def _on_cluster(grid, results_path, cluster, mode, machines, mix, shard, no_isolate, json_out) -> int | None:
+def _on_cluster(grid, results_path, cluster, mode, machines, mix, shard, no_isolate, cache, json_out):
     """The sweep on a fleet: this process dispatches and alone appends the rows."""
     from mobattn.bench.fleet import require_distributed, run_on_cluster
     from mobattn.bench.results import sweep_lock
@@ -134,12 +134,14 @@ def _on_cluster(grid, results_path, cluster, mode, machines, mix, shard, no_isol
     require_distributed()
     kinds = [k.strip() for k in machines.split(",") if k.strip()] if machines else []
 
-    def said(event, config, machine) -> None:
+    def said(event, config, machine, row) -> None:
         verb = {"start": "started", "row": "done", "lost": "lost its machine"}[event]
         err_console.print(f"{verb}: {config.label()} on {machine.node} ({machine.kind_name})")
 
     with sweep_lock(results_path, "cluster"):
-        rows = run_on_cluster(grid.configs(), cluster, results_path, mode, kinds, mix, on_event=said)
+        rows = run_on_cluster(
+            grid.configs(), cluster, results_path, mode, kinds, mix, on_event=said, cache=cache
+        )
     err_console.print(f"{len(rows)} configurations measured on the fleet")
     print_sweep_summary(results_path, json_out)
     return report_failures(rows)
