@@ -78,6 +78,8 @@ benchmarks: venv
 	$(BIN)/python bench/scripts/engine_speed.py --out $(BENCH)/engine-speed.json --markdown $(BENCH)/engine_speed.md
 	$(BIN)/python bench/scripts/adaptive_profile.py > $(BENCH)/adaptive_profile.md
 	$(BIN)/python bench/scripts/gpu_report.py --plots docs/benchmarks > $(BENCH)/gpu.md
+	$(BIN)/python bench/scripts/fleet_makespan.py > $(BENCH)/fleet_makespan.md
+	$(BIN)/python bench/scripts/fleet_run.py >> $(BENCH)/fleet_makespan.md
 	$(BIN)/mobattn report $(BENCH)/attention-scaling.jsonl $(BENCH)/precision.jsonl $(BENCH)/precision-models.jsonl $(BENCH)/runtime-parity.jsonl $(BENCH)/families.jsonl $(BENCH)/swap-experiment.jsonl --out docs/benchmarks --page BENCHMARKS.md --force
 
 # Wheels the GPU machine lacks (it has torch and no internet), for bench/scripts/gpu_sweep.sh:

@@ -40,6 +40,8 @@ BENCHMARK_COMMANDS = [
     f"python bench/scripts/engine_speed.py --out {R}/engine-speed.json --markdown {R}/engine_speed.md",
     f"python bench/scripts/adaptive_profile.py > {R}/adaptive_profile.md",
     f"python bench/scripts/gpu_report.py --plots docs/benchmarks > {R}/gpu.md",
+    f"python bench/scripts/fleet_makespan.py > {R}/fleet_makespan.md",
+    f"python bench/scripts/fleet_run.py >> {R}/fleet_makespan.md",
     # later sources win where two measured the same point (runtime-parity's default profile
     # over precision's quick one)
     f"mobattn report {R}/attention-scaling.jsonl {R}/precision.jsonl {R}/precision-models.jsonl "
@@ -52,6 +54,7 @@ SECTIONS = {  # markdown outputs of bench/scripts, shown as sections in this ord
     "engine_speed.md": "What a sweep costs beyond its measurements: warm workers and the artifact cache",
     "adaptive_profile.md": "--profile adaptive against the default profile",
     "gpu.md": "GPU rows: NVIDIA H200, eager torch (the first CUDA rows)",
+    "fleet_makespan.md": "A sweep over many machines: makespan by how the grid is split, and a real fleet",
     "runtime_parity.md": "ExecuTorch against onnxruntime, each in its fastest faithful form",
     "mobile_usability.md": "onnxruntime's mobile providers: default and --form mobile",
     "ane_layout.md": "The Neural Engine layout: --layout ane",
