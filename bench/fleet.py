@@ -98,8 +98,9 @@ def _measure_here(config: BenchConfig, cache: bool) -> Row:
     return row
 
 
-def run_node(address: str, label: str | None = None) -> None:
-    """``mobattn node ADDRESS``: this machine's worker, until stopped."""
+def run_node(address: str, label: str | None = None, wait_s: float = 60.0) -> None:
+    """``mobattn node ADDRESS``: this machine's worker, until stopped; it gives up after
+    ``wait_s`` seconds without reaching the scheduler (at the start or later)."""
     require_distributed()
     import asyncio
 
@@ -113,7 +114,13 @@ def run_node(address: str, label: str | None = None) -> None:
     async def serve() -> None:
         options = {"scheduler_file": address} if Path(address).is_file() else {"scheduler_ip": address}
         worker = Worker(
-            **options, nthreads=1, resources={SLOT: 1}, name=node_id(), validate=False, silence_logs=50
+            **options,
+            nthreads=1,
+            resources={SLOT: 1},
+            name=node_id(),
+            validate=False,
+            silence_logs=50,
+            death_timeout=wait_s,
         )
         try:
             await worker

@@ -210,6 +210,14 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
     )
     assert out.returncode == 2 and "cannot reach the fleet's scheduler" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "r.jsonl").exists()
+    node = subprocess.run(
+        [str(BIN / "mobattn"), "node", "tcp://127.0.0.1:9", "--wait", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert node.returncode == 2 and node.stderr.splitlines()[-1].startswith("error: cannot join the fleet")
+    assert "Traceback" not in node.stderr
 
 
 def machine(label: str) -> Machine:

@@ -15,7 +15,15 @@ from .common import CONTEXT
     help="Split otherwise identical machines into kinds (also $MOBATTN_NODE_LABEL); part of "
     "every row's identity.",
 )
-def command(address: str, label: str | None) -> None:
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=1),
+    default=60,
+    show_default=True,
+    help="Seconds to keep trying to reach the scheduler before giving up.",
+)
+def command(address: str, label: str | None, wait_s: float) -> None:
     """Run this machine's node of a fleet until stopped: one Dask worker with one
     benchmark slot, measuring each configuration the driver sends in mobattn's own
     isolated workers here.
@@ -33,4 +41,4 @@ def command(address: str, label: str | None) -> None:
     from mobattn.bench.fleet import node_id, run_node
 
     click.echo(f"node {node_id()} joining {address} (Ctrl-C to leave)", err=True)
-    run_node(address, label)
+    run_node(address, label, wait_s)
