@@ -90,7 +90,7 @@ def build_rows(bench_rows: list[Row], evals: list[dict], backends: list[str]) ->
     grouped: dict[tuple, dict[str, Row]] = {}
     for row in latest(bench_rows):
         if row.kind == "model" and row.ok and row.backend in backends:
-            machine = str(row.environment.get("cpu") or "unknown")
+            machine = row.machine  # the CPU, and the node label where there is one
             key = (row.model, row.attention, row.resolution[0], row.precision, machine)
             by_backend = grouped.setdefault(key, {})
             if row.backend not in by_backend or row.timestamp >= by_backend[row.backend].timestamp:

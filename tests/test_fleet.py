@@ -134,6 +134,13 @@ def test_compare_runs_the_grid_once_per_kind_and_spread_refuses_two_kinds(fleet,
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "2 kinds (kind-one, kind-two)" in err and "Traceback" not in err
     assert not (tmp_path / "spread.jsonl").exists()
+    # a table measured on the fleet: one table row per kind, never merged
+    table = [str(BIN / "mobattn"), "table", "--models", "swiftformer_xs", "--backend", "torch"]
+    table += ["--profile", "quick", "--results", str(results), "--cluster", str(fleet.file), "--json"]
+    out = subprocess.run(table, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    machines = sorted(r["machine"] for r in json.loads(out.stdout))
+    assert len(machines) == 2 and machines[0].endswith("[kind-one]") and machines[1].endswith("[kind-two]")
 
 
 @pytest.mark.slow
@@ -288,3 +295,34 @@ def test_a_busy_machine_makes_a_row_noisy(tmp_path):
         busy.kill()
         busy.wait()
     assert loaded.ok and loaded.other_cpu_cores > 0.5 and loaded.noisy
+
+
+@pytest.mark.slow
+def test_a_configuration_lost_twice_is_an_error_row_naming_the_machines(fleet, tmp_path):
+    fleet.node("a", "same", wait=False)
+    fleet.node("b", "same", wait=False)
+    fleet.wait_for_nodes({"a", "b"})
+    results = tmp_path / "rows.jsonl"
+    grid = fleet.folder / "grid.toml"
+    grid.write_text(GRID.format(profile="default").replace('["eaa", "ufo"]', '["eaa"]'))  # 2 configurations
+    argv = [str(BIN / "mobattn"), "sweep", str(grid), "--results", str(results), "--cluster", str(fleet.file)]
+    proc = subprocess.Popen(
+        [*argv, "--fleet", "spread"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    victim = None
+    for line in proc.stderr:
+        if line.startswith("started:") and victim is None and line.rstrip().endswith("on a (same)"):
+            victim = line.split("started: ")[1].split(" on ")[0]
+            time.sleep(0.5)
+            fleet.kill("node-a")
+        elif victim and line.startswith(f"started: {victim} on b"):
+            time.sleep(0.5)
+            fleet.kill("node-b")
+            break
+    proc.communicate(timeout=120)
+    assert proc.returncode == 1 and victim
+    found = {f"{r['attention']} d{r['dim']} {r['hw'][0]}x{r['hw'][1]}": r for r in rows(results)}
+    lost = [r for label, r in found.items() if victim.startswith(label)]
+    assert len(found) == 2 and len(lost) == 1
+    assert lost[0]["status"] == "error" and "lost 2 times (a, b)" in lost[0]["reason"]
+    assert [r["status"] for r in found.values() if r is not lost[0]] == ["ok"]

@@ -64,6 +64,12 @@ FORMATS = ("md", "csv", "tex", "json")
 @click.option(
     "--cold-start", is_flag=True, help="Add each backend's load and first-run times (ms) to the table."
 )
+@click.option(
+    "--cluster",
+    metavar="ADDRESS",
+    help="Measure missing rows on the fleet at this Dask scheduler (each kind of machine its own "
+    "table rows; see `mobattn node`).",
+)
 @no_cache_option
 def command(
     models,
@@ -81,6 +87,7 @@ def command(
     force,
     cold_start,
     no_cache,
+    cluster,
 ):
     """A speed–accuracy table: params, GMACs, latency per backend, memory, top-1 and its source.
 
@@ -128,13 +135,16 @@ def command(
     for model in skipped:
         print_warning(f"{model}: none of --attention {attentions} applies; left out")
     results_path = Path(results) if results else None
-    rows = api.measure_missing(
-        configs,
-        results_path,
-        runner=lambda missing: measure_with_progress(
-            missing, results=results_path, title="table", cache=not no_cache
-        ),
-    )
+    if cluster:
+        rows = _on_cluster(configs, results_path, cluster, not no_cache)
+    else:
+        rows = api.measure_missing(
+            configs,
+            results_path,
+            runner=lambda missing: measure_with_progress(
+                missing, results=results_path, title="table", cache=not no_cache
+            ),
+        )
     text = render(
         build_rows(rows, evals, backend_list), backend_list, "json" if json_out else fmt, cold_start
     )
@@ -144,3 +154,32 @@ def command(
         err_console.print(f"wrote {out}")
     else:
         sys.stdout.write(text)
+
+
+def _on_cluster(configs, results_path, cluster: str, cache: bool) -> list:
+    """Every kind of machine in the fleet measures what --results lacks for it; the table
+    then holds each kind's rows for these configurations (never mixed: a row's machine,
+    label included, is part of its table row)."""
+    from mobattn.bench import api
+    from mobattn.bench.fleet import require_distributed
+    from mobattn.bench.results import read_rows
+    from mobattn.bench.worker import base_row
+
+    require_distributed()
+    measured = api.measure(configs, results=results_path, cluster=cluster, cache=cache)
+    earlier = read_rows(results_path) if results_path and results_path.exists() else []
+    wanted = {_setting(base_row(c)) for c in configs}  # as a row names it (a model's own mechanism)
+    return [r for r in earlier + measured if _setting(r) in wanted]
+
+
+def _setting(subject) -> tuple:
+    shape = tuple(subject.resolution or ())
+    return (
+        subject.model,
+        subject.attention,
+        shape,
+        subject.backend,
+        subject.threads,
+        subject.precision,
+        subject.profile,
+    )
