@@ -53,6 +53,23 @@ def require_distributed() -> None:
         )
 
 
+def is_scheduler_file(address: str) -> bool:
+    """A scheduler file (which Dask waits for: in a Slurm job the scheduler may still be
+    writing it) rather than an address such as tcp://10.0.0.1:8786."""
+    return "://" not in address and (Path(address).is_file() or address.endswith(".json"))
+
+
+def wait_for_scheduler_file(address: str, timeout_s: float) -> None:
+    """Dask waits for a scheduler file forever; mobattn for ``timeout_s`` seconds."""
+    deadline = time.monotonic() + timeout_s
+    while is_scheduler_file(address) and not Path(address).is_file():
+        if time.monotonic() > deadline:
+            raise MobattnError(
+                f"no scheduler file at {address} after {timeout_s:.0f} s (is the scheduler running?)"
+            )
+        time.sleep(0.2)
+
+
 def node_id() -> str:
     """This machine's stable id: ``MOBATTN_NODE_ID``, else the host name and a digest of
     /etc/machine-id (the same across restarts, different for two machines of one name)."""
@@ -106,13 +123,14 @@ def run_node(address: str, label: str | None = None, wait_s: float = 60.0) -> No
 
     if label:
         os.environ["MOBATTN_NODE_LABEL"] = label
+    wait_for_scheduler_file(address, wait_s)
     caps = {name: os.environ.get(name) for name in THREAD_CAPS}
     from distributed import Worker
 
     _restore(caps)
 
     async def serve() -> None:
-        options = {"scheduler_file": address} if Path(address).is_file() else {"scheduler_ip": address}
+        options = {"scheduler_file": address} if is_scheduler_file(address) else {"scheduler_ip": address}
         worker = Worker(
             **options,
             nthreads=1,
@@ -202,7 +220,8 @@ def connect(address: str, timeout_s: float = 10.0):
     require_distributed()
     from distributed import Client
 
-    options = {"scheduler_file": address} if Path(address).is_file() else {"address": address}
+    wait_for_scheduler_file(address, timeout_s)
+    options = {"scheduler_file": address} if is_scheduler_file(address) else {"address": address}
     try:
         return Client(**options, timeout=timeout_s, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:

@@ -95,6 +95,17 @@ def fleet(tmp_path):
     made.close()
 
 
+@pytest.fixture(scope="module")
+def two_kinds(tmp_path_factory):
+    """One fleet for the tests that kill no node: nodes a and b, labelled as two kinds."""
+    made = Fleet(tmp_path_factory.mktemp("two-kinds"))
+    made.node("a", "kind-one", wait=False)
+    made.node("b", "kind-two", wait=False)
+    made.wait_for_nodes({"a", "b"})
+    yield made
+    made.close()
+
+
 def sweep(fleet: Fleet, results: Path, *extra: str, profile: str = "quick") -> subprocess.Popen:
     grid = fleet.folder / "grid.toml"
     grid.write_text(GRID.format(profile=profile))
@@ -111,10 +122,8 @@ def subjects(found: list[dict]) -> Counter:
 
 
 @pytest.mark.slow
-def test_compare_runs_the_grid_once_per_kind_and_spread_refuses_two_kinds(fleet, tmp_path):
-    fleet.node("a", "kind-one", wait=False)
-    fleet.node("b", "kind-two", wait=False)
-    fleet.wait_for_nodes({"a", "b"})
+def test_compare_runs_the_grid_once_per_kind_and_spread_refuses_two_kinds(two_kinds, tmp_path):
+    fleet = two_kinds
     results = tmp_path / "rows.jsonl"
     proc = sweep(fleet, results)
     out, err = proc.communicate(timeout=120)
@@ -164,25 +173,28 @@ def test_a_node_killed_mid_configuration_loses_no_row_and_duplicates_none(fleet,
 
 
 @pytest.mark.slow
-def test_a_second_node_of_one_machine_is_refused(fleet):
-    fleet.node("same-machine", "x")
-    second = fleet.node("same-machine", "x", wait=False)
+def test_a_second_node_of_one_machine_is_refused(two_kinds):
+    second = two_kinds.node("a", "kind-one", wait=False)
     assert second.wait(timeout=60) == 2
-    log = (fleet.folder / "node-same-machine+.log").read_text()
+    log = (two_kinds.folder / "node-a+.log").read_text()
     assert "already in this fleet" in log and "Traceback" not in log
-    # the first node still serves, from Python too
+    # the first node still serves, from Python too (compare: one row per kind)
     from mobattn.bench import measure
 
-    (row,) = measure(attention_configs(["eaa"], [16], [(4, 4)], profile="quick"), cluster=str(fleet.file))
-    assert row.ok and row.details["fleet"]["node"] == "same-machine" and row.environment["node_label"] == "x"
+    found = measure(attention_configs(["eaa"], [16], [(4, 4)], profile="quick"), cluster=str(two_kinds.file))
+    assert all(r.ok for r in found)
+    assert sorted((r.details["fleet"]["node"], r.environment["node_label"]) for r in found) == [
+        ("a", "kind-one"),
+        ("b", "kind-two"),
+    ]
 
 
 @pytest.mark.slow
-def test_a_killed_driver_resumes_from_the_results_file(fleet, tmp_path):
-    fleet.node("a", "solo")
+def test_a_killed_driver_resumes_from_the_results_file(two_kinds, tmp_path):
+    fleet, one_kind = two_kinds, ("--machines", "kind-one")
     results = tmp_path / "rows.jsonl"
     for stop in (signal.SIGINT, signal.SIGKILL):  # Ctrl-C, then a killed driver
-        proc = sweep(fleet, results, profile="default")
+        proc = sweep(fleet, results, *one_kind, profile="default")
         for line in proc.stderr:
             if line.startswith("done:"):
                 proc.send_signal(stop)
@@ -192,19 +204,19 @@ def test_a_killed_driver_resumes_from_the_results_file(fleet, tmp_path):
         assert "Traceback" not in rest
     before = len(rows(results))
     assert 2 <= before < 4
-    out, err = sweep(fleet, results, profile="default").communicate(timeout=120)
+    out, err = sweep(fleet, results, *one_kind, profile="default").communicate(timeout=120)
     found = rows(results)
     assert len(found) == 4 and set(subjects(found).values()) == {1}, err
+    assert {r["environment"]["node_label"] for r in found} == {"kind-one"}
 
 
 @pytest.mark.slow
-def test_no_engine_thread_cap_reaches_a_node(fleet):
+def test_no_engine_thread_cap_reaches_a_node(two_kinds):
     from distributed import Client
 
-    fleet.node("a", "caps")
-    with Client(scheduler_file=str(fleet.file), timeout=10) as client:
+    with Client(scheduler_file=str(two_kinds.file), timeout=10) as client:
         seen = client.run(lambda: {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
-    assert list(seen.values()) == [{"OMP_NUM_THREADS": None, "MKL_NUM_THREADS": None}]
+    assert list(seen.values()) == [{"OMP_NUM_THREADS": None, "MKL_NUM_THREADS": None}] * 2
 
 
 def test_an_unreachable_scheduler_is_one_line(tmp_path):
@@ -225,6 +237,10 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
     )
     assert node.returncode == 2 and node.stderr.splitlines()[-1].startswith("error: cannot join the fleet")
     assert "Traceback" not in node.stderr
+    # a scheduler file that never appears (Dask itself would wait for it forever)
+    argv = [str(BIN / "mobattn"), "node", str(tmp_path / "scheduler.json"), "--wait", "1"]
+    node = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert node.returncode == 2 and "no scheduler file at" in node.stderr.splitlines()[-1]
 
 
 def machine(label: str) -> Machine:
