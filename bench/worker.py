@@ -190,7 +190,8 @@ def _measure_into(row: Row, config: BenchConfig, artifact: Artifact | None) -> N
             prepared.op_profile()
             if prepared.op_profile
             else {
-                "unavailable": f"per-op profiles come from onnxruntime's profiler; {config.backend} has "
+                "unavailable": f"per-op profiles come from onnxruntime's profiler and ExecuTorch's event "
+                f"tracer; {config.backend} has "
                 "none here"
             }
         )

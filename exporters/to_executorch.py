@@ -26,6 +26,7 @@ from mobattn.errors import MobattnError, first_line
 from .agreement import Agreement, agreement_on
 from .calibration import stack_batches
 from .deploy import deployable
+from .executorch_profile import executorch_op_profile
 from .fold import fold_for_inference
 from .record import ExportResult, Runner
 from .silence import quiet, quiet_native_stderr
@@ -185,6 +186,7 @@ def load_runner(path: Path, threads: int = 1, device: str = "cpu") -> Runner:
         run=lambda x: method.execute([torch.as_tensor(x).to(dtype)])[0].numpy(),
         details={"runtime": "ExecuTorch (XNNPACK)", "input_shape": list(shape)},
         keep=[method],
+        op_profile=lambda x: executorch_op_profile(path, torch.as_tensor(x).to(dtype)),
     )
 
 

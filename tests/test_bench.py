@@ -364,3 +364,17 @@ def test_op_profile_sums_onnxruntime_kernel_time(cli):
     assert profile["inferences"] == 20 and profile["by_op_type"] and profile["by_node"]
     assert sum(e["share"] for e in profile["by_op_type"]) == pytest.approx(1.0, abs=0.02)
     assert "Softmax" in {e["op_type"] for e in profile["by_op_type"]}  # MHSA's scores
+
+
+@pytest.mark.slow
+def test_op_profile_reads_executorch_own_event_trace(cli):
+    pytest.importorskip("executorch")
+    result = cli("bench --attention mhsa --dim 16 --hw 4x4 --backend executorch --runs 3 --op-profile --json")
+    assert result.code == 0, result.err
+    (row,) = result.json()
+    profile = row["details"]["op_profile"]
+    assert profile["runtime"].startswith("ExecuTorch ETDump") and profile["inferences"] == 20
+    assert sum(e["share"] for e in profile["by_op_type"]) == pytest.approx(1.0, abs=0.02)
+    types = {e["op_type"] for e in profile["by_op_type"]}
+    assert "Softmax (NC, F32)" in types and "DELEGATE_CALL" not in types  # XNNPACK's own ops
+    assert all(not e["node"].startswith("Method::") for e in profile["by_node"])

@@ -56,7 +56,10 @@ from .console import console, make_table, print_json
 @click.option("--warmup", type=int, help="Exactly N warm-up runs (instead of the profile's).")
 @click.option("--samples", is_flag=True, help="Keep every run's time in the row (samples_ms).")
 @click.option(
-    "--op-profile", is_flag=True, help="onnxruntime: time per op type and node (top 20), after timing."
+    "--op-profile",
+    is_flag=True,
+    help="Time per op type and node (top 20), after timing: onnxruntime's profiler, ExecuTorch's "
+    "event tracer (ETDump).",
 )
 @click.option(
     "--timeout",
