@@ -219,6 +219,7 @@ def test_no_engine_thread_cap_reaches_a_node(two_kinds):
     assert list(seen.values()) == [{"OMP_NUM_THREADS": None, "MKL_NUM_THREADS": None}] * 2
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_is_one_line(tmp_path):
     out = subprocess.run(
         [str(BIN / "mobattn"), "sweep", "--preset", "quick", "--results", str(tmp_path / "r.jsonl")]
