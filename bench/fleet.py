@@ -358,10 +358,16 @@ def run_on_cluster(
     client = connect(address)
     in_flight: dict = {}
     try:
-        fleet = _chosen(machines(client), kinds)
-        if not fleet:
+        everyone = machines(client)
+        fleet = _chosen(everyone, kinds)
+        if not everyone:
             hint = f"start one with `mobattn node {address}`"
             raise MobattnError(f"no mobattn node has joined {address}: {hint}")
+        if not fleet:
+            there = ", ".join(sorted({m.kind_name for m in everyone.values()}))
+            raise MobattnError(
+                f"--machines {','.join(kinds)}: no such kind in the fleet at {address} ({there})"
+            )
         done = read_rows(results) if results and results.exists() else []
         queues = plan(configs, fleet, done, mode, mix)
         rows: list[Row] = []

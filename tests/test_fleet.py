@@ -143,6 +143,9 @@ def test_compare_runs_the_grid_once_per_kind_and_spread_refuses_two_kinds(two_ki
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "2 kinds (kind-one, kind-two)" in err and "Traceback" not in err
     assert not (tmp_path / "spread.jsonl").exists()
+    proc = sweep(fleet, tmp_path / "none.jsonl", "--machines", "kind-three")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "no such kind in the fleet" in err and "(kind-one, kind-two)" in err
     # a table measured on the fleet: one table row per kind, never merged
     table = [str(BIN / "mobattn"), "table", "--models", "swiftformer_xs", "--backend", "torch"]
     table += ["--profile", "quick", "--results", str(results), "--cluster", str(fleet.file), "--json"]
