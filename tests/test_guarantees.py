@@ -40,7 +40,9 @@ def ok_row(**kwargs) -> Row:
 
 
 def bench_folders() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("mobattn-bench-*"))
+    """This process's run folders (named by the runner's pid): another mobattn on the
+    machine, a sweep or a CI run beside this one, has its own."""
+    return set(Path(tempfile.gettempdir()).glob(f"mobattn-bench-{os.getpid()}-*"))
 
 
 @pytest.fixture(params=WORKER_KINDS)
