@@ -44,6 +44,7 @@ MODES = ("compare", "spread")
 # processes that measure (a 4-thread row must get 4 threads).
 THREAD_CAPS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 LOSSES_ALLOWED = 2  # a configuration whose machine is lost this often becomes an error row
+REFRESH_S = 0.5  # how often the driver asks the scheduler which machines are there
 
 
 def require_distributed() -> None:
@@ -57,6 +58,13 @@ def is_scheduler_file(address: str) -> bool:
     """A scheduler file (which Dask waits for: in a Slurm job the scheduler may still be
     writing it) rather than an address such as tcp://10.0.0.1:8786."""
     return "://" not in address and (Path(address).is_file() or address.endswith(".json"))
+
+
+def scheduler_options(address: str, address_key: str, timeout_s: float) -> dict:
+    """Dask's keyword for where the scheduler is (``scheduler_file`` or ``address_key``),
+    after waiting up to ``timeout_s`` for a scheduler file to appear."""
+    wait_for_scheduler_file(address, timeout_s)
+    return {"scheduler_file": address} if is_scheduler_file(address) else {address_key: address}
 
 
 def wait_for_scheduler_file(address: str, timeout_s: float) -> None:
@@ -123,14 +131,13 @@ def run_node(address: str, label: str | None = None, wait_s: float = 60.0) -> No
 
     if label:
         os.environ["MOBATTN_NODE_LABEL"] = label
-    wait_for_scheduler_file(address, wait_s)
+    options = scheduler_options(address, "scheduler_ip", wait_s)
     caps = {name: os.environ.get(name) for name in THREAD_CAPS}
     from distributed import Worker
 
     _restore(caps)
 
     async def serve() -> None:
-        options = {"scheduler_file": address} if is_scheduler_file(address) else {"scheduler_ip": address}
         worker = Worker(
             **options,
             nthreads=1,
@@ -198,7 +205,6 @@ class Machine:
     node: str
     host: str
     environment: dict
-    busy: bool = False
 
     @property
     def kind(self) -> tuple:
@@ -220,8 +226,7 @@ def connect(address: str, timeout_s: float = 10.0):
     require_distributed()
     from distributed import Client
 
-    wait_for_scheduler_file(address, timeout_s)
-    options = {"scheduler_file": address} if is_scheduler_file(address) else {"address": address}
+    options = scheduler_options(address, "address", timeout_s)
     try:
         return Client(**options, timeout=timeout_s, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
@@ -368,14 +373,17 @@ def run_on_cluster(
             raise MobattnError(
                 f"--machines {','.join(kinds)}: no such kind in the fleet at {address} ({there})"
             )
-        done = read_rows(results) if results and results.exists() else []
+        done = read_rows(results) if results else []
         queues = plan(configs, fleet, done, mode, mix)
         rows: list[Row] = []
+        asked = 0.0
         while any(queues.values()) or in_flight:
-            current = _chosen(machines(client, fleet), kinds)
-            _lost(in_flight, current, queues, rows, results, on_event)
-            _joined(current, fleet, queues, configs, done, mode)
-            fleet = {a: m for a, m in current.items()}
+            if time.monotonic() - asked >= REFRESH_S:  # who is in the fleet: a scheduler call
+                asked = time.monotonic()
+                current = _chosen(machines(client, fleet), kinds)
+                _lost(in_flight, current, queues, rows, results, on_event)
+                _joined(current, fleet, queues, configs, done, mode)
+                fleet = current
             busy = {machine.address for machine, _, _ in in_flight.values()}
             for machine in fleet.values():
                 job = None if machine.address in busy else _next_job(queues, machine)
@@ -446,23 +454,26 @@ def _lost(in_flight, current, queues, rows, results, on_event) -> None:
         if on_event:
             on_event("lost", job.config, machine, None)
         if len(job.losses) >= LOSSES_ALLOWED:
-            row = base_row(job.config)
-            row.environment = machine.environment
-            row.reason = f"its machine was lost {len(job.losses)} times ({', '.join(job.losses)})"
-            row.details = {"fleet": _provenance(machine, start)}
-            _keep(row, rows, results)
+            reason = f"its machine was lost {len(job.losses)} times ({', '.join(job.losses)})"
+            _keep(_failed_row(job, machine, start, reason), rows, results)
         else:
             queues.setdefault(job.kind, []).insert(0, job)
 
 
 def _row_of(future, job: Job, machine: Machine, start: float) -> Row:
-    if future.status == "finished":
-        row = Row.from_dict(future.result())
-    else:
-        row = base_row(job.config)
-        row.environment = machine.environment
-        row.reason = f"the fleet could not run it on {machine.node}: {future.exception()}"
+    if future.status != "finished":
+        reason = f"the fleet could not run it on {machine.node}: {future.exception()}"
+        return _failed_row(job, machine, start, reason)
+    row = Row.from_dict(future.result())
     row.details = {**(row.details or {}), "fleet": _provenance(machine, start)}
+    return row
+
+
+def _failed_row(job: Job, machine: Machine, start: float, reason: str) -> Row:
+    """An ``error`` row in the machine's environment (so a rerun on its kind retries it)."""
+    row = base_row(job.config)
+    row.environment, row.reason = machine.environment, reason
+    row.details = {"fleet": _provenance(machine, start)}
     return row
 
 
@@ -478,7 +489,7 @@ def _keep(row: Row, rows: list[Row], results: Path | None) -> None:
 
 def remaining(configs: Sequence[BenchConfig], fleet: dict[str, Machine], results: Path | None) -> Counter:
     """What each kind still has to run (``mobattn fleet``)."""
-    done = read_rows(results) if results and results.exists() else []
+    done = read_rows(results) if results else []
     queues = plan(configs, fleet, done, "compare")
     names = {m.kind: m.kind_name for m in fleet.values()}
     return Counter({names[kind]: len(jobs) for kind, jobs in queues.items()})

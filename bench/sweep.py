@@ -332,11 +332,12 @@ def shard(configs: list[BenchConfig], index: int, count: int, by_cost: bool = Fa
         return [c for i, c in enumerate(configs) if i % count == index - 1]
     from .fleet import estimated_cost_s
 
+    costs = [estimated_cost_s(c) for c in configs]
     loads = [0.0] * count
     mine = []
-    for position in sorted(range(len(configs)), key=lambda i: (-estimated_cost_s(configs[i]), i)):
+    for position in sorted(range(len(configs)), key=lambda i: (-costs[i], i)):
         least = loads.index(min(loads))
-        loads[least] += estimated_cost_s(configs[position])
+        loads[least] += costs[position]
         if least == index - 1:
             mine.append(position)
     return [configs[i] for i in sorted(mine)]

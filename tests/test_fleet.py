@@ -22,7 +22,7 @@ from mobattn.environment import environment
 pytest.importorskip("distributed")
 BIN = Path(sys.executable).parent
 GRID = """
-attentions = ["eaa", "ufo"]
+attentions = {attentions}
 dims = [16]
 hws = [[4, 4], [8, 8]]
 backends = ["torch"]
@@ -65,6 +65,12 @@ class Fleet:
             self.wait_for_nodes({node_id})
         return proc
 
+    def pair(self, label: str) -> None:
+        """Nodes a and b, one kind (``label``), both joined."""
+        self.node("a", label, wait=False)
+        self.node("b", label, wait=False)
+        self.wait_for_nodes({"a", "b"})
+
     def wait_for_nodes(self, names: set[str], timeout: float = 60) -> None:
         from distributed import Client
 
@@ -106,9 +112,11 @@ def two_kinds(tmp_path_factory):
     made.close()
 
 
-def sweep(fleet: Fleet, results: Path, *extra: str, profile: str = "quick") -> subprocess.Popen:
+def sweep(
+    fleet: Fleet, results: Path, *extra: str, profile: str = "quick", attentions: str = '["eaa", "ufo"]'
+) -> subprocess.Popen:
     grid = fleet.folder / "grid.toml"
-    grid.write_text(GRID.format(profile=profile))
+    grid.write_text(GRID.format(profile=profile, attentions=attentions))
     argv = [str(BIN / "mobattn"), "sweep", str(grid), "--results", str(results), "--cluster", str(fleet.file)]
     return subprocess.Popen([*argv, *extra], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
@@ -157,9 +165,7 @@ def test_compare_runs_the_grid_once_per_kind_and_spread_refuses_two_kinds(two_ki
 
 @pytest.mark.slow
 def test_a_node_killed_mid_configuration_loses_no_row_and_duplicates_none(fleet, tmp_path):
-    fleet.node("a", "same", wait=False)
-    fleet.node("b", "same", wait=False)
-    fleet.wait_for_nodes({"a", "b"})
+    fleet.pair("same")
     results = tmp_path / "rows.jsonl"
     proc = sweep(fleet, results, "--fleet", "spread", profile="default")  # about 2 s a configuration
     for line in proc.stderr:
@@ -319,16 +325,11 @@ def test_a_busy_machine_makes_a_row_noisy(tmp_path):
 
 @pytest.mark.slow
 def test_a_configuration_lost_twice_is_an_error_row_naming_the_machines(fleet, tmp_path):
-    fleet.node("a", "same", wait=False)
-    fleet.node("b", "same", wait=False)
-    fleet.wait_for_nodes({"a", "b"})
+    fleet.pair("same")
     results = tmp_path / "rows.jsonl"
-    grid = fleet.folder / "grid.toml"
-    grid.write_text(GRID.format(profile="default").replace('["eaa", "ufo"]', '["eaa"]'))  # 2 configurations
-    argv = [str(BIN / "mobattn"), "sweep", str(grid), "--results", str(results), "--cluster", str(fleet.file)]
-    proc = subprocess.Popen(
-        [*argv, "--fleet", "spread"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+    proc = sweep(
+        fleet, results, "--fleet", "spread", profile="default", attentions='["eaa"]'
+    )  # 2 configurations
     victim = None
     for line in proc.stderr:
         if line.startswith("started:") and victim is None and line.rstrip().endswith("on a (same)"):

@@ -167,9 +167,9 @@ def _on_cluster(configs, results_path, cluster: str, cache: bool) -> list:
 
     require_distributed()
     measured = api.measure(configs, results=results_path, cluster=cluster, cache=cache)
-    earlier = read_rows(results_path) if results_path and results_path.exists() else []
+    everything = read_rows(results_path) if results_path else measured  # the file holds them now
     wanted = {_setting(base_row(c)) for c in configs}  # as a row names it (a model's own mechanism)
-    return [r for r in earlier + measured if _setting(r) in wanted]
+    return [r for r in everything if _setting(r) in wanted]
 
 
 def _setting(subject) -> tuple:
