@@ -72,6 +72,7 @@ benchmarks: venv
 	$(BIN)/python bench/scripts/export_speed.py > $(BENCH)/export_speed.txt
 	$(BIN)/python bench/scripts/fidelity.py > $(BENCH)/fidelity.txt
 	$(BIN)/python bench/scripts/coreml_agreement.py > $(BENCH)/coreml_agreement.md
+	$(BIN)/python bench/scripts/real_fidelity.py ../shared/real --results $(BENCH)/real_fidelity.jsonl > $(BENCH)/real_fidelity.md
 	$(BIN)/python bench/scripts/runtime_parity.py > $(BENCH)/runtime_parity.md
 	$(BIN)/python bench/scripts/mobile_usability.py > $(BENCH)/mobile_usability.md
 	$(BIN)/python bench/scripts/ane_layout.py > $(BENCH)/ane_layout.md

@@ -20,6 +20,7 @@ def artifact_tags(target: str, precision: str, options: dict) -> list[str]:
     """Every option that changes the artifact, as a name part: precision (when not the
     target's default), dynamic shapes, image input, compression, a non-default opset or
     deployment target. Two different artifacts never share a name."""
+    from .int8_recipe import DEFAULT_RECIPE
     from .to_coreml import DEFAULT_MIN_TARGET
     from .to_onnx import DEFAULT_OPSET
 
@@ -36,6 +37,8 @@ def artifact_tags(target: str, precision: str, options: dict) -> list[str]:
         tags.append(options["min_target"].lower())
     if options.get("layout") not in (None, "default"):
         tags.append(f"{options['layout']}")
+    if options.get("int8_recipe") not in (None, DEFAULT_RECIPE):
+        tags.append(options["int8_recipe"])
     if options.get("form") not in (None, "reference"):
         tags.append(options["form"])
     if options.get("simplify") is False:

@@ -42,6 +42,7 @@ OPTION_FLAGS = {
     "calibration": "--calibration",
     "form": "--form",
     "layout": "--layout",
+    "int8_recipe": "--int8-recipe",
 }
 
 
@@ -80,7 +81,7 @@ TARGETS: dict[str, Target] = {
             ".onnx",
             ("fp32", "fp16", "int8"),
             "fp32",
-            ("dynamic", "simplify", "opset", "calibration", "form"),
+            ("dynamic", "simplify", "opset", "calibration", "int8_recipe", "form"),
             "onnxruntime (CPU)",
             "ONNX, torch's dynamo exporter, folded and simplified",
             "mobattn.exporters.to_onnx",
@@ -101,7 +102,7 @@ TARGETS: dict[str, Target] = {
             ".pte",
             ("fp32", "int8"),
             "fp32",
-            ("calibration",),
+            ("calibration", "int8_recipe"),
             "ExecuTorch runtime (XNNPACK)",
             "ExecuTorch program lowered to XNNPACK",
             "mobattn.exporters.to_executorch",

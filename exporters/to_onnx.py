@@ -23,8 +23,10 @@ from mobattn import __version__
 from mobattn.errors import MobattnError, first_line
 
 from .agreement import Agreement, agreement_on
+from .calibration import validation_inputs
 from .deploy import deployable
 from .fold import fold_for_inference
+from .int8_recipe import DEFAULT_RECIPE, check_recipe
 from .mobile_check import mobile_usability
 from .onnx_profile import onnxruntime_op_profile
 from .record import ExportResult, Runner
@@ -116,11 +118,14 @@ def drop_unused_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def _add_metadata(model: onnx.ModelProto, subject: Subject, precision: str, dynamic: bool) -> None:
+def _add_metadata(
+    model: onnx.ModelProto, subject: Subject, precision: str, dynamic: bool, form: str = "reference"
+) -> None:
     props = {
         **subject.metadata,
         "precision": precision,
         "dynamic": str(dynamic),
+        "form": form,
         "mobattn_version": __version__,
     }
     del model.metadata_props[:]
@@ -203,13 +208,13 @@ def check_options(
     simplify: bool = True,
     calibration=None,
     form: str = "reference",
+    int8_recipe: str | None = None,
 ) -> None:
     if form not in FORMS:
         raise MobattnError(f"--form must be {' or '.join(FORMS)} for ONNX, got '{form}'")
     if precision == "int8" and dynamic:
         raise MobattnError("--precision int8 calibrates at one input shape; drop --dynamic")
-    if calibration is not None and precision != "int8":
-        raise MobattnError("--calibration applies to --precision int8")
+    check_recipe(precision, calibration, int8_recipe)
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise MobattnError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
 
@@ -223,13 +228,22 @@ def export(
     opset: int = DEFAULT_OPSET,
     calibration: list[np.ndarray] | None = None,
     form: str = "reference",
+    int8_recipe: str | None = None,
 ) -> ExportResult:
     """Write ``path`` and return the facts of the export (the caller stages the path).
 
     ``form="mobile"`` exports the deployable form onnxruntime's NNAPI and Core ML
     providers take whole (see :mod:`.deploy`); it is validated against the reference
     module like any export. Every record carries onnxruntime's mobile usability verdict."""
-    check_options(subject, precision, opset=opset, dynamic=dynamic, calibration=calibration, form=form)
+    check_options(
+        subject,
+        precision,
+        opset=opset,
+        dynamic=dynamic,
+        calibration=calibration,
+        form=form,
+        int8_recipe=int8_recipe,
+    )
     start = time.perf_counter()
     module = deployable(fold_for_inference(subject.module), form)
     raw = path.with_suffix(".raw.onnx")
@@ -251,12 +265,16 @@ def export(
     elif precision == "int8":
         from .quantize_onnx import quantize_int8
 
-        model, quantization = quantize_int8(model, subject, calibration, path.parent)
-    _add_metadata(model, subject, precision, dynamic)
+        recipe = int8_recipe or DEFAULT_RECIPE
+        model, quantization = quantize_int8(model, subject, calibration, path.parent, recipe)
+    _add_metadata(model, subject, precision, dynamic, form)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
     seconds = time.perf_counter() - start
-    agreement = validate_onnx(path, subject.module, subject, precision, dynamic)
+    inputs = validation_inputs(subject, calibration) if precision == "int8" else None
+    agreement = validate_onnx(path, subject.module, subject, precision, dynamic, inputs)
+    if inputs:
+        agreement.add_note(f"on {len(inputs)} of the calibration images")
     histogram = op_histogram(model)
     return ExportResult(
         seconds,

@@ -233,6 +233,32 @@ def test_image_input_folds_mean_and_std(tmp_path):
     assert model_file.stat().st_mode & 0o044 == 0o044  # readable by group and others, not 0600
 
 
+# What each smaller artifact promises against its target's fp32 file, for a
+# weight-dominated subject (issue: fp16 <= 0.55x, int8 <= 0.35x; 4-bit palettes <= 0.2x).
+SIZE_PROMISES = {
+    "onnx": [({"precision": "fp16"}, 0.55), ({"precision": "int8"}, 0.35)],
+    "executorch": [({"precision": "int8"}, 0.35)],
+    "coreml": [
+        ({"precision": "fp16"}, 0.55),
+        ({"precision": "fp16", "compress": "int8"}, 0.35),
+        ({"precision": "fp16", "compress": "palettize8"}, 0.35),
+        ({"precision": "fp16", "compress": "palettize4"}, 0.2),
+    ],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", list(SIZE_PROMISES))
+def test_every_smaller_artifact_delivers_the_size_it_promises(tmp_path, target):
+    subject = attention_subject("mhsa", 256, (4, 4))  # weight-dominated: 263k parameters
+    fp32 = export(subject, target, tmp_path, precision="fp32")
+    assert fp32.status == "ok", fp32.reason
+    for options, ratio in SIZE_PROMISES[target]:
+        small = export(subject, target, tmp_path, **options)
+        assert small.status == "ok", (options, small.reason)
+        assert small.size_bytes <= ratio * fp32.size_bytes, (options, small.size_bytes, fp32.size_bytes)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("compress", "op"), [("int8", "constexpr_affine_dequantize"), ("palettize4", "constexpr_lut_to_dense")]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from mobattn.errors import MobattnError
 from mobattn.exporters.formats import PRECISIONS
 from mobattn.parsing import parse_resolution
 
 from .common import CONTEXT, build_subject, json_option, own_resolution
-from .console import console, make_table, print_json, print_status_line, print_warning
+from .console import console, err_console, make_table, print_json, print_status_line, print_warning
 
 
 @click.command("validate", context_settings=CONTEXT)
@@ -34,11 +37,30 @@ from .console import console, make_table, print_json, print_status_line, print_w
     type=click.Choice(PRECISIONS),
     help="Criterion to judge by (default: the artifact's metadata, else fp32).",
 )
+@click.option(
+    "--divergence",
+    is_flag=True,
+    help="ONNX: also compare every intermediate tensor with a float twin exported here (on --images "
+    "if given) and name the layers that lose the most.",
+)
 @click.option("--rtol", type=float, help="Judge by allclose with this relative tolerance (Optimum's rule).")
 @click.option("--atol", type=float, help="Judge by allclose with this absolute tolerance.")
 @json_option
 def command(
-    artifact, model, attention, dim, hw, heads, resolution, weights, images, precision, rtol, atol, json_out
+    artifact,
+    model,
+    attention,
+    dim,
+    hw,
+    heads,
+    resolution,
+    weights,
+    images,
+    precision,
+    divergence,
+    rtol,
+    atol,
+    json_out,
 ) -> int:
     """Run an .onnx, .mlpackage or .pte against torch on random inputs (and images) and
     print the validation record. Exit 0 when it agrees, 1 when it does not, 2 on bad input.
@@ -47,6 +69,8 @@ def command(
       mobattn validate exports/swiftformer_s-224.mlpackage --model swiftformer_s
       mobattn validate exports/eaa-dim64-14x14.onnx --attention eaa --dim 64 --hw 14x14
       mobattn validate xs.onnx --model swiftformer_xs --weights xs.pth --images val/
+      mobattn validate vit-int8.onnx --model vit_tiny_patch16_224 --weights w.pth \
+          --images calibration.txt --divergence
 
     Core ML packages run in Core ML on macOS and in mobattn's ML Program reference
     executor elsewhere.
@@ -58,9 +82,20 @@ def command(
     size = parse_resolution(resolution or own_resolution(model))
     subject = build_subject(model, attention, dim, hw, heads, 1, weights, size)
     image_arrays = calibration_images(subject, images, option="--images") if images else None
+    if divergence and not str(artifact).lower().endswith(".onnx"):
+        raise MobattnError(
+            f"--divergence compares ONNX graphs layer by layer; {artifact} is not an .onnx file"
+        )
     with user_tolerance(rtol, atol):
         agreement, facts = validate_artifact(artifact, subject, precision, image_arrays)
     record = {"artifact": artifact, **agreement.to_dict(), **facts}
+    report = None
+    if divergence:
+        from mobattn.exporters.divergence import divergence_of_file
+
+        with err_console.status("comparing every layer with a float twin..."):
+            report = divergence_of_file(Path(artifact), subject, image_arrays)
+        record["divergence"] = report.to_dict()
     if "claim_disagrees" in facts:
         print_warning(f"{artifact}: {facts['claim_disagrees']}; judged as {facts['criterion']}")
     if not agreement.passed:
@@ -84,4 +119,25 @@ def command(
             )
         ]
         console.print(make_table(f"validation of {artifact}", ["", "value"], rows))
+        if report is not None:
+            print_divergence(report)
     return 0 if agreement.passed else 1
+
+
+def print_divergence(report) -> None:
+    """The layers that lose the most cosine to the float twin, and the first to diverge."""
+    rows = [
+        [
+            g.node,
+            g.op_type,
+            f"{g.cosine:.4f}",
+            f"{g.loss:+.4f}",
+            f"{g.input_outlier_ratio:.0f}x",
+        ]
+        for g in report.largest_losses
+    ]
+    title = f"layers losing the most (of {report.compared} tensors, {report.inputs} inputs)"
+    console.print(make_table(title, ["node", "op", "cosine", "lost", "input max/p99.9"], rows))
+    first = report.first_diverged
+    where = f"{first.node} ({first.op_type}), cosine {first.cosine:.4f}" if first else "none"
+    console.print(f"first tensor below cosine 0.99: {where}; output cosine {report.output_cosine:.4f}")

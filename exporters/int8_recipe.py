@@ -1,0 +1,75 @@
+"""Which layers int8 post-training quantization touches: one rule for ONNX and ExecuTorch.
+
+Trained transformers carry activation outliers that random weights lack. On the trained
+ViT-Ti (``../shared/real``), one MLP's GELU output in block 7 reaches 209 while 99.9% of
+its values stay under 2.5; the residual stream after it carries a channel near 560 against
+a 99.9th percentile of 13. A per-tensor uint8 range stretched over such a tensor rounds
+every ordinary value to zero or one step, and quantizing every op type (the residual adds
+and LayerNorm inputs included) sent the network's top-1 agreement with fp32 to 0% on real
+images (``bench/scripts/real_fidelity.py``; BENCHMARKS.md "Real images").
+
+Recipes (``--int8-recipe``):
+
+- ``outlier-aware`` (default): only the layers that carry the arithmetic are quantized
+  (ONNX: Conv, MatMul, Gemm; ExecuTorch: Linear and Conv modules), so residual adds,
+  LayerNorm, softmax and GELU stay in float; and a layer whose calibrated input has its
+  maximum more than :data:`OUTLIER_RATIO` times its 99.9th percentile stays in float too
+  (the record names each one).
+- ``all-ops``: every op type the quantizer knows, MinMax ranges: mobattn's recipe before
+  real images showed the collapse; a few percent faster where it holds (SwiftFormer-S,
+  seeded weights: 0.58x fp32 against 0.60x for matmul-like ops only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+RECIPES = ("outlier-aware", "all-ops")
+DEFAULT_RECIPE = "outlier-aware"
+
+# A layer's input is outlier-dominated when its max |x| is this many times its 99.9th
+# percentile |x|: per-tensor int8 then spends its 256 steps on a few values. Measured on
+# the trained ViT-Ti's 100 calibration images: the one such input is at 85x; the next
+# largest, 7x (a GELU output) and 6x (attention inputs), quantize without harm.
+OUTLIER_RATIO = 20.0
+OUTLIER_PERCENTILE = 99.9
+MAX_VALUES = 2_000_000  # values kept per tensor to estimate the percentile (a strided sample)
+
+
+def outlier_ratio(magnitudes: list[np.ndarray]) -> float:
+    """max |x| / 99.9th percentile |x| over one tensor's calibration values (``inf`` for a
+    tensor that is zero almost everywhere but not everywhere)."""
+    values = np.concatenate([np.abs(np.asarray(m, dtype=np.float32)).ravel() for m in magnitudes])
+    peak = float(values.max()) if values.size else 0.0
+    stride = max(1, values.size // MAX_VALUES)
+    typical = float(np.percentile(values[::stride], OUTLIER_PERCENTILE)) if values.size else 0.0
+    if peak == 0.0:
+        return 1.0
+    return peak / typical if typical > 0 else float("inf")
+
+
+def is_outlier(ratio: float) -> bool:
+    return ratio > OUTLIER_RATIO
+
+
+def described(recipe: str, kept_float: dict[str, float]) -> dict:
+    """The record's account of a recipe: its name and every layer it left in float."""
+    return {
+        "recipe": recipe,
+        "kept_in_float_for_outliers": {name: round(r, 1) for name, r in kept_float.items()},
+    }
+
+
+def check_recipe(precision: str, calibration, recipe: str | None) -> None:
+    """Refuse, before anything is built, calibration or a recipe for a float export and a
+    recipe mobattn does not have."""
+    from mobattn.errors import MobattnError
+
+    if calibration is not None and precision != "int8":
+        raise MobattnError("--calibration applies to --precision int8")
+    if recipe is None:
+        return
+    if precision != "int8":
+        raise MobattnError("--int8-recipe applies to --precision int8")
+    if recipe not in RECIPES:
+        raise MobattnError(f"--int8-recipe must be {' or '.join(RECIPES)}, got '{recipe}'")
