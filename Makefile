@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) -c constraints.txt torch==2.13.0
-	$(PIP) -c constraints.txt -e '.[dev,executorch,fleet]'
+	$(PIP) -c constraints.txt -e '.[dev,executorch,fleet,litert]'
 	touch $(STAMP)
 
 # The import layers (pyproject's [tool.importlinter]) are checked on a view of the

@@ -88,6 +88,15 @@ BACKENDS: dict[str, Backend] = {
             requires="mobattn.exporters.to_executorch:require_executorch",
             imports=("executorch.runtime",),
         ),
+        Backend(
+            "litert",
+            "litert",
+            {"cpu": ("fp32",)},
+            "LiteRT (TensorFlow Lite) interpreter with XNNPACK",
+            env_keys=("ai-edge-litert", "litert-torch"),
+            requires="mobattn.exporters.to_litert:require_litert",
+            imports=("ai_edge_litert.interpreter",),
+        ),
     )
 }
 

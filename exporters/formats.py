@@ -109,6 +109,18 @@ TARGETS: dict[str, Target] = {
             magic=(4, b"ET"),  # the flatbuffer file identifier, "ET12" today
             isolated_loading=True,
         ),
+        Target(
+            "litert",
+            ".tflite",
+            ("fp32",),
+            "fp32",
+            (),
+            "LiteRT interpreter (XNNPACK)",
+            "LiteRT (TensorFlow Lite) flatbuffer through litert-torch",
+            "mobattn.exporters.to_litert",
+            magic=(4, b"TFL3"),  # the flatbuffer file identifier
+            isolated_loading=True,
+        ),
     )
 }
 

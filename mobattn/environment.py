@@ -120,7 +120,17 @@ def environment() -> dict:
 def _measured() -> dict:
     from mobattn import __version__
 
-    packages = ("torch", "onnx", "onnxruntime", "onnxsim", "coremltools", "numpy", "executorch")
+    packages = (
+        "torch",
+        "onnx",
+        "onnxruntime",
+        "onnxsim",
+        "coremltools",
+        "numpy",
+        "executorch",
+        "ai-edge-litert",
+        "litert-torch",
+    )
     return {
         "cpu": _cpu_model(),
         "cores": usable_cores(),

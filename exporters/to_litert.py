@@ -1,0 +1,202 @@
+"""LiteRT (formerly TensorFlow Lite), the runtime most Android apps ship: Google's
+``litert-torch`` converter writes the ``.tflite``; ``ai-edge-litert``'s interpreter with
+its XNNPACK delegate (the CPU path Android uses) runs it.
+
+Optional: ``pip install 'mobattn[litert]'`` (``make`` installs it); without it, asking for
+LiteRT is one line that says how to get it.
+
+The module converted is the ``xnnpack`` deployable form (:mod:`.deploy`), the form whose
+ops XNNPACK takes for ExecuTorch; the record counts the ops the interpreter's XNNPACK
+delegate took and names every op left on LiteRT's default kernels (:func:`delegation`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mobattn.errors import MobattnError, first_line
+
+from .agreement import Agreement, agreement_on
+from .deploy import deployable
+from .fold import fold_for_inference
+from .record import ExportResult, Runner
+from .silence import quiet, quiet_native_stderr
+from .subject import Subject
+
+INSTALL_HINT = "LiteRT export needs litert-torch and ai-edge-litert: pip install 'mobattn[litert]'"
+FORM = "xnnpack"
+VALIDATION_INPUTS = 3
+
+
+def require_litert() -> None:
+    """One line, naming the extra, when the converter or the interpreter is missing."""
+    try:
+        with quiet(), quiet_native_stderr():
+            import ai_edge_litert.interpreter  # noqa: F401
+            import litert_torch  # noqa: F401
+    except ImportError:
+        raise MobattnError(INSTALL_HINT) from None
+
+
+def require_interpreter() -> None:
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        raise MobattnError("running a .tflite needs ai-edge-litert: pip install 'mobattn[litert]'") from None
+
+
+def interpreter(path: Path, threads: int = 1):
+    """The file in LiteRT's interpreter, tensors allocated; XNNPACK (applied by default)
+    sized to ``threads``."""
+    require_interpreter()
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        with quiet_native_stderr():
+            loaded = Interpreter(model_path=str(path), num_threads=threads)
+            loaded.allocate_tensors()
+    except Exception as exc:  # noqa: BLE001 - any load failure is a corrupt artifact
+        raise MobattnError(f"{path} is not a valid LiteRT model: {first_line(exc)}") from None
+    return loaded
+
+
+def delegation(loaded) -> dict:
+    """How much of the graph XNNPACK took. LiteRT lists the original ops and, after them,
+    one ``DELEGATE`` node per partition; a partition is every op between the delegate
+    node's inputs and its outputs, so an op outside every partition runs on LiteRT's
+    default kernels."""
+    ops = loaded._get_ops_details()
+    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    originals = [op for op in ops if op["op_name"] != "DELEGATE"]
+    producer = {int(t): op["index"] for op in originals for t in op["outputs"]}
+    by_index = {op["index"]: op for op in originals}
+    taken: set[int] = set()
+    for node in delegates:
+        boundary = {int(t) for t in node["inputs"]}
+        stack = [int(t) for t in node["outputs"]]
+        while stack:
+            tensor = stack.pop()
+            index = producer.get(tensor)
+            if tensor in boundary or index is None or index in taken:
+                continue
+            taken.add(index)
+            stack += [int(t) for t in by_index[index]["inputs"] if t >= 0]
+    left = Counter(op["op_name"] for op in originals if op["index"] not in taken)
+    return {
+        "delegated_subgraphs": len(delegates),
+        "delegated_ops": len(taken),
+        "not_delegated_ops": sum(left.values()),
+        "not_delegated": dict(left.most_common()),
+    }
+
+
+def op_histogram(loaded) -> dict[str, int]:
+    return dict(Counter(op["op_name"] for op in loaded._get_ops_details() if op["op_name"] != "DELEGATE"))
+
+
+def _run_function(loaded):
+    """Input -> first output, for one interpreter (not thread-safe, as LiteRT's is not)."""
+    inp, out = loaded.get_input_details()[0], loaded.get_output_details()[0]
+
+    def run(x):
+        loaded.set_tensor(inp["index"], np.ascontiguousarray(np.asarray(x, dtype=inp["dtype"])))
+        loaded.invoke()
+        return loaded.get_tensor(out["index"]).copy()
+
+    return run
+
+
+def validate_tflite(
+    path: Path, subject: Subject, precision: str, inputs: list[torch.Tensor] | None = None, run=None
+) -> Agreement:
+    """LiteRT's interpreter (XNNPACK) against torch on random inputs (or ``inputs``)."""
+    if run is None:
+        run = _run_function(interpreter(path))
+    inputs = inputs or [subject.example_input(seed=100 + seed) for seed in range(VALIDATION_INPUTS)]
+    agreement = agreement_on(lambda x: run(x.numpy()), subject.module, inputs, precision, "litert")
+    agreement.add_note("LiteRT interpreter (XNNPACK) vs torch")
+    return agreement
+
+
+def check_options(subject: Subject, precision: str, **_) -> None:
+    require_litert()
+    if precision != "fp32":
+        raise MobattnError(f"--to litert takes --precision fp32 (int8 is not built yet), not '{precision}'")
+
+
+def export(subject: Subject, path: Path, precision: str = "fp32") -> ExportResult:
+    """Write ``path`` (.tflite) and return the facts of the export."""
+    check_options(subject, precision)
+    import litert_torch
+
+    start = time.perf_counter()
+    module = deployable(fold_for_inference(subject.module), FORM).eval()
+    example = subject.example_input()
+    with quiet(), quiet_native_stderr(), torch.no_grad():
+        edge = litert_torch.convert(module, (example,))
+        edge.export(str(path))
+    seconds = time.perf_counter() - start
+    loaded = interpreter(path)
+    report = delegation(loaded)
+    agreement = validate_tflite(path, subject, precision, run=_run_function(loaded))
+    histogram = {"delegated": report["delegated_ops"], **report["not_delegated"]}
+    return ExportResult(seconds, histogram, agreement, {"backend": "XNNPACK", "form": FORM, **report})
+
+
+def load_runner(path: Path, threads: int = 1, device: str = "cpu") -> Runner:
+    """The model in LiteRT's interpreter, XNNPACK sized to ``threads``."""
+    if device != "cpu":
+        raise MobattnError(f"LiteRT runs on cpu here, not {device}")
+    loaded = interpreter(path, threads)
+    detail = loaded.get_input_details()[0]
+    run = _run_function(loaded)
+
+    def bind(x):
+        array = np.ascontiguousarray(np.asarray(x, dtype=detail["dtype"]))
+        index, out = detail["index"], loaded.get_output_details()[0]["index"]
+
+        def call():
+            loaded.set_tensor(index, array)
+            loaded.invoke()
+            return loaded.get_tensor(out)
+
+        return call
+
+    return Runner(
+        input_name=detail["name"],
+        input_shape=[int(d) for d in detail["shape"]],
+        input_dtype=np.dtype(detail["dtype"]).name,
+        bind=bind,
+        run=run,
+        details={"runtime": "LiteRT (XNNPACK)", **delegation(loaded)},
+        keep=[loaded],
+    )
+
+
+def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -> tuple[Agreement, dict]:
+    """An existing .tflite against ``subject`` (``mobattn validate``)."""
+    precision = precision or "fp32"
+    runner = load_runner(path)
+    subject.check_artifact(path, runner.input_shape, {})
+    agreement = validate_tflite(path, subject, precision, inputs=inputs, run=runner.run)
+    return agreement, {"criterion": precision, "delegation": runner.details}
+
+
+def inspect(path: Path, compute_plan: bool = False):
+    """The model's ops, and which of them XNNPACK's delegate leaves to LiteRT's kernels."""
+    from .inspection import Inspection
+
+    loaded = interpreter(path)
+    ops = op_histogram(loaded)
+    return Inspection(
+        path=str(path),
+        format="litert",
+        op_histogram=ops,
+        ops_total=sum(ops.values()),
+        delegation=delegation(loaded),
+    )

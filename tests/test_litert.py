@@ -1,0 +1,98 @@
+"""LiteRT (TensorFlow Lite): export with the real converter (litert-torch), run in the
+real interpreter with its XNNPACK delegate, bench, validate, inspect, and refuse bad
+input in one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from helpers import assert_one_line_error
+from mobattn.attention import list_attentions
+from mobattn.exporters import attention_subject, export, model_subject
+
+pytest.importorskip("litert_torch", reason="LiteRT is an extra: pip install 'mobattn[litert]'")
+
+# The one op XNNPACK leaves to LiteRT's kernels: HiLo's Lo-Fi attention has a single head,
+# so the converter writes its q k^T (a batch-1 bmm) as FULLY_CONNECTED with a computed
+# weight, which LiteRT's XNNPACK delegate does not take.
+KNOWN_LEFT = {"hilo": {"FULLY_CONNECTED": 1}}
+
+
+@pytest.mark.parametrize("name", list_attentions())
+def test_every_attention_exports_to_litert_runs_on_xnnpack_and_matches_torch(tmp_path, name):
+    record = export(attention_subject(name, 32, (8, 8)), "litert", tmp_path)
+    assert record.status == "ok", record.reason
+    assert record.path.endswith(f"{name}-dim32-8x8.tflite")
+    assert record.validation["executor"] == "litert" and record.validation["max_rel"] < 1e-4
+    assert record.details["delegated_ops"] > 0
+    assert record.details["not_delegated"] == KNOWN_LEFT.get(name, {})
+
+
+@pytest.mark.slow
+def test_model_exports_to_litert_wholly_delegated(tmp_path):
+    record = export(model_subject("swiftformer_xs"), "litert", tmp_path)
+    assert record.status == "ok", record.reason
+    assert record.validation["max_rel"] < 1e-4
+    assert record.details["not_delegated"] == {} and record.details["delegated_subgraphs"] == 1
+
+
+def test_litert_file_benches_validates_and_inspects(tmp_path, cli):
+    base = "--attention mhsa --dim 16 --hw 4x4"
+    assert cli(f"export {base} --to litert --out {tmp_path}").code == 0
+    path = tmp_path / "mhsa-dim16-4x4.tflite"
+    (row,) = cli(f"bench {path} --profile quick --json").json()
+    assert row["status"] == "ok" and row["backend"] == "litert" and row["median_ms"] > 0
+    validated = cli(f"validate {path} {base} --json")
+    assert validated.code == 0, validated.err
+    assert validated.json()[0]["passed"] and validated.json()[0]["executor"] == "litert"
+    (inspection,) = cli(f"inspect {path} --json").json()
+    assert inspection["format"] == "litert" and inspection["delegation"]["not_delegated"] == {}
+    assert inspection["op_histogram"].get("SOFTMAX") == 1
+
+
+def test_litert_backend_measures_like_the_others(cli):
+    result = cli(
+        "bench --attention eaa --dim 16 --hw 4x4 --backend litert --threads 1,2 --profile quick --json"
+    )
+    assert result.code == 0, result.err
+    rows = result.json()
+    assert [r["status"] for r in rows] == ["ok", "ok"] and [r["threads"] for r in rows] == [1, 2]
+    assert all(r["artifact_bytes"] > 0 and r["load_ms"] is not None for r in rows)
+    assert rows[0]["environment"]["ai-edge-litert"] and rows[0]["environment"]["litert-torch"]
+
+
+def test_bad_litert_input_is_one_line(tmp_path, cli):
+    out = tmp_path / "out"
+    assert_one_line_error(
+        cli(f"export --attention eaa --dim 8 --hw 2x2 --to litert --precision int8 --out {out}"),
+        "--to litert takes --precision fp32",
+    )
+    assert_one_line_error(
+        cli(f"export --attention eaa --dim 8 --hw 2x2 --to litert --form mobile --out {out}"),
+        "--form applies to --to onnx",
+    )
+    assert not out.exists()
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a flatbuffer" * 8)
+    assert_one_line_error(cli(f"bench {bad}"), "bad.tflite is not a .tflite file")
+    assert_one_line_error(cli(f"validate {bad} --attention eaa --dim 8 --hw 2x2"), "not a .tflite file")
+    skipped = cli("bench --attention eaa --dim 8 --hw 2x2 --backend litert --precision int8 --json")
+    (row,) = skipped.json()
+    assert row["status"] == "skipped" and "fp32" in row["reason"]
+
+
+@pytest.mark.slow
+def test_missing_litert_says_how_to_get_it(tmp_path):
+    code = (
+        "import sys; sys.modules['litert_torch'] = None\n"
+        "from mobattn.cli import main\n"
+        "sys.exit(main(['export', '--attention', 'eaa', '--dim', '8', '--hw', '2x2', '--to', 'litert',"
+        f" '--out', {str(tmp_path)!r}]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "pip install 'mobattn[litert]'" in out.stderr and "Traceback" not in out.stderr
+    assert list(tmp_path.iterdir()) == []
