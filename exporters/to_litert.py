@@ -5,8 +5,8 @@ its XNNPACK delegate (the CPU path Android uses) runs it.
 Optional: ``pip install 'mobattn[litert]'`` (``make`` installs it); without it, asking for
 LiteRT is one line that says how to get it.
 
-The module converted is the ``xnnpack`` deployable form (:mod:`.deploy`), the form whose
-ops XNNPACK takes for ExecuTorch; the record counts the ops the interpreter's XNNPACK
+The module converted is the ``litert`` deployable form (:mod:`.deploy`): the ``xnnpack``
+form ExecuTorch uses, with no batch-1 ``bmm``; the record counts the ops the interpreter's XNNPACK
 delegate took and names every op left on LiteRT's default kernels (:func:`delegation`).
 """
 
@@ -29,7 +29,7 @@ from .silence import quiet, quiet_native_stderr
 from .subject import Subject
 
 INSTALL_HINT = "LiteRT export needs litert-torch and ai-edge-litert: pip install 'mobattn[litert]'"
-FORM = "xnnpack"
+FORM = "litert"
 VALIDATION_INPUTS = 3
 
 

@@ -29,7 +29,7 @@ VARIANTS = [
 ]
 
 
-@pytest.mark.parametrize("form", ["xnnpack", "mobile"])
+@pytest.mark.parametrize("form", ["xnnpack", "mobile", "litert"])
 @pytest.mark.parametrize("hw", [(7, 7), (5, 9), (1, 1)])
 @pytest.mark.parametrize("name, kwargs", VARIANTS)
 def test_every_mechanism_in_every_form_computes_the_reference(name, kwargs, hw, form):
@@ -81,7 +81,21 @@ def test_erf_free_gelu_is_as_exact_as_torchs_own_fp32_gelu():
 def test_unknown_form_is_a_user_error():
     with pytest.raises(mobattn.MobattnError, match="unknown form 'fast'"):
         deployable(torch.nn.Identity(), "fast")
-    assert set(FORMS) == {"reference", "xnnpack", "mobile", "ane"}
+    assert set(FORMS) == {"reference", "xnnpack", "mobile", "ane", "litert"}
+
+
+def test_litert_forms_batch1_attention_is_the_same_attention():
+    """The litert form's batch-2 split of a batch-1 q k^T (HiLo's single-head Lo-Fi) and its
+    use: a HiLo whose Lo-Fi branch has one head, on one sample."""
+    from mobattn.exporters.deploy.ops import attend, attend_split
+
+    q, k, v = torch.randn(1, 20, 16), torch.randn(1, 5, 16), torch.randn(1, 5, 16)
+    torch.testing.assert_close(attend_split(q, k, v, 0.25), attend(q, k, v, 0.25), rtol=1e-5, atol=1e-6)
+    mixer = mobattn.create_attention("hilo", 32, num_heads=2, alpha=0.5).eval()
+    twin = deployable(mixer, "litert")
+    x = torch.randn(1, 49, 32)
+    with torch.no_grad():
+        assert relative_error(twin(x, (7, 7)), mixer(x, (7, 7))) < 1e-5
 
 
 # ----- onnxruntime's mobile providers ---------------------------------------------------

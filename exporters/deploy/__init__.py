@@ -16,6 +16,9 @@ form            used by
 ``xnnpack``     ExecuTorch, always: no op left to ExecuTorch's portable kernels
 ``mobile``      ONNX ``--form mobile``: ops onnxruntime's NNAPI and Core ML providers take
 ``ane``         Core ML ``--layout ane``: the Neural Engine's 4-D channels-first layout
+``litert``      LiteRT, always: the xnnpack form with no batch-1 ``bmm`` (LiteRT's
+                converter writes one as FULLY_CONNECTED with a computed weight, which its
+                XNNPACK delegate does not take)
 ==============  =======================================================================
 """
 
@@ -53,6 +56,7 @@ class Form:
     summary: str
     ane_layout: bool = False
     concat_padding: bool = False  # zero padding as Concat (onnxruntime's Core ML provider has no Pad)
+    split_batch1_bmm: bool = False  # a batch-1 q k^T as a batch-2 bmm over halves of the channels
 
 
 FORMS: dict[str, Form] = {
@@ -64,6 +68,13 @@ FORMS: dict[str, Form] = {
             "mobile", True, True, "the xnnpack form, GELU without Erf, padding as Concat", concat_padding=True
         ),
         Form("ane", False, False, "4-D channels-first token mixers, 1x1 convs, no transposes", True),
+        Form(
+            "litert",
+            True,
+            False,
+            "the xnnpack form, no batch-1 bmm (LiteRT's XNNPACK)",
+            split_batch1_bmm=True,
+        ),
     )
 }
 
@@ -107,4 +118,5 @@ def deployable(module: nn.Module, form: str) -> nn.Module:
     for sub in module.modules():
         if isinstance(sub, DeployHiLo):
             sub.concat_padding = spec.concat_padding
+            sub.split_batch1_bmm = spec.split_batch1_bmm
     return module

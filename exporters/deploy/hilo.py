@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from mobattn.attention.hilo import HiLo
 
-from .ops import Twin, attend, chunks_last, merge_heads, split_heads, twin_of
+from .ops import Twin, attend, attend_split, chunks_last, merge_heads, split_heads, twin_of
 
 
 def pad_by_concat(x: torch.Tensor, pad_r: int, pad_b: int) -> torch.Tensor:
@@ -25,6 +25,7 @@ def pad_by_concat(x: torch.Tensor, pad_r: int, pad_b: int) -> torch.Tensor:
 @twin_of(HiLo, "xnnpack")
 class DeployHiLo(Twin):
     concat_padding = False  # the mobile form sets it (see exporters.deploy.deployable)
+    split_batch1_bmm = False  # the litert form sets it
 
     def __init__(self, ref: HiLo):
         super().__init__(ref)
@@ -52,7 +53,8 @@ class DeployHiLo(Twin):
         else:
             pooled = x.reshape(B, H * W, C)
         k, v = (split_heads(t, heads) for t in chunks_last(ref.l_kv(pooled), (ld, ld)))
-        out = merge_heads(attend(q, k, v, ref.scale), heads)
+        split = self.split_batch1_bmm and q.shape[0] == 1 and q.shape[-1] % 2 == 0
+        out = merge_heads((attend_split if split else attend)(q, k, v, ref.scale), heads)
         return ref.l_proj(out.reshape(B, H, W, ld))
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:

@@ -81,6 +81,19 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> t
     return torch.bmm(scores.softmax(dim=-1), v)
 
 
+def attend_split(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """:func:`attend` for a batch of one, with ``q k^T`` as a batch-2 ``bmm`` over the two
+    halves of the channels, summed: the same scores. LiteRT's converter writes a batch-1
+    ``bmm`` as FULLY_CONNECTED with a computed weight, which its XNNPACK delegate leaves to
+    LiteRT's own kernels (HiLo's single-head Lo-Fi branch)."""
+    half = q.shape[-1] // 2
+    qs = torch.cat([q[..., :half], q[..., half:]], dim=0)
+    ks = torch.cat([k[..., :half], k[..., half:]], dim=0)
+    both = torch.bmm(qs, ks.transpose(1, 2))
+    scores = (both[:1] + both[1:]) * scale
+    return torch.bmm(scores.softmax(dim=-1), v)
+
+
 def chunks_last(x: torch.Tensor, sizes: tuple[int, ...]) -> list[torch.Tensor]:
     """``x.split(sizes, -1)`` as plain slices (``unbind``/``split`` lower to ops
     XNNPACK leaves to the portable kernels)."""
