@@ -31,6 +31,14 @@ from .subject import Subject
 INSTALL_HINT = "LiteRT export needs litert-torch and ai-edge-litert: pip install 'mobattn[litert]'"
 FORM = "litert"
 VALIDATION_INPUTS = 3
+# Why `bench --op-profile` has no LiteRT table (checked in ai-edge-litert 2.3.0): LiteRT's
+# per-op profiler is C++ (tflite::Profiler, benchmark_model --enable_op_profiling); the
+# Python Interpreter and CompiledModel expose no profiler and the pip package ships no
+# benchmark_model binary.
+NO_OP_PROFILE = (
+    "LiteRT's per-op profiler is native only (benchmark_model --enable_op_profiling); "
+    "ai-edge-litert's Python interpreter exposes none"
+)
 
 
 def require_litert() -> None:
@@ -175,6 +183,7 @@ def load_runner(path: Path, threads: int = 1, device: str = "cpu") -> Runner:
         run=run,
         details={"runtime": "LiteRT (XNNPACK)", **delegation(loaded)},
         keep=[loaded],
+        op_profile=lambda _x: {"unavailable": NO_OP_PROFILE},
     )
 
 

@@ -39,8 +39,9 @@ def test_litert_file_benches_validates_and_inspects(tmp_path, cli):
     base = "--attention mhsa --dim 16 --hw 4x4"
     assert cli(f"export {base} --to litert --out {tmp_path}").code == 0
     path = tmp_path / "mhsa-dim16-4x4.tflite"
-    (row,) = cli(f"bench {path} --profile quick --json").json()
+    (row,) = cli(f"bench {path} --profile quick --op-profile --json").json()
     assert row["status"] == "ok" and row["backend"] == "litert" and row["median_ms"] > 0
+    assert "native only" in row["details"]["op_profile"]["unavailable"]  # says why there is none
     validated = cli(f"validate {path} {base} --json")
     assert validated.code == 0, validated.err
     assert validated.json()[0]["passed"] and validated.json()[0]["executor"] == "litert"
