@@ -91,7 +91,7 @@ BACKENDS: dict[str, Backend] = {
         Backend(
             "litert",
             "litert",
-            {"cpu": ("fp32",)},
+            {"cpu": ("fp32", "int8")},
             "LiteRT (TensorFlow Lite) interpreter with XNNPACK",
             env_keys=("ai-edge-litert", "litert-torch"),
             requires="mobattn.exporters.to_litert:require_litert",

@@ -112,9 +112,9 @@ TARGETS: dict[str, Target] = {
         Target(
             "litert",
             ".tflite",
-            ("fp32",),
+            ("fp32", "int8"),
             "fp32",
-            (),
+            ("calibration", "int8_recipe"),
             "LiteRT interpreter (XNNPACK)",
             "LiteRT (TensorFlow Lite) flatbuffer through litert-torch",
             "mobattn.exporters.to_litert",

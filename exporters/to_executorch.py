@@ -24,17 +24,17 @@ import torch
 from mobattn.errors import MobattnError, first_line
 
 from .agreement import Agreement, agreement_on
-from .calibration import stack_batches, validation_inputs
+from .calibration import validation_inputs
 from .deploy import deployable
 from .executorch_profile import executorch_op_profile
 from .fold import fold_for_inference
-from .int8_recipe import DEFAULT_RECIPE, check_recipe, described, is_outlier, outlier_ratio
+from .int8_recipe import DEFAULT_RECIPE, check_recipe
+from .pt2e_int8 import calibration_inputs, described_inputs, quantize_int8
 from .record import ExportResult, Runner
 from .silence import quiet, quiet_native_stderr
 from .subject import Subject
 
 INSTALL_HINT = "ExecuTorch is not installed: pip install 'mobattn[executorch]' (or: pip install executorch)"
-CALIBRATION_INPUTS = 8
 FORM = "xnnpack"  # every program is lowered from the deployable form (see exporters.deploy)
 
 
@@ -57,88 +57,6 @@ def set_threads(threads: int) -> None:
 
     with contextlib.suppress(AttributeError, RuntimeError):
         portable_lib._unsafe_reset_threadpool(threads)
-
-
-def described_inputs(images, inputs: list[torch.Tensor]) -> str:
-    source = "image batches (--calibration)" if images is not None else "random inputs"
-    return f"{len(inputs)} {source}"
-
-
-def calibration_inputs(subject: Subject, images: Iterable[np.ndarray] | None) -> list[torch.Tensor]:
-    if images is not None:
-        return [torch.from_numpy(b) for b in stack_batches(subject, list(images))]
-    return [subject.example_input(seed=1000 + i) for i in range(CALIBRATION_INPUTS)]
-
-
-def quantize_int8(
-    module: torch.nn.Module,
-    example: torch.Tensor,
-    calibration: list[torch.Tensor],
-    recipe: str = DEFAULT_RECIPE,
-) -> tuple[torch.nn.Module, dict]:
-    """Post-training static int8 with the XNNPACK quantizer (pt2e flow), layers chosen by
-    ``recipe`` (see :mod:`.int8_recipe`): the quantized module and the record's facts."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    config = get_symmetric_quantization_config(is_per_channel=True)
-    kept_float: dict[str, float] = {}
-    if recipe == "all-ops":
-        quantizer = XNNPACKQuantizer().set_global(config)
-    else:
-        kept_float = outlier_modules(module, calibration)
-        quantizer = XNNPACKQuantizer()
-        for name, layer in module.named_modules():
-            if isinstance(layer, ARITHMETIC_MODULES) and name not in kept_float:
-                quantizer.set_module_name(name, config)
-    graph = torch.export.export(module, (example,)).module()
-    prepared = prepare_pt2e(graph, quantizer)
-    with torch.no_grad():
-        for x in calibration:
-            prepared(x)
-    facts = {
-        "weights": "int8, symmetric, per output channel",
-        "activations": "int8, per tensor (MinMax)",
-        **described(recipe, kept_float),
-    }
-    return convert_pt2e(prepared), facts
-
-
-# The modules the outlier-aware recipe quantizes: those that carry the arithmetic.
-ARITHMETIC_MODULES = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)
-
-
-def outlier_modules(module: torch.nn.Module, calibration: list[torch.Tensor]) -> dict[str, float]:
-    """Linear and Conv modules whose input or output is outlier-dominated on the
-    calibration inputs, with the larger ratio (see :func:`.int8_recipe.outlier_ratio`):
-    the XNNPACK quantizer rounds both ends of a module it quantizes."""
-    seen: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-
-    def hook(name):
-        def record(_module, inputs, output):
-            ins, outs = seen.setdefault(name, ([], []))
-            ins.append(inputs[0].detach().float().numpy())
-            outs.append(output.detach().float().numpy())
-
-        return record
-
-    handles = [
-        layer.register_forward_hook(hook(name))
-        for name, layer in module.named_modules()
-        if isinstance(layer, ARITHMETIC_MODULES)
-    ]
-    try:
-        with torch.no_grad():
-            for x in calibration:
-                module(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    ratios = {name: max(outlier_ratio(ins), outlier_ratio(outs)) for name, (ins, outs) in seen.items()}
-    return {name: ratio for name, ratio in ratios.items() if is_outlier(ratio)}
 
 
 def delegation(graph_module) -> dict:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,11 @@ import torch
 from mobattn.errors import MobattnError, first_line
 
 from .agreement import Agreement, agreement_on
+from .calibration import validation_inputs
 from .deploy import deployable
 from .fold import fold_for_inference
+from .int8_recipe import DEFAULT_RECIPE, check_recipe
+from .pt2e_int8 import calibration_inputs, described_inputs, quantize_int8
 from .record import ExportResult, Runner
 from .silence import quiet, quiet_native_stderr
 from .subject import Subject
@@ -107,14 +111,33 @@ def op_histogram(loaded) -> dict[str, int]:
     return dict(Counter(op["op_name"] for op in loaded._get_ops_details() if op["op_name"] != "DELEGATE"))
 
 
+def _to_input(detail: dict, x) -> np.ndarray:
+    """``x`` as the model's input tensor: a quantized (int8) input is quantized with the
+    scale and zero point the file carries, as an app feeding a full-int8 model does."""
+    x = np.asarray(x, dtype=np.float32)
+    scale, zero_point = detail["quantization"]
+    if np.issubdtype(detail["dtype"], np.integer) and scale:
+        info = np.iinfo(detail["dtype"])
+        x = np.clip(np.round(x / scale) + zero_point, info.min, info.max)
+    return np.ascontiguousarray(x.astype(detail["dtype"]))
+
+
+def _from_output(detail: dict, y: np.ndarray) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    if np.issubdtype(detail["dtype"], np.integer) and scale:
+        return (y.astype(np.float32) - zero_point) * scale
+    return y.copy()
+
+
 def _run_function(loaded):
-    """Input -> first output, for one interpreter (not thread-safe, as LiteRT's is not)."""
+    """Input -> first output in float, for one interpreter (not thread-safe, as LiteRT's
+    is not)."""
     inp, out = loaded.get_input_details()[0], loaded.get_output_details()[0]
 
     def run(x):
-        loaded.set_tensor(inp["index"], np.ascontiguousarray(np.asarray(x, dtype=inp["dtype"])))
+        loaded.set_tensor(inp["index"], _to_input(inp, x))
         loaded.invoke()
-        return loaded.get_tensor(out["index"]).copy()
+        return _from_output(out, loaded.get_tensor(out["index"]))
 
     return run
 
@@ -131,29 +154,80 @@ def validate_tflite(
     return agreement
 
 
-def check_options(subject: Subject, precision: str, **_) -> None:
+def check_options(
+    subject: Subject, precision: str, calibration=None, int8_recipe: str | None = None, **_
+) -> None:
     require_litert()
-    if precision != "fp32":
-        raise MobattnError(f"--to litert takes --precision fp32 (int8 is not built yet), not '{precision}'")
+    if precision not in ("fp32", "int8"):
+        raise MobattnError(f"--to litert takes --precision fp32 or int8, not '{precision}'")
+    check_recipe(precision, calibration, int8_recipe)
+    if precision == "int8":
+        try:
+            import executorch.backends.xnnpack.quantizer  # noqa: F401
+        except ImportError:
+            raise MobattnError(
+                "LiteRT int8 quantizes with ExecuTorch's XNNPACK quantizer: pip install 'mobattn[executorch]'"
+            ) from None
 
 
-def export(subject: Subject, path: Path, precision: str = "fp32") -> ExportResult:
-    """Write ``path`` (.tflite) and return the facts of the export."""
-    check_options(subject, precision)
+def _quantized(module: torch.nn.Module, subject: Subject, calibration, recipe: str | None):
+    """The module quantized in pt2e (:mod:`.pt2e_int8`, weights' quantize ops kept for the
+    converter) and the converter's matching quant config (static, per-channel)."""
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    inputs = calibration_inputs(subject, calibration)
+    quantized, facts = quantize_int8(
+        module, subject.example_input(), inputs, recipe or DEFAULT_RECIPE, fold_weights=False
+    )
+    config = QuantConfig(
+        pt2e_quantizer=PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    )
+    facts = {
+        "calibration": described_inputs(calibration, inputs),
+        **facts,
+        "io": "int8 (scale, zero point in the file)",
+    }
+    return quantized, config, facts
+
+
+def export(
+    subject: Subject,
+    path: Path,
+    precision: str = "fp32",
+    calibration: Iterable[np.ndarray] | None = None,
+    int8_recipe: str | None = None,
+) -> ExportResult:
+    """Write ``path`` (.tflite) and return the facts of the export. int8 is full integer:
+    its input and output are int8 too, quantized and dequantized by the runner."""
+    check_options(subject, precision, calibration=calibration, int8_recipe=int8_recipe)
+    calibration = list(calibration) if calibration is not None else None
     import litert_torch
 
     start = time.perf_counter()
     module = deployable(fold_for_inference(subject.module), FORM).eval()
     example = subject.example_input()
+    quantization = None
     with quiet(), quiet_native_stderr(), torch.no_grad():
-        edge = litert_torch.convert(module, (example,))
+        options = {}
+        if precision == "int8":
+            module, options["quant_config"], quantization = _quantized(
+                module, subject, calibration, int8_recipe
+            )
+        edge = litert_torch.convert(module, (example,), **options)
         edge.export(str(path))
     seconds = time.perf_counter() - start
     loaded = interpreter(path)
     report = delegation(loaded)
-    agreement = validate_tflite(path, subject, precision, run=_run_function(loaded))
+    images = validation_inputs(subject, calibration) if precision == "int8" else None
+    agreement = validate_tflite(path, subject, precision, images, run=_run_function(loaded))
+    if images:
+        agreement.add_note(f"on {len(images)} of the calibration images")
     histogram = {"delegated": report["delegated_ops"], **report["not_delegated"]}
-    return ExportResult(seconds, histogram, agreement, {"backend": "XNNPACK", "form": FORM, **report})
+    details = {"backend": "XNNPACK", "form": FORM, **report}
+    if quantization:
+        details["quantization"] = quantization
+    return ExportResult(seconds, histogram, agreement, details)
 
 
 def load_runner(path: Path, threads: int = 1, device: str = "cpu") -> Runner:
@@ -165,7 +239,7 @@ def load_runner(path: Path, threads: int = 1, device: str = "cpu") -> Runner:
     run = _run_function(loaded)
 
     def bind(x):
-        array = np.ascontiguousarray(np.asarray(x, dtype=detail["dtype"]))
+        array = _to_input(detail, x)
         index, out = detail["index"], loaded.get_output_details()[0]["index"]
 
         def call():

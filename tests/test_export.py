@@ -238,6 +238,7 @@ def test_image_input_folds_mean_and_std(tmp_path):
 SIZE_PROMISES = {
     "onnx": [({"precision": "fp16"}, 0.55), ({"precision": "int8"}, 0.35)],
     "executorch": [({"precision": "int8"}, 0.35)],
+    "litert": [({"precision": "int8"}, 0.35)],
     "coreml": [
         ({"precision": "fp16"}, 0.55),
         ({"precision": "fp16", "compress": "int8"}, 0.35),
@@ -250,6 +251,8 @@ SIZE_PROMISES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("target", list(SIZE_PROMISES))
 def test_every_smaller_artifact_delivers_the_size_it_promises(tmp_path, target):
+    if target == "litert":
+        pytest.importorskip("litert_torch", reason="LiteRT is an extra: pip install 'mobattn[litert]'")
     subject = attention_subject("mhsa", 256, (4, 4))  # weight-dominated: 263k parameters
     fp32 = export(subject, target, tmp_path, precision="fp32")
     assert fp32.status == "ok", fp32.reason

@@ -26,6 +26,20 @@ def test_every_attention_exports_to_litert_runs_on_xnnpack_and_matches_torch(tmp
     assert record.details["not_delegated"] == {}  # HiLo: only in the litert form (no batch-1 bmm)
 
 
+def test_int8_litert_is_full_integer_delegated_and_close_in_direction(tmp_path):
+    subject = attention_subject("mhsa", 64, (8, 8))
+    record = export(subject, "litert", tmp_path, precision="int8")
+    assert record.status == "ok", record.reason
+    assert record.path.endswith("mhsa-dim64-8x8-int8.tflite")
+    assert record.validation["criterion"] == "cosine" and record.validation["cosine"] >= 0.99
+    assert record.details["not_delegated"] == {}
+    assert record.details["quantization"]["recipe"] == "outlier-aware"
+    from mobattn.exporters.to_litert import interpreter
+
+    detail = interpreter(record.path).get_input_details()[0]
+    assert detail["dtype"].__name__ == "int8" and detail["quantization"][0] > 0  # quantized input
+
+
 @pytest.mark.slow
 def test_model_exports_to_litert_wholly_delegated(tmp_path):
     """Every model of the zoo was checked by hand the same way (closing note of issue 22)."""
@@ -64,8 +78,8 @@ def test_litert_backend_measures_like_the_others(cli):
 def test_bad_litert_input_is_one_line(tmp_path, cli):
     out = tmp_path / "out"
     assert_one_line_error(
-        cli(f"export --attention eaa --dim 8 --hw 2x2 --to litert --precision int8 --out {out}"),
-        "--to litert takes --precision fp32",
+        cli(f"export --attention eaa --dim 8 --hw 2x2 --to litert --precision fp16 --out {out}"),
+        "--to litert takes --precision fp32 or int8",
     )
     assert_one_line_error(
         cli(f"export --attention eaa --dim 8 --hw 2x2 --to litert --form mobile --out {out}"),
@@ -76,9 +90,9 @@ def test_bad_litert_input_is_one_line(tmp_path, cli):
     bad.write_bytes(b"not a flatbuffer" * 8)
     assert_one_line_error(cli(f"bench {bad}"), "bad.tflite is not a .tflite file")
     assert_one_line_error(cli(f"validate {bad} --attention eaa --dim 8 --hw 2x2"), "not a .tflite file")
-    skipped = cli("bench --attention eaa --dim 8 --hw 2x2 --backend litert --precision int8 --json")
+    skipped = cli("bench --attention eaa --dim 8 --hw 2x2 --backend litert --precision fp16 --json")
     (row,) = skipped.json()
-    assert row["status"] == "skipped" and "fp32" in row["reason"]
+    assert row["status"] == "skipped" and "fp32 or int8" in row["reason"]
 
 
 @pytest.mark.slow

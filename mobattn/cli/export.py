@@ -53,13 +53,13 @@ from .console import console, err_console, make_table, print_json, print_status_
 @click.option(
     "--calibration",
     type=click.Path(),
-    help="int8 (ONNX, ExecuTorch): images to calibrate on, an ImageFolder or a list of files "
+    help="int8 (ONNX, ExecuTorch, LiteRT): images to calibrate on, an ImageFolder or a list of files "
     "(default: random inputs).",
 )
 @click.option(
     "--int8-recipe",
-    help="int8 (ONNX, ExecuTorch): outlier-aware (default: matmul-like layers only, outlier-dominated "
-    "inputs kept in float) or all-ops (every op the quantizer knows).",
+    help="int8 (ONNX, ExecuTorch, LiteRT): outlier-aware (default: matmul-like layers only, "
+    "outlier-dominated inputs kept in float) or all-ops (every op the quantizer knows).",
 )
 @click.option("--rtol", type=float, help="Judge by allclose with this relative tolerance (Optimum's rule).")
 @click.option("--atol", type=float, help="Judge by allclose with this absolute tolerance.")
