@@ -74,6 +74,9 @@ benchmarks: venv
 	$(BIN)/python bench/scripts/coreml_agreement.py > $(BENCH)/coreml_agreement.md
 	$(BIN)/python bench/scripts/real_fidelity.py ../shared/real --results $(BENCH)/real_fidelity.jsonl > $(BENCH)/real_fidelity.md
 	$(BIN)/python bench/scripts/runtime_parity.py > $(BENCH)/runtime_parity.md
+	$(BIN)/mobattn sweep --preset litert-parity --results $(BENCH)/litert-parity.jsonl
+	$(BIN)/python bench/scripts/litert_parity.py > $(BENCH)/litert_parity.md
+	$(BIN)/python bench/scripts/litert_coverage.py > $(BENCH)/litert_coverage.md
 	$(BIN)/python bench/scripts/mobile_usability.py > $(BENCH)/mobile_usability.md
 	$(BIN)/python bench/scripts/ane_layout.py > $(BENCH)/ane_layout.md
 	$(BIN)/python bench/scripts/engine_speed.py --out $(BENCH)/engine-speed.json --markdown $(BENCH)/engine_speed.md

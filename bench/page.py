@@ -38,6 +38,9 @@ BENCHMARK_COMMANDS = [
     f"python bench/scripts/real_fidelity.py ../shared/real --results {R}/real_fidelity.jsonl "
     f"> {R}/real_fidelity.md",
     f"python bench/scripts/runtime_parity.py > {R}/runtime_parity.md",
+    f"mobattn sweep --preset litert-parity --results {R}/litert-parity.jsonl",
+    f"python bench/scripts/litert_parity.py > {R}/litert_parity.md",
+    f"python bench/scripts/litert_coverage.py > {R}/litert_coverage.md",
     f"python bench/scripts/mobile_usability.py > {R}/mobile_usability.md",
     f"python bench/scripts/ane_layout.py > {R}/ane_layout.md",
     f"python bench/scripts/engine_speed.py --out {R}/engine-speed.json --markdown {R}/engine_speed.md",
@@ -59,6 +62,8 @@ SECTIONS = {  # markdown outputs of bench/scripts, shown as sections in this ord
     "adaptive_profile.md": "--profile adaptive against the default profile",
     "gpu.md": "GPU rows: NVIDIA H200, eager torch (the first CUDA rows)",
     "fleet_makespan.md": "A sweep over many machines: makespan by how the grid is split, and a real fleet",
+    "litert_coverage.md": "LiteRT: every mechanism and model, executed, and what XNNPACK took",
+    "litert_parity.md": "LiteRT and ExecuTorch against onnxruntime, per mechanism",
     "runtime_parity.md": "ExecuTorch against onnxruntime, each in its fastest faithful form",
     "mobile_usability.md": "onnxruntime's mobile providers: default and --form mobile",
     "ane_layout.md": "The Neural Engine layout: --layout ane",

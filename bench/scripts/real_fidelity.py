@@ -9,7 +9,8 @@ A script beside the package, not installed. DATA is the folder of ``../shared/re
 
 For the trained ViT-Ti/16 (``vit_tiny_patch16_224`` with AugReg's weights) and every
 artifact mobattn produces of it (ONNX fp32/fp16/int8 and the mobile form, Core ML
-fp32/fp16/int8/palettize 8/6/4 and the Neural Engine layout, ExecuTorch fp32/int8), on
+fp32/fp16/int8/palettize 8/6/4 and the Neural Engine layout where it applies,
+ExecuTorch fp32/int8, LiteRT fp32/int8), on
 the evaluation images (1,200; ``--images N`` for fewer): top-1 agreement with torch fp32,
 each artifact's top-1 against torch fp32's on the same images, and the logits' cosine.
 int8 is calibrated on the 100 calibration images, and once on random inputs to show what
@@ -39,6 +40,7 @@ import numpy as np
 import torch
 
 from mobattn.environment import environment
+from mobattn.errors import MobattnError
 from mobattn.evaluate import load_image, preprocess
 from mobattn.exporters import model_subject
 from mobattn.exporters.files import size_bytes
@@ -75,6 +77,9 @@ VARIANTS = [
     Variant(
         "executorch int8 all-ops", "executorch", "int8", {"int8_recipe": "all-ops"}, calibration="images"
     ),
+    Variant("litert fp32", "litert", "fp32"),
+    Variant("litert int8", "litert", "int8", calibration="images"),
+    Variant("litert int8, random calibration", "litert", "int8", calibration="random"),
     Variant("coreml fp32", "coreml", "fp32"),
     Variant("coreml fp16", "coreml", "fp16"),
     Variant("coreml fp16 ane layout", "coreml", "fp16", {"layout": "ane"}),
@@ -83,7 +88,7 @@ VARIANTS = [
     Variant("coreml fp16 palettize6", "coreml", "fp16", {"compress": "palettize6"}),
     Variant("coreml fp16 palettize4", "coreml", "fp16", {"compress": "palettize4"}),
 ]
-FP32_OF = {"onnx": "onnx fp32", "executorch": "executorch fp32", "coreml": "coreml fp32"}
+FP32_OF = {t: f"{t} fp32" for t in ("onnx", "executorch", "litert", "coreml")}
 
 
 def load_split(data: Path, split: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +174,8 @@ def markdown(rows: list[dict], facts: dict) -> str:
     lines = [
         f"Measured by `python bench/scripts/real_fidelity.py DATA` on {facts['machine']} "
         f"(torch {facts['torch']}, onnxruntime {facts['onnxruntime']}, executorch "
-        f"{facts['executorch']}, coremltools {facts['coremltools']}): ViT-Ti/16 with AugReg's "
+        f"{facts['executorch']}, ai-edge-litert {facts['litert']}, litert-torch {facts['litert_torch']}, "
+        f"coremltools {facts['coremltools']}): ViT-Ti/16 with AugReg's "
         f"trained weights, {facts['images']} real ImageNet validation images (the evaluation "
         "split of `../shared/real`; int8 calibrated on its 100 calibration images). torch fp32's "
         f"top-1 on these images: {facts['top1_torch']:.2f}% — not an ImageNet top-1 (1,200 "
@@ -222,7 +228,7 @@ def main() -> int:
         )
     wanted = set(args.only.split(",")) if args.only else None
     done = done_rows(args.results, len(images))
-    rows = []
+    rows, skipped = [], []
     with tempfile.TemporaryDirectory(prefix="real-fidelity-") as tmp:
         for variant in VARIANTS:
             if wanted is not None and variant.name not in wanted:
@@ -231,7 +237,11 @@ def main() -> int:
                 rows.append(done[variant.name])
                 continue
             print(f"{variant.name}...", file=sys.stderr, flush=True)
-            row = measure(variant, subject, calibration, images, labels, reference, Path(tmp))
+            try:
+                row = measure(variant, subject, calibration, images, labels, reference, Path(tmp))
+            except MobattnError as exc:  # an option that does not apply to this network
+                skipped.append(f"{variant.name}: {exc}")
+                continue
             rows.append(row)
             if args.results:
                 with open(args.results, "a") as f:
@@ -243,10 +253,14 @@ def main() -> int:
         "onnxruntime": env.get("onnxruntime"),
         "executorch": env.get("executorch"),
         "coremltools": env.get("coremltools"),
+        "litert": env.get("ai-edge-litert"),
+        "litert_torch": env.get("litert-torch"),
         "images": len(images),
         "top1_torch": float((reference.argmax(1) == labels).mean() * 100),
     }
     sys.stdout.write(markdown(rows, facts))
+    if skipped:
+        sys.stdout.write("\nNot measured (does not apply):\n" + "".join(f"\n- {s}" for s in skipped) + "\n")
     return 0
 
 
