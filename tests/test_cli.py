@@ -98,7 +98,7 @@ def test_readme_table_of_targets_is_the_one_the_cli_reads():
 
 def test_list_targets_and_backends_json(cli):
     targets = cli("list targets --json")
-    assert [t["name"] for t in targets.json()] == ["onnx", "coreml", "executorch"]
+    assert [t["name"] for t in targets.json()] == ["onnx", "coreml", "executorch", "litert"]
     backends = cli("list backends --json")
     assert {b["name"] for b in backends.json()} == {
         "torch",
@@ -106,6 +106,7 @@ def test_list_targets_and_backends_json(cli):
         "torch-cudagraphs",
         "onnxruntime",
         "executorch",
+        "litert",
     }
 
 

@@ -16,6 +16,7 @@ from mobattn.exporters import attention_subject, export, model_subject
 pytest.importorskip("litert_torch", reason="LiteRT is an extra: pip install 'mobattn[litert]'")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_attentions())
 def test_every_attention_exports_to_litert_runs_on_xnnpack_and_matches_torch(tmp_path, name):
     record = export(attention_subject(name, 32, (8, 8)), "litert", tmp_path)
@@ -26,6 +27,7 @@ def test_every_attention_exports_to_litert_runs_on_xnnpack_and_matches_torch(tmp
     assert record.details["not_delegated"] == {}  # HiLo: only in the litert form (no batch-1 bmm)
 
 
+@pytest.mark.slow
 def test_int8_litert_is_full_integer_delegated_and_close_in_direction(tmp_path):
     subject = attention_subject("mhsa", 64, (8, 8))
     record = export(subject, "litert", tmp_path, precision="int8")
