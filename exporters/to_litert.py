@@ -261,13 +261,22 @@ def load_runner(path: Path, threads: int = 1, device: str = "cpu") -> Runner:
     )
 
 
+def precision_of(loaded) -> str:
+    """What the file is, read from its tensors (never from metadata): int8 when any
+    tensor holds int8 values."""
+    kinds = {np.dtype(t["dtype"]).name for t in loaded.get_tensor_details()}
+    return "int8" if "int8" in kinds else "fp32"
+
+
 def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -> tuple[Agreement, dict]:
-    """An existing .tflite against ``subject`` (``mobattn validate``)."""
-    precision = precision or "fp32"
+    """An existing .tflite against ``subject`` (``mobattn validate``), judged as what its
+    tensors are unless ``precision`` says otherwise."""
     runner = load_runner(path)
     subject.check_artifact(path, runner.input_shape, {})
-    agreement = validate_tflite(path, subject, precision, inputs=inputs, run=runner.run)
-    return agreement, {"criterion": precision, "delegation": runner.details}
+    content = precision_of(runner.keep[0])
+    criterion = precision or content
+    agreement = validate_tflite(path, subject, criterion, inputs=inputs, run=runner.run)
+    return agreement, {"criterion": criterion, "content": content, "delegation": runner.details}
 
 
 def inspect(path: Path, compute_plan: bool = False):

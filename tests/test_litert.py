@@ -36,10 +36,14 @@ def test_int8_litert_is_full_integer_delegated_and_close_in_direction(tmp_path):
     assert record.validation["criterion"] == "cosine" and record.validation["cosine"] >= 0.99
     assert record.details["not_delegated"] == {}
     assert record.details["quantization"]["recipe"] == "outlier-aware"
-    from mobattn.exporters.to_litert import interpreter
+    from pathlib import Path
+
+    from mobattn.exporters.to_litert import interpreter, validate_file
 
     detail = interpreter(record.path).get_input_details()[0]
     assert detail["dtype"].__name__ == "int8" and detail["quantization"][0] > 0  # quantized input
+    validated = validate_file(Path(record.path), subject, None, None)  # judged as what it is
+    assert validated[1]["content"] == "int8" and validated[0].passed
 
 
 @pytest.mark.slow
