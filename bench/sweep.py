@@ -187,12 +187,12 @@ PRESETS = {
         threads=[1],
         timeout_s=600.0,
     ),
-    # LiteRT beside onnxruntime and ExecuTorch, measured in one sweep (issue 22's goal grid
-    # at dim 64, up to 56x56 tokens: the 2-core machine's budget)
+    # LiteRT beside onnxruntime and ExecuTorch, measured in one sweep (quick profile: the
+    # 2-core machine's budget)
     "litert-parity": Grid(
         attentions=["eaa", "external", "hilo", "mhsa", "separable", "ufo"],
-        dims=[64],
-        hws=_square([14, 28, 56]),
+        dims=[64, 128],
+        hws=_square([14, 28, 56, 128]),
         backends=["onnxruntime", "executorch", "litert"],
         threads=[1],
         profile="quick",
