@@ -46,14 +46,16 @@ def quantize_int8(
 
     config = get_symmetric_quantization_config(is_per_channel=True)
     kept_float: dict[str, float] = {}
-    if recipe == "all-ops":
-        quantizer = XNNPACKQuantizer().set_global(config)
-    else:
+    quantizer = XNNPACKQuantizer().set_global(config)
+    if recipe != "all-ops":
         kept_float = outlier_modules(module, calibration)
-        quantizer = XNNPACKQuantizer()
-        for name, layer in module.named_modules():
-            if isinstance(layer, ARITHMETIC_MODULES) and name not in kept_float:
-                quantizer.set_module_name(name, config)
+        # The quantizer's patterns for linear and conv layers only; its module-name filters
+        # are not used: they also test a conv's weight node, which carries no module path,
+        # so a conv named in set_module_name is never annotated.
+        quantizer.SUPPORTED_PATTERNS = [
+            p for p in XNNPACKQuantizer.SUPPORTED_PATTERNS if p.name.startswith(ARITHMETIC_PATTERNS)
+        ]
+        quantizer.set_filter_function(lambda node: not _inside(node, kept_float))
     graph = torch.export.export(module, (example,)).module()
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
@@ -67,8 +69,16 @@ def quantize_int8(
     return convert_pt2e(prepared, fold_quantize=fold_weights), facts
 
 
-# The modules the outlier-aware recipe quantizes: those that carry the arithmetic.
+# The modules the outlier-aware recipe quantizes: those that carry the arithmetic (and the
+# XNNPACK quantizer's patterns for them).
 ARITHMETIC_MODULES = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)
+ARITHMETIC_PATTERNS = ("linear", "conv")
+
+
+def _inside(node, modules: dict[str, float]) -> bool:
+    """Whether ``node`` was traced inside one of ``modules`` (by its module path)."""
+    paths = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
+    return any(path.removeprefix("L['self'].") in modules for path in paths)
 
 
 def outlier_modules(module: torch.nn.Module, calibration: list[torch.Tensor]) -> dict[str, float]:
