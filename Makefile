@@ -72,6 +72,7 @@ benchmarks: venv
 	$(BIN)/python bench/scripts/export_speed.py > $(BENCH)/export_speed.txt
 	$(BIN)/python bench/scripts/fidelity.py > $(BENCH)/fidelity.txt
 	$(BIN)/python bench/scripts/coreml_agreement.py > $(BENCH)/coreml_agreement.md
+	$(BIN)/python bench/scripts/int8_recipe_speed.py > $(BENCH)/int8_recipe_speed.md
 	$(BIN)/python bench/scripts/real_fidelity.py ../shared/real --results $(BENCH)/real_fidelity.jsonl > $(BENCH)/real_fidelity.md
 	$(BIN)/python bench/scripts/runtime_parity.py > $(BENCH)/runtime_parity.md
 	$(BIN)/mobattn sweep --preset litert-parity --results $(BENCH)/litert-parity.jsonl

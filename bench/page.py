@@ -34,6 +34,7 @@ BENCHMARK_COMMANDS = [
     f"python bench/scripts/export_speed.py > {R}/export_speed.txt",
     f"python bench/scripts/fidelity.py > {R}/fidelity.txt",
     f"python bench/scripts/coreml_agreement.py > {R}/coreml_agreement.md",
+    f"python bench/scripts/int8_recipe_speed.py > {R}/int8_recipe_speed.md",
     # the trained network and real images of ../shared/real (never copied into the repository)
     f"python bench/scripts/real_fidelity.py ../shared/real --results {R}/real_fidelity.jsonl "
     f"> {R}/real_fidelity.md",
@@ -58,6 +59,7 @@ BENCHMARK_COMMANDS = [
 NOTES = ("export_speed.txt", "fidelity.txt")  # benchmark outputs shown verbatim when present
 SECTIONS = {  # markdown outputs of bench/scripts, shown as sections in this order
     "real_fidelity.md": "A trained network on real images: what each format, precision and compression moves",
+    "int8_recipe_speed.md": "What the int8 recipes cost in latency, per runtime",
     "engine_speed.md": "What a sweep costs beyond its measurements: warm workers and the artifact cache",
     "adaptive_profile.md": "--profile adaptive against the default profile",
     "gpu.md": "GPU rows: NVIDIA H200, eager torch (the first CUDA rows)",
