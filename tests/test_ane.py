@@ -117,7 +117,7 @@ def test_inspect_onnx_and_bad_input(tmp_path, cli):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
     assert_one_line_error(cli(f"inspect {junk}"), "cannot read")
-    assert_one_line_error(cli("inspect README.md"), "expected an .onnx, .mlpackage or .pte")
+    assert_one_line_error(cli("inspect README.md"), "expected an .onnx, .mlpackage, .pte or .tflite")
 
 
 def test_layout_option_errors(tmp_path, cli):

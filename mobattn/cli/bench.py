@@ -105,7 +105,7 @@ def command(
     no_cache,
     json_out,
 ) -> int:
-    """Latency and memory, batch 1, few threads: a model, a bare attention, or an .onnx/.pte file.
+    """Latency and memory, batch 1, few threads: a model, a bare attention, or an .onnx/.pte/.tflite file.
 
     \b
       mobattn bench --model swiftformer_s --resolution 224,384 --backend onnxruntime --threads 1

@@ -30,7 +30,7 @@ from .console import console, err_console, make_table, print_json, print_warning
 @click.option(
     "--artifact",
     type=click.Path(dir_okay=False),
-    help="Evaluate this export (.onnx or .pte) instead, vs torch.",
+    help="Evaluate this export (.onnx, .pte or .tflite) instead, vs torch.",
 )
 @click.option("--batch", type=int, default=32, show_default=True)
 @click.option("--limit", type=int, help="Only N images, spread evenly over the classes (a seeded sample).")

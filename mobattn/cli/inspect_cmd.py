@@ -17,7 +17,7 @@ from .console import console, make_table, print_json, print_warning
 )
 @json_option
 def command(artifact, compute_plan, json_out) -> int:
-    """Op histogram, tensor ranks and deployment findings of an .mlpackage, .onnx or .pte.
+    """Op histogram, tensor ranks and deployment findings of an .mlpackage, .onnx, .pte or .tflite.
 
     \b
       mobattn inspect exports/swiftformer_s-224.mlpackage

@@ -62,7 +62,7 @@ def command(
     atol,
     json_out,
 ) -> int:
-    """Run an .onnx, .mlpackage or .pte against torch on random inputs (and images) and
+    """Run an .onnx, .mlpackage, .pte or .tflite against torch on random inputs (and images) and
     print the validation record. Exit 0 when it agrees, 1 when it does not, 2 on bad input.
 
     \b
