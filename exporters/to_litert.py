@@ -255,7 +255,7 @@ def load_runner(path: Path, threads: int = 1, device: str = "cpu") -> Runner:
         input_dtype=np.dtype(detail["dtype"]).name,
         bind=bind,
         run=run,
-        details={"runtime": "LiteRT (XNNPACK)", **delegation(loaded)},
+        details={"runtime": "LiteRT (XNNPACK)"},
         keep=[loaded],
         op_profile=lambda _x: {"unavailable": NO_OP_PROFILE},
     )
@@ -276,7 +276,8 @@ def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -
     content = precision_of(runner.keep[0])
     criterion = precision or content
     agreement = validate_tflite(path, subject, criterion, inputs=inputs, run=runner.run)
-    return agreement, {"criterion": criterion, "content": content, "delegation": runner.details}
+    facts = {"criterion": criterion, "content": content, "delegation": delegation(runner.keep[0])}
+    return agreement, facts
 
 
 def inspect(path: Path, compute_plan: bool = False):
