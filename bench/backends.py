@@ -212,6 +212,30 @@ def prepare_artifact(config: BenchConfig, artifact: Artifact | None = None) -> P
     )
 
 
+def check_cached(config: BenchConfig, prepared: Prepared, artifact: Artifact) -> dict:
+    """A file from the artifact cache, checked against its subject in the row that times
+    it (the cache's hash only catches damage: whoever can write an entry can rewrite the
+    hash too). The loaded runner and torch run one seeded input and are judged by the
+    precision's criterion, and the file's content must hold the row's precision. The
+    agreement is the row's ``validation``; the entry's own record is kept beside it."""
+    from mobattn.exporters.agreement import agreement_on
+
+    runner = prepared.keep[0]
+    subject = build_subject(config)
+    x = subject.example_input(seed=1)
+
+    def run(t: torch.Tensor):
+        return runner.run(t.numpy().astype(runner.input_dtype))
+
+    agreement = agreement_on(run, subject.module.eval(), [x], config.precision, config.backend)
+    content = target_of(config).implementation().file_precision(Path(artifact.path))
+    if content != config.precision:
+        agreement.passed = False
+        agreement.add_note(f"the file holds {content}, not {config.precision}")
+    agreement.add_note("checked in this row: the file came from the artifact cache")
+    return {**agreement.to_dict(), "content": content, "cached_record": artifact.validation}
+
+
 def subject_for_figures(config: BenchConfig) -> tuple[torch.nn.Module | None, torch.Tensor | None]:
     """The torch module and input behind a configuration, for FLOPs (None for files)."""
     if config.kind == "file":
@@ -227,10 +251,11 @@ def prepare(config: BenchConfig, artifact: Artifact | None = None) -> Prepared:
     return resolve(get_backend(config.backend).prepare)(config, artifact)
 
 
-def artifact_backend(path: str) -> tuple[str, list]:
-    """The backend that runs an existing artifact file, and the file's input shape; a
-    missing, unsupported, corrupt or crashing file is a one-line error before anything is
-    measured (:func:`mobattn.exporters.probe.probe_file`)."""
+def artifact_backend(path: str) -> tuple[str, dict]:
+    """The backend that runs an existing artifact file, and the file's facts (its input
+    shape and the precision its content holds); a missing, unsupported, corrupt or
+    crashing file is a one-line error before anything is measured
+    (:func:`mobattn.exporters.probe.probe_file`)."""
     from mobattn.exporters.probe import probe_file
 
     from .config import BACKENDS
@@ -241,7 +266,7 @@ def artifact_backend(path: str) -> tuple[str, list]:
         raise MobattnError(f"cannot benchmark {Path(path).name}: no backend runs {target.suffix} files here")
     if runtimes[0].requires:
         resolve(runtimes[0].requires)()
-    return runtimes[0].name, probe_file(path, "benchmark", facts=True)["input_shape"]
+    return runtimes[0].name, probe_file(path, "benchmark", facts=True, precision=True)
 
 
 def temporary_folder() -> tempfile.TemporaryDirectory:

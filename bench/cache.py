@@ -15,9 +15,14 @@ entries under ``artifacts/<key>/`` (the file and ``entry.json``). Bounded by
 
 Safety: an entry appears by one rename of a complete staging folder (a reader never
 sees half of one); writers (store, evict, clear) hold ``.lock``; a reader checks the
-file against the sha256 in ``entry.json`` and removes a damaged entry, which is then
-exported again. A row's artifact is hard-linked (or copied) out of the cache into the
-row's private run folder, so an eviction by a concurrent sweep cannot pull it away.
+file against the sha256 in ``entry.json`` and removes a damaged entry (a torn
+``entry.json`` too), which is then exported again. The hash only catches damage: whoever
+can write an entry can rewrite both, so a cache folder another user can write is
+refused, and a cached file is run against its subject in the row that times it
+(:func:`mobattn.bench.backends.check_cached`) before the row calls it validated.
+
+A row's artifact is hard-linked (or copied) out of the cache into the row's private
+run folder, so an eviction by a concurrent sweep cannot pull it away.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -39,8 +45,8 @@ from pathlib import Path
 from mobattn.environment import package_version
 from mobattn.errors import MobattnError
 from mobattn.exporters.files import link_or_copy
+from mobattn.settings import cache_max_mb
 
-DEFAULT_MAX_MB = 4096
 ENTRY = "entry.json"
 # The libraries whose versions change what an exporter writes
 KEY_PACKAGES = ("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim", "executorch", "torchao", "numpy")
@@ -56,10 +62,8 @@ def cache_root() -> Path:
 
 
 def max_bytes() -> int:
-    text = os.environ.get("MOBATTN_CACHE_MAX_MB", str(DEFAULT_MAX_MB))
-    if not text.isdigit():
-        raise MobattnError(f"MOBATTN_CACHE_MAX_MB must be a whole number of MiB, got {text!r}")
-    return int(text) * 2**20
+    """``$MOBATTN_CACHE_MAX_MB`` in bytes (checked by :mod:`mobattn.settings`)."""
+    return cache_max_mb() * 2**20
 
 
 def file_sha256(path: Path) -> str:
@@ -144,18 +148,23 @@ class ArtifactCache:
         self.entries = self.root / "artifacts"
 
     def check_usable(self) -> None:
-        """A cache folder that cannot be made or written is one line before anything is
-        measured (not an error in the middle of a sweep)."""
+        """A cache folder that cannot be made or written, or that another user can write
+        (who could then swap an entry's file and its recorded hash), is one line before
+        anything is measured (not an error in the middle of a sweep)."""
+        max_bytes()
         try:
             self.entries.mkdir(parents=True, exist_ok=True)
             usable = os.access(self.entries, os.W_OK | os.X_OK)
             why = "not writable"
+            for folder in (self.root, self.entries):
+                if usable and not _private(folder):
+                    usable, why = False, f"{folder} can be written by another user"
         except OSError as exc:
             usable, why = False, exc.strerror or str(exc)
         if not usable:
             raise MobattnError(
                 f"cannot use the artifact cache at {self.root}: {why} "
-                "(set MOBATTN_CACHE to a writable folder, or pass --no-cache)"
+                "(set MOBATTN_CACHE to a folder of your own, or pass --no-cache)"
             )
 
     # ----- readers ------------------------------------------------------------------------
@@ -163,12 +172,19 @@ class ArtifactCache:
         """The cached artifact of ``key``, linked into ``folder`` (None: not cached, or
         its file no longer matches its hash, in which case the entry is removed)."""
         entry = self.entries / key
+        if not entry.exists():
+            return None
         try:
             record = json.loads((entry / ENTRY).read_text())
+            if Path(record["file"]).name != record["file"]:
+                raise ValueError("an entry's file is a name inside it")
             source = entry / record["file"]
+            if not all(_private(p) for p in (entry, entry / ENTRY, source)):
+                return None  # another user's entry: never timed as ours, never removed by us
             target = folder / record["file"]
             link_or_copy(source, target)
         except (OSError, ValueError, KeyError, TypeError):
+            self._remove(entry)  # a torn or damaged entry is exported again and replaced
             return None
         if file_sha256(target) != record.get("sha256"):
             target.unlink(missing_ok=True)
@@ -242,6 +258,10 @@ class ArtifactCache:
             shutil.rmtree(entry, ignore_errors=True)
             total -= sizes[entry]
 
+    def remove(self, key: str) -> None:
+        """Drop ``key``'s entry (its file failed the check against its subject)."""
+        self._remove(self.entries / key)
+
     def _remove(self, entry: Path) -> None:
         with self._lock():
             shutil.rmtree(entry, ignore_errors=True)
@@ -259,6 +279,12 @@ class ArtifactCache:
             yield
         finally:
             os.close(fd)
+
+
+def _private(path: Path) -> bool:
+    """Owned by this user, not a link, and writable by no other user."""
+    info = path.lstat()
+    return not stat.S_ISLNK(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022
 
 
 def _last_used(entry: Path) -> float:

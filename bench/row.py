@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from mobattn.errors import MobattnError
+from mobattn.parsing import check_name
 
 STATUSES = ("ok", "skipped", "oom", "timeout", "error")
 FAILED = ("oom", "timeout", "error")
@@ -182,9 +183,41 @@ class Row:
             raise MobattnError(f"unknown status {values.get('status')!r} (valid: {', '.join(STATUSES)})")
         _check_ranges(values)
         row = cls(**values)
+        row.noisy = derived_noisy(row)  # from the row's numbers, never its word
         if row.kind == "attention" and row.heads is None and row.attention and row.dim:
             row.heads = _swap_rule_heads(row.attention, row.dim)  # rows written before heads were recorded
         return row
+
+
+def derived_noisy(row: Row) -> bool | None:
+    """Whether a row's figure is noisy, from its numbers alone: an IQR above
+    NOISY_IQR_FRACTION of the median (of its samples when it kept them), or other
+    processes keeping more than QUIET_CORES busy while it was timed. None without a
+    median (a failed row)."""
+    from .measurement import NOISY_IQR_FRACTION
+    from .quiet import QUIET_CORES
+
+    if row.median_ms is None:
+        return None
+    median, iqr = row.median_ms, row.iqr_ms
+    if row.samples_ms:
+        q1, median, q3 = _quantiles(row.samples_ms)
+        iqr = q3 - q1
+    spread = iqr is not None and iqr > NOISY_IQR_FRACTION * median
+    return bool(spread or (row.other_cpu_cores or 0.0) > QUIET_CORES)
+
+
+def _quantiles(values: list[float]) -> tuple[float, float, float]:
+    """The 25th, 50th and 75th percentiles (numpy's linear rule, without numpy)."""
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        position = q * (len(ordered) - 1)
+        low = math.floor(position)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+    return at(0.25), at(0.5), at(0.75)
 
 
 def _native(model: str | None) -> str:
@@ -240,7 +273,10 @@ _FIELD_TYPES = {name: _kind_of(hint) for name, hint in typing.get_type_hints(Row
 POSITIVE = ("batch", "threads", "dim", "heads", "tokens", "iterations", "median_ms", "mean_ms", "min_ms")
 POSITIVE += ("max_ms", "p90_ms", "p99_ms", "throughput_fps", "grid_h", "grid_w", "height", "width")
 NON_NEGATIVE = ("std_ms", "iqr_ms", "cv", "warmup_runs", "artifact_bytes", "params", "macs", "param_bytes")
-NON_NEGATIVE += ("load_ms", "first_run_ms")
+# (peak_rss_mib is a difference of two kernel readings: a few hundred KiB below zero happen)
+NON_NEGATIVE += ("load_ms", "first_run_ms", "other_cpu_cores", "baseline_rss_mib")
+NON_NEGATIVE += ("cuda_max_allocated_mib", "live_tensor_peak_mib", "gflops_per_s", "matmul_peak_gflops")
+NON_NEGATIVE += ("fraction_of_peak",)
 MAX_INT = 2**63 - 1
 
 
@@ -263,6 +299,33 @@ def _check_ranges(values: dict) -> None:
     for name in ("details", "validation", "environment", "phases_s"):
         if values.get(name) is not None and not _finite_everywhere(values[name]):
             raise MobattnError(f"field '{name}' holds a NaN or infinite number")
+    for phase, seconds in (values.get("phases_s") or {}).items():
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise MobattnError(f"field 'phases_s' must hold non-negative seconds, got {phase!r}: {seconds!r}")
+    _check_environment(values.get("environment") or {})
+
+
+# What a row's environment may hold: a row that says otherwise was not measured by mobattn.
+ENV_STRINGS = ("cpu", "machine", "os", "python", "mobattn", "gpu", "cuda", "gpu_driver")
+
+
+def _check_environment(env: dict) -> None:
+    """The machine facts a row's identity and kind are built from: a core count is a
+    positive integer, a memory limit a non-negative number, a name a short line."""
+    cores = env.get("cores")
+    if cores is not None and (isinstance(cores, bool) or not isinstance(cores, int) or cores <= 0):
+        raise MobattnError(f"field 'environment.cores' must be a positive integer, got {cores!r}")
+    limit = env.get("memory_limit_mib")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | float) or limit < 0):
+        raise MobattnError(f"field 'environment.memory_limit_mib' must be a number >= 0, got {limit!r}")
+    for key in ENV_STRINGS:
+        if env.get(key) is not None and not isinstance(env[key], str):
+            raise MobattnError(f"field 'environment.{key}' must be a string, got {env[key]!r}")
+    if env.get("node_label") is not None:
+        try:
+            check_name(env["node_label"], "environment.node_label")
+        except MobattnError as exc:
+            raise MobattnError(f"field {exc}") from None
 
 
 def _finite_everywhere(value: Any) -> bool:

@@ -22,6 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from mobattn.environment import environment
+from mobattn.errors import MobattnError, warn
 from mobattn.exporters.files import alive
 
 from .backends import Artifact, needs_export
@@ -90,8 +91,8 @@ def run_isolated(config: BenchConfig, workers=None, cache: ArtifactCache | None 
     deadline = start + config.timeout_s
     folder = run_folder()
     phases = {"start": 0.0}
+    artifact = None
     try:
-        artifact = None
         if needs_export(config):
             artifact = _artifact(config, folder, deadline, workers, cache, phases)
         request = {"config": asdict(config), "artifact": artifact.to_dict() if artifact else None}
@@ -100,6 +101,8 @@ def run_isolated(config: BenchConfig, workers=None, cache: ArtifactCache | None 
         row = failed.row
     finally:
         remove_run_folder(folder)
+    if artifact is not None and artifact.cached and _failed_check(row):
+        cache.remove(cache_key(config))  # exported again by the next run
     row.phases_s = {**phases, **(row.phases_s or {})}
     row.phases_s["total"] = time.monotonic() - start
     row.details.setdefault("workers", workers.kind)
@@ -131,9 +134,32 @@ def _artifact(config, folder, deadline, workers, cache, phases) -> Artifact:
     exported = _phase(workers, "export", request, config, folder, deadline, phases)["artifact"]
     if cache is not None:
         clock = time.monotonic()
-        exported = cache.store(key, exported, key_fields(config))
+        exported = _kept(cache, key, exported, config)
         phases["cache"] += time.monotonic() - clock
     return Artifact(**exported)
+
+
+def _kept(cache: ArtifactCache, key: str, exported: dict, config: BenchConfig) -> dict:
+    """The export stored in the cache; a cache that cannot take it (a full disk) costs
+    the next run an export, never this configuration: it is measured uncached, and the
+    cache's trouble is said once per process."""
+    try:
+        return cache.store(key, exported, key_fields(config))
+    except (OSError, MobattnError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if cache.root not in _CACHE_TROUBLE_SAID:
+            _CACHE_TROUBLE_SAID.add(cache.root)
+            warn(f"the artifact cache at {cache.root} cannot keep exports ({why}); measuring without caching")
+        return exported
+
+
+_CACHE_TROUBLE_SAID: set = set()
+
+
+def _failed_check(row: Row) -> bool:
+    """The row found its cached file unlike its subject (:func:`.backends.check_cached`)."""
+    check = (row.details or {}).get("cache_check")
+    return isinstance(check, dict) and check.get("passed") is False
 
 
 def run(config: BenchConfig, isolate: bool = True, workers=None, cache: ArtifactCache | None = None) -> Row:

@@ -340,7 +340,7 @@ def shard(configs: list[BenchConfig], index: int, count: int, by_cost: bool = Fa
     no results file, so every shard's process computes the same split."""
     if not by_cost:
         return [c for i, c in enumerate(configs) if i % count == index - 1]
-    from .fleet import estimated_cost_s
+    from .fleet_plan import estimated_cost_s
 
     costs = [estimated_cost_s(c) for c in configs]
     loads = [0.0] * count

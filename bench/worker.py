@@ -26,7 +26,15 @@ from mobattn.environment import environment, use_environment
 from mobattn.errors import MobattnError, described, is_out_of_memory
 
 from . import memory
-from .backends import Artifact, export_artifact, needs_export, prepare, target_of, temporary_folder
+from .backends import (
+    Artifact,
+    check_cached,
+    export_artifact,
+    needs_export,
+    prepare,
+    target_of,
+    temporary_folder,
+)
 from .config import BenchConfig, get_backend
 from .quiet import QUIET_CORES, OtherLoad
 from .row import Row
@@ -196,6 +204,15 @@ def _measure_into(row: Row, config: BenchConfig, artifact: Artifact | None) -> N
             }
         )
     row.validation = artifact.validation if artifact is not None else None
+    if artifact is not None and artifact.cached:
+        row.validation = row.details["cache_check"] = check_cached(config, prepared, artifact)
+        if not row.validation["passed"]:  # nothing of the timing stands: it timed another file
+            kept = {"details": row.details, "validation": row.validation, "environment": row.environment}
+            vars(row).update({**vars(base_row(config)), **kept})
+            raise MobattnError(
+                "the cached artifact does not agree with its subject "
+                f"({row.validation['note']}; cosine {row.validation['cosine']}); its entry is removed"
+            )
 
 
 def export_phase(config: BenchConfig) -> dict:

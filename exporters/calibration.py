@@ -24,7 +24,7 @@ def calibration_images(subject: Subject, folder: str, option: str = "--calibrati
         raise MobattnError(f"{option} takes images, so it needs --model (a bare attention takes tokens)")
     config = get_model_config(subject.model)
     size = tuple(subject.input_shape[2:4])  # the export's own height and width
-    samples = read_source(folder, option=option).samples  # a folder or a list; labels unused
+    samples = read_source(folder, option=option, labels=False).samples  # labels unused
     return [
         preprocess(load_image(path), size, config.crop_pct, config.mean, config.std, config.interpolation)
         for path, _ in samples[:MAX_CALIBRATION_IMAGES]

@@ -55,6 +55,13 @@ def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -
     return agreement, facts
 
 
+def file_precision(path: Path) -> str:
+    """The package's compute precision, read from its program (:func:`content_of`)."""
+    from .coreml_reference import load_program
+
+    return content_of(load_program(path)[1])[0]
+
+
 def content_of(program) -> tuple[str, str | None]:
     """What the ML Program is: its compute precision (fp16 when any op computes in fp16)
     and its weight compression, read from its ops (``constexpr_affine_dequantize``: int8;

@@ -12,6 +12,8 @@ module (in the manner of Ultralytics' ``export_formats()``), which implements:
   by the caller) and validate it against the torch module;
 - ``validate_file(path, subject, precision, inputs) -> (Agreement, facts)``: an existing
   file against the subject it claims to be (``mobattn validate``);
+- ``file_precision(path) -> str``: what the file computes in (fp32, fp16, int8), read
+  from its content (``bench FILE`` records it; a contradicting ``--precision`` is refused);
 - ``inspect(path) -> Inspection``: op histogram and what keeps it off the fast path;
 - ``load_runner(path, threads, device) -> Runner``: the file loaded in its runtime, for
   ``bench``, ``eval`` and ``validate`` (a target with no runtime here raises MobattnError);

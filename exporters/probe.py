@@ -65,20 +65,22 @@ def _check_contained(package: Path) -> None:
                 raise MobattnError(f"{package} holds {entry.relative_to(package)}, not a plain file")
 
 
-def probe_file(path: str | Path, action: str = "use", facts: bool = False) -> dict:
+def probe_file(path: str | Path, action: str = "use", facts: bool = False, precision: bool = False) -> dict:
     """The file checked and, where loading it could crash this process, loaded once in
     another: its target's ``load_runner`` facts (``input_shape``, ``input_dtype``,
-    ``metadata``), or ``{}`` for a file loaded safely here unless ``facts`` asks for them."""
+    ``metadata``; with ``precision``, also what its content holds, read by the target's
+    ``file_precision``), or ``{}`` for a file loaded safely here unless ``facts`` asks."""
     path = Path(path)
     target = target_for_file(path, action)
     check_file(path, target)
     if not target.isolated_loading:
         if not facts:
             return {}
-        return _facts(target.implementation().load_runner(path))
+        return _facts(path, precision)
     try:
         done = subprocess.run(
-            [sys.executable, "-I", "-m", "mobattn.exporters.probe", str(path.resolve())],
+            [sys.executable, "-I", "-m", "mobattn.exporters.probe", str(path.resolve())]
+            + (["--precision"] if precision else []),
             capture_output=True,
             text=True,
             timeout=PROBE_TIMEOUT_S,
@@ -101,15 +103,24 @@ def probe_file(path: str | Path, action: str = "use", facts: bool = False) -> di
     return result
 
 
-def _facts(runner) -> dict:
-    """What a probe reports of a loaded file (plain JSON, so it crosses processes)."""
-    return {"input_shape": runner.input_shape, "input_dtype": runner.input_dtype, "metadata": runner.metadata}
+def _facts(path: Path, precision: bool = False) -> dict:
+    """What a probe reports of a file it loads (plain JSON, so it crosses processes)."""
+    implementation = target_for_file(path).implementation()
+    runner = implementation.load_runner(path)
+    found = {
+        "input_shape": runner.input_shape,
+        "input_dtype": runner.input_dtype,
+        "metadata": runner.metadata,
+    }
+    if precision:
+        found["precision"] = implementation.file_precision(path)
+    return found
 
 
 def main() -> None:
     path = Path(sys.argv[1])
     try:
-        answer = _facts(target_for_file(path).implementation().load_runner(path))
+        answer = _facts(path, "--precision" in sys.argv[2:])
     except MobattnError as exc:
         answer = {"error": str(exc)}
     sys.stdout.write("\n" + json.dumps(answer, default=str) + "\n")

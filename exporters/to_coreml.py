@@ -23,7 +23,7 @@ from mobattn.models import get_model_config, imagenet_classes
 
 from .agreement import Agreement, agreement_on
 from .ane_rules import analyze
-from .coreml_artifact import inspect, load_runner, validate_file  # noqa: F401  (the target's file side)
+from .coreml_artifact import file_precision, inspect, load_runner, validate_file  # noqa: F401  (the target's file side)
 from .coreml_package import (  # noqa: F401  (check_package: the target's package check)
     LABEL_OUTPUT,
     PROBABILITIES_OUTPUT,

@@ -26,6 +26,7 @@ from mobattn.errors import MobattnError, first_line
 from .agreement import Agreement, agreement_on
 from .calibration import validation_inputs
 from .deploy import deployable
+from .executorch_content import file_precision
 from .executorch_profile import executorch_op_profile
 from .fold import fold_for_inference
 from .int8_recipe import DEFAULT_RECIPE, check_recipe
@@ -185,11 +186,14 @@ def load_runner(path: Path, threads: int = 1, device: str = "cpu") -> Runner:
 
 
 def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -> tuple[Agreement, dict]:
-    """An existing .pte against ``subject`` (``mobattn validate``)."""
-    precision = precision or "fp32"
+    """An existing .pte against ``subject`` (``mobattn validate``), judged as what its
+    delegates compute in unless ``precision`` says otherwise."""
     runner = load_runner(path)
     subject.check_artifact(path, runner.input_shape, {})
-    return validate_pte(path, subject, precision, inputs=inputs, run=runner.run), {"criterion": precision}
+    content = file_precision(path)
+    criterion = precision or content
+    facts = {"criterion": criterion, "content": content}
+    return validate_pte(path, subject, criterion, inputs=inputs, run=runner.run), facts
 
 
 def inspect(path: Path, compute_plan: bool = False):

@@ -268,6 +268,11 @@ def precision_of(loaded) -> str:
     return "int8" if "int8" in kinds else "fp32"
 
 
+def file_precision(path: Path) -> str:
+    """What the file's tensors hold (:func:`precision_of`)."""
+    return precision_of(interpreter(path))
+
+
 def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -> tuple[Agreement, dict]:
     """An existing .tflite against ``subject`` (``mobattn validate``), judged as what its
     tensors are unless ``precision`` says otherwise."""

@@ -343,16 +343,21 @@ def precision_of(model: onnx.ModelProto) -> str:
     return "fp16" if onnx.TensorProto.FLOAT16 in types else "fp32"
 
 
+def file_precision(path: Path) -> str:
+    """What the file's graph holds (:func:`precision_of`)."""
+    try:
+        return precision_of(onnx.load(str(path), load_external_data=False))
+    except Exception as exc:  # noqa: BLE001 - an unreadable graph is a corrupt artifact
+        raise MobattnError(f"cannot read {path}: {first_line(exc)}") from None
+
+
 def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -> tuple[Agreement, dict]:
     """An existing .onnx against ``subject`` (``mobattn validate``). The criterion is the
     one for what the graph is (or what the user states), never the file's own metadata,
     which is editable text; a claim that disagrees with the content is reported."""
     runner = load_runner(path)
     subject.check_artifact(path, runner.input_shape, runner.metadata)
-    try:
-        content = precision_of(onnx.load(str(path), load_external_data=False))
-    except Exception as exc:  # noqa: BLE001 - an unreadable graph is a corrupt artifact
-        raise MobattnError(f"cannot read {path}: {first_line(exc)}") from None
+    content = file_precision(path)
     criterion = precision or content
     facts = {"criterion": criterion, "content": content, "metadata": runner.metadata}
     claimed = runner.metadata.get("precision")

@@ -71,7 +71,9 @@ def usable_memory_mib() -> float:
 def node_label() -> str | None:
     """``MOBATTN_NODE_LABEL``: splits otherwise identical machines into kinds (in the
     identity of every row measured under it)."""
-    return os.environ.get("MOBATTN_NODE_LABEL") or None
+    from mobattn.settings import node_label as checked_label
+
+    return checked_label()
 
 
 def package_version(package: str) -> str | None:

@@ -12,6 +12,15 @@ import difflib
 class MobattnError(Exception):
     """A problem with what the user asked for (bad name, size, file...)."""
 
+    exit_code = 2
+
+
+class RunFailedError(MobattnError):
+    """A run that could not finish (a fleet whose scheduler died): one line, exit 1 (a
+    result failed), the rows so far kept."""
+
+    exit_code = 1
+
 
 def unknown_name_error(kind: str, name: str, valid: list[str]) -> MobattnError:
     """An error for an unknown registry name that suggests the closest valid names."""

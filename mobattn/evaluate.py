@@ -36,7 +36,7 @@ def preprocess(
 ) -> np.ndarray:
     """One RGB image -> (3, H, W) float32. A square ``resolution`` resizes the shorter
     side; an (H, W) one resizes to (H, W) / crop_pct exactly, as timm does for a tuple."""
-    image = image.convert("RGB")
+    image = to_rgb(image)
     h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
     if h == w:
         scale_size = math.floor(h / crop_pct)
@@ -54,6 +54,25 @@ def preprocess(
     array = np.asarray(image, dtype=np.float32) / 255.0
     array = (array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB, whatever the file held. Pillow's ``convert("RGB")`` clips a 16-bit
+    grey image (PNG, TIFF) at 255, turning it all white: its values are scaled to 8 bits
+    instead. 32-bit integer and floating-point images have no range to scale by and are
+    refused in one line (16-bit colour images are already scaled by Pillow)."""
+    if image.mode in SIXTEEN_BIT_MODES:
+        grey = np.round(np.asarray(image, dtype=np.float64) / 257.0).astype(np.uint8)  # 65535 -> 255
+        return Image.fromarray(grey, "L").convert("RGB")
+    if image.mode in ("I", "F"):
+        name = getattr(image, "filename", "") or "an image"
+        kind = "32-bit integer" if image.mode == "I" else "floating-point"
+        why = "which have no defined range: save it as 8 or 16 bits"
+        raise MobattnError(f"{name} holds {kind} pixels, {why}")
+    return image.convert("RGB")
 
 
 # What an image may be before it is decoded: its pixels are held several times over while
@@ -76,6 +95,8 @@ def load_image(path: Path, decode: bool = True) -> Image.Image:
                 raise MobattnError(
                     f"{path} is {w}x{h} pixels; images may be at most {MAX_ASPECT}x as long as they are wide"
                 )
+            if image.mode in ("I", "F"):
+                to_rgb(image)  # refused from its header, before anything is decoded
             if decode:
                 image.load()
             return image

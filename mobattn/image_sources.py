@@ -19,7 +19,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from mobattn.errors import MobattnError
+from mobattn.errors import MobattnError, warn
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 LABEL_COLUMNS = ("class_index", "label")
@@ -60,11 +60,19 @@ def image_folder(root: str | Path, option: str = "--data") -> tuple[list[tuple[P
 
 
 def read_source(
-    source: str | Path, files: str | Path | None = None, option: str = "--data", num_classes: int = 1000
+    source: str | Path,
+    files: str | Path | None = None,
+    option: str = "--data",
+    num_classes: int = 1000,
+    labels: bool = True,
 ) -> ImageSource:
-    """The images of ``source`` (a folder or a list file), kept to ``files`` if given."""
+    """The images of ``source`` (a folder or a list file), kept to ``files`` if given.
+    Without ``labels`` (calibration) a folder may also hold its images directly."""
     source = Path(source)
-    if source.is_dir():
+    flat = [] if labels or not source.is_dir() else _flat_images(source)
+    if flat:
+        result = ImageSource([(path, None) for path in flat], num_classes, "folder")
+    elif source.is_dir():
         samples, classes = image_folder(source, option)
         result = ImageSource(list(samples), len(classes), "folder")
     elif source.is_file():
@@ -84,22 +92,33 @@ def read_source(
     return result
 
 
+def _flat_images(root: Path) -> list[Path]:
+    """The images directly inside ``root`` when it has no class folders (else none)."""
+    if any(d.is_dir() for d in root.iterdir()):
+        return []
+    return sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def _csv(path: Path, option: str) -> list[tuple[Path, int]]:
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            columns = set(reader.fieldnames or ())
+            rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise MobattnError(f"{option} {path}: cannot read it as CSV ({exc})") from None
-    columns = set(rows[0]) if rows else set()
     label = next((c for c in LABEL_COLUMNS if c in columns), None)
     if "file" not in columns or label is None:
         raise MobattnError(
             f"{option} {path}: needs a 'file' column and a '{LABEL_COLUMNS[0]}' (or 'label') column"
         )
-    return [
-        (path.parent / row["file"], _label(row[label], path, number, option))
+    if not rows:
+        raise MobattnError(f"{option} {path} has a header and no rows: it lists no images")
+    samples = [
+        (path.parent / (row["file"] or ""), _label(row[label], path, number, option))
         for number, row in enumerate(rows, 2)
     ]
+    return _without_repeats(samples, path, option)
 
 
 def _lines(path: Path, option: str) -> list[tuple[Path, int | None]]:
@@ -117,7 +136,27 @@ def _lines(path: Path, option: str) -> list[tuple[Path, int | None]]:
             raise MobattnError(f"{option} {path}:{number}: expected 'file label' or 'file'")
         label = _label(parts[1], path, number, option) if len(parts) == 2 else None
         samples.append((path.parent / parts[0], label))
-    return samples
+    return _without_repeats(samples, path, option)
+
+
+def _without_repeats(samples: list, path: Path, option: str) -> list:
+    """Each image once: a file listed twice would count as two images (twice the weight
+    in a top-1 or a calibration). Repeats with one label are dropped with a warning; one
+    file given two labels is an error."""
+    first: dict[Path, int | None] = {}
+    kept = []
+    for file, label in samples:
+        key = file.resolve()
+        if key in first:
+            if first[key] != label:
+                labels = f"{first[key]} and {label}"
+                raise MobattnError(f"{option} {path}: {file.name} is listed with labels {labels}")
+            continue
+        first[key] = label
+        kept.append((file, label))
+    if len(kept) < len(samples):
+        warn(f"{option} {path}: {len(samples) - len(kept)} repeated lines ignored (each image counts once)")
+    return kept
 
 
 def _label(text: str, path: Path, number: int, option: str) -> int:

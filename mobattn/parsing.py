@@ -136,3 +136,31 @@ def parse_names(text: str, valid: list[str], kind: str) -> list[str]:
         if name not in valid:
             raise unknown_name_error(kind, name, valid)
     return names
+
+
+MAX_NAME_LENGTH = 64
+
+
+def check_name(value: object, option: str) -> str:
+    """A name that ends up in rows, kinds, headings and one-line errors (a node label or
+    id): printable, on one line, at most MAX_NAME_LENGTH characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise MobattnError(f"{option} must be a non-empty name, got {value!r}")
+    if len(value) > MAX_NAME_LENGTH:
+        raise MobattnError(f"{option} must be at most {MAX_NAME_LENGTH} characters, got {len(value)}")
+    if not value.isprintable():
+        bad = next(c for c in value if not c.isprintable())
+        raise MobattnError(f"{option} must be printable text on one line, got {bad!r} in {value[:20]!r}")
+    return value
+
+
+def check_whole_number(text: str, option: str, low: int = 0, high: int | None = None) -> int:
+    """A whole number typed as ASCII digits (``str.isdigit`` accepts '²', which ``int``
+    refuses) within [low, high]."""
+    if not re.fullmatch(r"[0-9]{1,18}", text.strip()):
+        raise MobattnError(f"{option} must be a whole number, got {text!r}")
+    number = int(text)
+    if number < low or (high is not None and number > high):
+        bound = f"{low}..{high}" if high is not None else f"at least {low}"
+        raise MobattnError(f"{option} must be {bound}, got {number}")
+    return number

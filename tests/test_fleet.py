@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mobattn.bench.api import attention_configs
-from mobattn.bench.fleet import Machine, estimated_cost_s, plan
+from mobattn.bench.fleet_plan import Machine, estimated_cost_s, plan
 from mobattn.bench.sweep import shard
 from mobattn.environment import environment
 

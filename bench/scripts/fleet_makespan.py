@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 
 from mobattn.bench.config import BenchConfig
-from mobattn.bench.fleet import estimated_cost_s
+from mobattn.bench.fleet_plan import estimated_cost_s
 from mobattn.bench.sweep import shard
 
 MACHINES = (2, 4, 8, 16)

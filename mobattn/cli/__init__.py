@@ -59,6 +59,9 @@ def app(debug: bool) -> None:
     """Efficient attention for mobile vision: reference modules, exports and
     on-device-style benchmarks."""
     _state["debug"] = debug
+    from mobattn.settings import check_settings
+
+    check_settings()  # a bad environment variable is one line before anything runs
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         if _state["debug"]:
             raise
         print_error(str(exc))
-        return 2
+        return exc.exit_code
     except click.UsageError as exc:
         print_error(exc.format_message())
         return 2

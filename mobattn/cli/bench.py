@@ -41,9 +41,8 @@ from .console import console, make_table, print_json
 @click.option("--threads", default="1", show_default=True, help="Intra-op threads, e.g. 1,2 (inter-op is 1).")
 @click.option(
     "--precision",
-    default="fp32",
-    show_default=True,
-    help="fp32, fp16, int8, or several: fp32,int8 (`mobattn list backends`).",
+    help="fp32, fp16, int8, or several: fp32,int8 (`mobattn list backends`) [default: fp32; a file: "
+    "what its content holds, which --precision may only repeat].",
 )
 @click.option(
     "--profile",
@@ -129,7 +128,7 @@ def command(
         get_backend(name)
     if device not in DEVICES:
         raise unknown_name_error("device", device, list(DEVICES))
-    precisions = [check_precision(p) for p in parse_csv(precision, "--precision")]
+    precisions = [check_precision(p) for p in parse_csv(precision or "fp32", "--precision")]
     common = dict(
         batch=check_int(batch, "--batch", 1, 256),
         profile=profile_with(
@@ -151,17 +150,15 @@ def command(
     if artifact is not None:
         if model or attention or weights:
             raise MobattnError("give an artifact file or --model/--attention/--weights, not both")
-        backend, input_shape = artifact_backend(artifact)
+        backend, facts = artifact_backend(artifact)
         if backends is not None and parse_csv(backends, "--backend") != [backend]:
             raise MobattnError(
                 f"{Path(artifact).name} runs in {backend}; --backend {backends} cannot time it"
             )
         check_backend(backend, device)
-        if len(precisions) != 1:
-            raise MobattnError("an artifact file has one precision: give one --precision (its criterion)")
-        precision = precisions[0]
+        precision = file_precision(artifact, facts["precision"], precision and precisions)
         sizes = parse_resolutions(resolution) if resolution else [None]
-        check_file_sizes(artifact, input_shape, sizes)
+        check_file_sizes(artifact, facts["input_shape"], sizes)
         configs = api.file_configs(artifact, backend, sizes, thread_list, precision, device, **common)
     else:
         backend_list = parse_csv(backends or "torch", "--backend")
@@ -183,6 +180,17 @@ def command(
 
 
 command.help = with_limits(command.help)
+
+
+def file_precision(artifact: str, content: str, stated: list[str] | None) -> str:
+    """A file's row says what the file holds, read from its content (as ``validate``
+    judges it); a --precision that says otherwise is refused, not recorded."""
+    if stated and stated != [content]:
+        raise MobattnError(
+            f"{Path(artifact).name} holds {content} (read from its content); "
+            f"--precision {','.join(stated)} contradicts it"
+        )
+    return content
 
 
 def check_file_sizes(artifact: str, input_shape: list, sizes: list) -> None:

@@ -26,6 +26,7 @@ def command(address, grid_file, preset, results, json_out) -> None:
     from pathlib import Path
 
     from mobattn.bench import fleet as fleets
+    from mobattn.bench.fleet_plan import remaining
 
     client = fleets.connect(address)
     try:
@@ -37,7 +38,7 @@ def command(address, grid_file, preset, results, json_out) -> None:
         from mobattn.bench.sweep import load_grid
 
         configs = load_grid(preset, grid_file).configs()
-        left = fleets.remaining(configs, found, Path(results) if results else None)
+        left = remaining(configs, found, Path(results) if results else None)
     records = [
         {
             "node": m.node,

@@ -73,12 +73,25 @@ def render(result) -> None:
                 f"unsupported: {missing}, suitability {v['suitability']}"
             )
     if result.delegation:
-        left = ", ".join(f"{k} {v}" for k, v in result.delegation["portable_ops"].items()) or "none"
-        console.print(
-            f"delegates: {', '.join(result.delegation['delegates']) or 'none'}; portable ops: {left}"
-        )
+        console.print(delegation_line(result.delegation))
     if result.compute_plan and "devices" in result.compute_plan:
         console.print(
             "Core ML compute plan: "
             + ", ".join(f"{k} {v}" for k, v in result.compute_plan["devices"].items())
         )
+
+
+def delegation_line(delegation: dict) -> str:
+    """What a delegate took and what it left, for either runtime's record: ExecuTorch
+    names its delegates and the ops left on portable kernels; LiteRT counts its delegated
+    partitions and ops and names those left to its default kernels."""
+    if "delegates" in delegation:
+        taken = ", ".join(delegation["delegates"]) or "none"
+        left_kind, left = "portable ops", delegation.get("portable_ops") or {}
+    else:
+        taken = (
+            f"XNNPACK, {delegation.get('delegated_subgraphs', 0)} partition(s) holding "
+            f"{delegation.get('delegated_ops', 0)} ops"
+        )
+        left_kind, left = "ops left to LiteRT's kernels", delegation.get("not_delegated") or {}
+    return f"delegates: {taken}; {left_kind}: " + (", ".join(f"{k} {v}" for k, v in left.items()) or "none")

@@ -38,7 +38,7 @@ def command(address: str, label: str | None, wait_s: float) -> None:
     node on one machine is refused. Dask has no authentication by default: keep the
     scheduler's port off public networks (README: "Fleet").
     """
-    from mobattn.bench.fleet import node_id, require_distributed, run_node
+    from mobattn.bench.fleet_node import node_id, require_distributed, run_node
 
     require_distributed()
     click.echo(f"node {node_id()} joining {address} (Ctrl-C to leave)", err=True)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from mobattn.errors import MobattnError
+
 from .common import CONTEXT, json_option, measure_with_progress, no_cache_option, report_failures
 from .console import console, err_console, make_table, print_json
 
@@ -93,6 +95,10 @@ def command(
     from mobattn.bench.backends import check_backend
     from mobattn.bench.results import sweep_lock
 
+    fleet_only = {"--machines": machines, "--mix": mix, "--fleet spread": fleet_mode == "spread"}
+    given = [flag for flag, value in fleet_only.items() if value]
+    if given and not cluster:
+        raise MobattnError(f"{', '.join(given)} apply to a sweep on a fleet: add --cluster ADDRESS")
     grid = sweeps.load_grid(preset, grid_file)
     index, count = sweeps.parse_shard(shard)
     if cluster:

@@ -82,10 +82,8 @@ def command(
     size = parse_resolution(resolution or own_resolution(model))
     subject = build_subject(model, attention, dim, hw, heads, 1, weights, size)
     image_arrays = calibration_images(subject, images, option="--images") if images else None
-    if divergence and not str(artifact).lower().endswith(".onnx"):
-        raise MobattnError(
-            f"--divergence compares ONNX graphs layer by layer; {artifact} is not an .onnx file"
-        )
+    if divergence:
+        check_divergence_applies(Path(artifact))
     with user_tolerance(rtol, atol):
         agreement, facts = validate_artifact(artifact, subject, precision, image_arrays)
     record = {"artifact": artifact, **agreement.to_dict(), **facts}
@@ -141,3 +139,21 @@ def print_divergence(report) -> None:
     first = report.first_diverged
     where = f"{first.node} ({first.op_type}), cosine {first.cosine:.4f}" if first else "none"
     console.print(f"first tensor below cosine 0.99: {where}; output cosine {report.output_cosine:.4f}")
+
+
+def check_divergence_applies(artifact: Path) -> None:
+    """--divergence says where a quantized (or fp16) ONNX graph leaves its float twin; on
+    an fp32 graph every layer would agree, a comparison that says nothing."""
+    from mobattn.exporters.probe import probe_file
+    from mobattn.exporters.to_onnx import file_precision
+
+    if artifact.suffix.lower() != ".onnx":
+        what = "compares ONNX graphs layer by layer"
+        raise MobattnError(f"--divergence {what}; {artifact} is not an .onnx file")
+    probe_file(artifact, "validate")
+    content = file_precision(artifact)
+    if content == "fp32":
+        raise MobattnError(
+            f"--divergence compares a quantized or fp16 graph with its float twin; {artifact.name} holds "
+            "fp32 (read from its graph), so every layer would agree"
+        )
