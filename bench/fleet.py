@@ -19,6 +19,7 @@ rows so far are kept, and a rerun resumes.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -59,6 +60,10 @@ def connect(address: str, timeout_s: float = 10.0):
     require_distributed()
     from distributed import Client
 
+    # the driver says in one line what went wrong; Dask's own log lines would split it
+    for name in ["distributed", *logging.root.manager.loggerDict]:
+        if name.startswith("distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     options = scheduler_options(address, "address", timeout_s)
     try:
         return Client(**options, timeout=timeout_s, set_as_default=False)
@@ -171,6 +176,8 @@ class Dispatch:
     def collect(self) -> bool:
         """Rows of finished configurations; whether any finished."""
         finished = [future for future in self.in_flight if future.done()]
+        if any(future.status != "finished" for future in finished):
+            _workers_now(self.client)  # a future Dask gave up on: is the scheduler still there?
         for future in finished:
             flight = self.in_flight.pop(future)
             row = _row_of(future, flight)
@@ -334,7 +341,9 @@ def _next_job(queues: dict, machine: Machine) -> Job | None:
 
 def _row_of(future, flight: Flight) -> Row:
     if future.status != "finished":
-        why = f"the fleet could not run it on {flight.machine.node}: {future.exception()}"
+        cause = future.exception() if future.status == "error" else None
+        cause = cause or f"Dask {future.status} it"
+        why = f"the fleet could not run it on {flight.machine.node}: {cause}"
         return _failed_row(flight, why)
     try:
         row = Row.from_dict(future.result())

@@ -347,3 +347,93 @@ def test_a_configuration_lost_twice_is_an_error_row_naming_the_machines(fleet, t
     assert len(found) == 2 and len(lost) == 1
     assert lost[0]["status"] == "error" and "lost 2 times (a, b)" in lost[0]["reason"]
     assert [r["status"] for r in found.values() if r is not lost[0]] == ["ok"]
+
+
+# ---- issue 34: nothing hung on the fleet ----------------------------------------------
+
+
+def _sweep_grid(fleet: Fleet, results: Path, grid: str, *extra: str) -> subprocess.Popen:
+    path = fleet.folder / "grid-34.toml"
+    path.write_text(grid)
+    argv = [str(BIN / "mobattn"), "sweep", str(path), "--results", str(results), "--cluster", str(fleet.file)]
+    return subprocess.Popen([*argv, *extra], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_a_stopped_node_is_a_timeout_row_naming_it_and_gets_no_more_work(fleet, tmp_path):
+    """A SIGSTOPped node hung the sweep until Dask dropped it (7.5 minutes) and never
+    gave a row: its configuration has the fleet's own deadline (timeout plus a margin)."""
+    from mobattn.bench.fleet import deadline_s
+
+    fleet.pair("same")
+    grid = GRID.format(profile="default", attentions='["eaa"]') + "timeout_s = 5\n"
+    results = tmp_path / "rows.jsonl"
+    proc = _sweep_grid(fleet, results, grid, "--fleet", "spread")
+    stopped = None
+    for line in proc.stderr:
+        if line.startswith("started:") and line.rstrip().endswith("on a (same)"):
+            stopped = fleet.procs["node-a"]
+            os.killpg(stopped.pid, signal.SIGSTOP)
+            break
+    try:
+        clock = time.monotonic()
+        out, err = proc.communicate(timeout=120)
+        waited = time.monotonic() - clock
+    finally:
+        if stopped is not None:
+            os.killpg(stopped.pid, signal.SIGCONT)
+    assert stopped is not None and proc.returncode == 1, err
+    assert waited < deadline_s(attention_configs(["eaa"], [16], [(4, 4)], timeout_s=5)[0]) + 15
+    found = rows(results)
+    timeouts = [r for r in found if r["status"] == "timeout"]
+    assert len(found) == 2 and len(timeouts) == 1, err
+    assert (
+        "no answer from a within" in timeouts[0]["reason"] and timeouts[0]["details"]["fleet"]["node"] == "a"
+    )
+    assert [r["details"]["fleet"]["node"] for r in found if r["status"] == "ok"] == ["b"]
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_dead_scheduler_is_one_line_exit_1_and_keeps_the_rows(fleet, tmp_path):
+    """Killing the scheduler mid-sweep gave a KeyError traceback and no row."""
+    fleet.node("a", "solo")
+    results = tmp_path / "rows.jsonl"
+    proc = sweep(fleet, results, profile="default")
+    for line in proc.stderr:
+        if line.startswith("done:"):
+            fleet.kill("scheduler")
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and "scheduler stopped answering" in err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [err.splitlines()[-1]]
+    found = rows(results)  # every line a whole row
+    assert found[0]["status"] == "ok"
+    assert all(r["status"] == "ok" or "stopped answering" in r["reason"] for r in found)
+
+
+@pytest.mark.slow
+def test_the_fleet_is_what_the_scheduler_says_now_not_a_cached_copy(two_kinds):
+    """Dask's periodic refresh rewrites the client's cached worker list, sometimes without
+    workers: read at that moment, every machine looked lost."""
+    from distributed import Client
+    from distributed.client import SchedulerInfo
+
+    from mobattn.bench.fleet import machines
+
+    with Client(scheduler_file=str(two_kinds.file), timeout=10) as client:
+        client._scheduler_identity = SchedulerInfo({"workers": {}})  # what the refresh may leave
+        assert sorted(m.node for m in machines(client).values()) == ["a", "b"]
+
+
+@pytest.mark.parametrize("label", ["a\nb", "x" * 2000])
+def test_a_node_label_that_would_split_a_line_is_refused(tmp_path, label):
+    done = subprocess.run(
+        [str(BIN / "mobattn"), "node", "tcp://127.0.0.1:9", "--label", label, "--wait", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--label" in done.stderr.splitlines()[-1]

@@ -141,7 +141,7 @@ def _on_cluster(grid, results_path, cluster, mode, machines, mix, shard, no_isol
     kinds = [k.strip() for k in machines.split(",") if k.strip()] if machines else []
 
     def said(event, config, machine, row) -> None:
-        verb = {"start": "started", "row": "done", "lost": "lost its machine"}[event]
+        verb = {"start": "started", "row": "done", "lost": "lost its machine", "stalled": "timed out"}[event]
         err_console.print(f"{verb}: {config.label()} on {machine.node} ({machine.kind_name})")
 
     with sweep_lock(results_path, "cluster"):
