@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mobattn.environment import environment
-from mobattn.errors import MobattnError
+from mobattn.environment import environment, use_environment
+from mobattn.errors import MobattnError, warn
 from mobattn.models import check_resolution_for, swap_for
 
 from .config import BACKENDS, BenchConfig
@@ -128,6 +128,7 @@ def _common(common: dict) -> dict:
         "memory_limit_mb",
         "samples",
         "op_profile",
+        "pin",
     }
     unknown = set(common) - allowed
     if unknown:
@@ -148,6 +149,7 @@ def measure(
     pool=None,
     cluster: str | None = None,
     fleet: str = "compare",
+    repeat: int = 1,
 ) -> list[Row]:
     """Measure each configuration (in fresh worker processes unless ``isolate`` is
     False) and return its row; append each row to ``results`` as soon as it exists.
@@ -158,7 +160,10 @@ def measure(
     :mod:`.workers`. ``pool``: a :class:`.workers.WorkerPool` the caller keeps open
     across calls (a fleet node's), instead of one for this call. ``cluster``: a Dask
     scheduler address (or scheduler file) of ``mobattn node`` machines to measure on
-    instead of here, ``fleet`` ``"compare"`` or ``"spread"`` (:mod:`.fleet`)."""
+    instead of here, ``fleet`` ``"compare"`` or ``"spread"`` (:mod:`.fleet`).
+    ``repeat``: each configuration measured that many times, each in workers of its own;
+    the row is the repeat with the median latency, carrying every repeat's median
+    (``repeat_medians_ms``) and their spread (``run_to_run``)."""
     if cluster is not None:
         from .fleet import run_on_cluster
 
@@ -170,11 +175,18 @@ def measure(
 
         return run_on_cluster(list(configs), cluster, results, fleet, on_event=said, cache=cache)
     from .cache import ArtifactCache
+    from .calibration import calibrated_environment
     from .compute import machine_peak_gflops
+    from .preflight import preflight
     from .runner import clean_stale_folders, run
     from .workers import worker_pool
 
     clean_stale_folders()
+    env = calibrated_environment()  # the machine's fingerprint and calibration, in every row
+    checked = preflight()  # the machine's state, said once and recorded in every row
+    for warning in checked["warnings"]:
+        warn(f"pre-flight: {warning}")
+    use_environment({**env, "preflight": checked})
     artifacts = ArtifactCache() if cache else None
     if artifacts is not None:
         artifacts.check_usable()
@@ -193,7 +205,11 @@ def measure(
             else:
                 if config.matmul_peak_gflops is None:  # once per machine, thread count and device
                     config.matmul_peak_gflops = machine_peak_gflops(config.threads, config.device, cache)
-                row = run(config, isolate=isolate, workers=pool.get() if isolate else None, cache=artifacts)
+                repeats = [
+                    run(config, isolate=isolate, workers=pool.get() if isolate else None, cache=artifacts)
+                    for _ in range(repeat)
+                ]
+                row = combined(repeats)
             rows.append(row)
             if results is not None:
                 append_row(results, row)
@@ -204,11 +220,36 @@ def measure(
 
 def more_threads_than_cores(config: BenchConfig) -> str:
     """Why a configuration cannot be measured faithfully here ('' if it can): more
-    threads than this process may use (its affinity and cgroup quota, not the host's)."""
+    threads than this process may use (its affinity and cgroup quota, not the host's),
+    or than the cores it is pinned to."""
+    from .config import pinned_cores
+
     cores = environment().get("cores") or 1
     if config.device == "cpu" and config.threads > cores:
         return f"--threads {config.threads} is more than the {cores} usable cores here"
+    pinned = pinned_cores(config.pin)
+    if config.device == "cpu" and pinned and config.threads > len(pinned):
+        return f"--threads {config.threads} is more than the {len(pinned)} cores of --pin {config.pin}"
     return ""
+
+
+def combined(repeats: list[Row]) -> Row:
+    """One row for a configuration measured several times: a failed repeat's row if any
+    failed (its reason says which), else the repeat whose median is the median of the
+    medians, with every repeat's median and their run-to-run spread."""
+    from .row import run_to_run_of
+
+    if len(repeats) == 1:
+        return repeats[0]
+    for number, row in enumerate(repeats, 1):
+        if not row.ok:
+            row.reason = f"repeat {number} of {len(repeats)}: {row.reason}"
+            return row
+    ordered = sorted(repeats, key=lambda r: r.median_ms)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    chosen.repeat_medians_ms = [r.median_ms for r in repeats]
+    chosen.run_to_run = run_to_run_of(chosen.repeat_medians_ms)
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -254,13 +295,21 @@ def time_accounting(rows: Sequence[Row], wall_s: float) -> TimeAccounting:
     )
 
 
+def calibrated_environment() -> dict:
+    """This machine's environment with its calibration (:mod:`.calibration`): what the rows
+    measured here carry, so what a plan compares them with."""
+    from .calibration import calibrated_environment as calibrated
+
+    return calibrated()
+
+
 def pending(configs: Sequence[BenchConfig], rows: Iterable[Row]) -> list[BenchConfig]:
     """The configurations with no result among ``rows`` for this machine (``error``
     rows are retried; ``ok``, ``oom``, ``timeout`` and ``skipped`` are results)."""
     from .results import done_identities
 
     done = done_identities(rows)
-    env = environment()
+    env = calibrated_environment()
     return [c for c in configs if c.identity(env) not in done]
 
 
@@ -273,7 +322,7 @@ def measure_missing(
     measured on this machine are reused; the rest are measured (by ``runner``, by
     default :func:`measure` appending to ``results``)."""
     existing = read_rows(results) if results else []
-    env = environment()
+    env = calibrated_environment()
     wanted = {c.identity(env) for c in configs}
     reusable = [r for r in existing if r.ok and r.identity() in wanted]
     have = {r.identity() for r in reusable}

@@ -111,7 +111,8 @@ def key_fields(config) -> dict:
     if config.weights:
         info = Path(config.weights).stat()
         weights = _weights_sha256(str(config.weights), info.st_mtime_ns, info.st_size)
-    subject = {k: v for k, v in config.subject_fields().items() if k not in ("backend", "threads", "profile")}
+    how = ("backend", "threads", "profile", "pin")  # how it is timed, not what is exported
+    subject = {k: v for k, v in config.subject_fields().items() if k not in how}
     return {
         "subject": subject,
         "target": target_of(config).name,

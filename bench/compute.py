@@ -92,15 +92,15 @@ def machine_peak_gflops(threads: int, device: str = "cpu", cached: bool = True) 
     keys = ("cpu", "cores", "gpu", "torch", "onnxruntime")
     key = "|".join(str(env.get(k)) for k in keys) + f"|{device}|{threads}"
     path = cache_root() / MACHINE_FACTS
-    facts = _read_facts(path)
+    facts = read_facts(path)
     if cached and isinstance(facts.get(key), int | float) and facts[key] > 0:
         return float(facts[key])
     peak = matmul_peak_gflops(threads, device)
-    _write_facts(path, {**facts, key: peak})
+    write_facts(path, {**facts, key: peak})
     return peak
 
 
-def _read_facts(path) -> dict:
+def read_facts(path) -> dict:
     import json
 
     try:
@@ -110,7 +110,7 @@ def _read_facts(path) -> dict:
     return facts if isinstance(facts, dict) else {}
 
 
-def _write_facts(path, facts: dict) -> None:
+def write_facts(path, facts: dict) -> None:
     """Replaced in one rename (:func:`mobattn.exporters.files.staged`); a concurrent writer
     may drop the other's figure (it is measured again next time), never leave a torn file.
     A cache folder that cannot be written only costs the next run a measurement."""

@@ -168,6 +168,7 @@ class BenchConfig:
     matmul_peak_gflops: float | None = None  # measured once per run by the parent
     samples: bool = False  # keep every timed run in the row (samples_ms)
     op_profile: bool = False  # also profile per op (details["op_profile"]), after timing
+    pin: str | None = None  # the measuring worker's cores, e.g. "0,1" (--pin); None: not pinned
 
     @property
     def tokens(self) -> int | None:
@@ -202,6 +203,7 @@ class BenchConfig:
             "threads": self.threads,
             "precision": self.precision,
             "profile": self.profile,
+            "pin": self.pin,
         }
 
     def identity(self, environment: dict) -> tuple:
@@ -220,3 +222,27 @@ class BenchConfig:
             subject, size = self.file or "", "x".join(map(str, self.resolution or [])) or "file"
         precision = "" if self.precision == "fp32" else f" {self.precision}"
         return f"{subject} {size} {self.backend}/{self.device}{precision} t{self.threads}"
+
+
+def parse_pin(text: str, option: str = "--pin") -> str:
+    """Cores as ``0,1`` or ``0-3`` (a list of ranges), each one this process may use;
+    the canonical form is the sorted list, ``0,1,2,3``."""
+    import os
+
+    cores: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.strip().partition("-")
+        if not low.isdigit() or (high and not high.isdigit()) or (high and int(high) < int(low)):
+            raise MobattnError(f"{option} takes core numbers such as 0,1 or 0-3, got {text!r}")
+        cores.update(range(int(low), int(high or low) + 1))
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    if usable is None:
+        raise MobattnError(f"{option}: this system cannot pin a process to cores")
+    if not cores <= usable:
+        missing = ", ".join(map(str, sorted(cores - usable)))
+        raise MobattnError(f"{option}: core {missing} is not one this process may use ({sorted(usable)})")
+    return ",".join(map(str, sorted(cores)))
+
+
+def pinned_cores(pin: str | None) -> set[int] | None:
+    return None if pin is None else {int(c) for c in pin.split(",")}

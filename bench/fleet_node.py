@@ -16,7 +16,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mobattn.environment import environment
 from mobattn.errors import MobattnError
 from mobattn.parsing import MAX_NAME_LENGTH, check_name
 from mobattn.settings import node_id_setting
@@ -80,7 +79,9 @@ def node_id() -> str:
 def node_facts() -> dict:
     """What the driver needs to know about a node: its id, host and environment (the
     driver checks the names again: a node of another version may send anything)."""
-    return {"node": node_id(), "host": socket.gethostname(), "environment": environment()}
+    from .calibration import calibrated_environment
+
+    return {"node": node_id(), "host": socket.gethostname(), "environment": calibrated_environment()}
 
 
 _measuring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobattn-measure")

@@ -18,7 +18,7 @@ from mobattn.errors import MobattnError
 
 from .config import BACKENDS, BenchConfig
 from .results import read_rows
-from .row import ENV_KEYS, GPU_KEYS, Row
+from .row import ENV_KEYS, GPU_KEYS, Row, machine_tag
 
 MODES = ("compare", "spread")
 
@@ -33,11 +33,13 @@ def kind_of(env: dict) -> tuple:
 
 
 def kind_name(env: dict) -> str:
-    """A short name for a kind: its label, else CPU, cores and GPU."""
+    """A short name for a kind: its label, else CPU, cores, GPU and machine tag (two hosts
+    of one CPU label are two kinds: :mod:`mobattn.machine`)."""
     if env.get("node_label"):
         return env["node_label"]
     parts = [env.get("cpu") or "?", f"{env.get('cores')}c"] + ([env["gpu"]] if env.get("gpu") else [])
-    return " ".join(parts)
+    tag = machine_tag(env)
+    return " ".join(parts + ([f"#{tag}"] if tag else []))
 
 
 @dataclass

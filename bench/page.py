@@ -82,7 +82,8 @@ def exponents_table(rows: list[Row]) -> str:
 def machine(rows: list[Row]) -> str:
     """Each machine the rows were measured on, with its libraries and its row count
     (tables and plots never mix machines; see Row.machine)."""
-    keys = ("cores", "machine", "os", "python", "torch", "onnxruntime", "executorch", "mobattn")
+    keys = ("fingerprint", "cores", "caches", "memory_gib", "hypervisor", "governor", "calibration_gflops")
+    keys += ("machine", "os", "python", "torch", "onnxruntime", "executorch", "mobattn")
     lines = []
     for cpu in dict.fromkeys(r.machine for r in rows):
         mine = [r for r in rows if r.machine == cpu]

@@ -10,6 +10,7 @@ row is never replaced by a failed one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import typing
@@ -25,11 +26,13 @@ FAILED = ("oom", "timeout", "error")
 
 # What a row's subject is and how it was measured; with the environment, its identity.
 SUBJECT_FIELDS = ("kind", "model", "attention", "resolution", "dim", "hw", "heads", "file", "batch")
-SETTING_FIELDS = ("backend", "device", "threads", "precision", "profile")
+SETTING_FIELDS = ("backend", "device", "threads", "precision", "profile", "pin")
 # Environment fields that make two runs comparable: same machine, same libraries (the
 # runtime's own only for its rows: installing ExecuTorch does not change a torch row).
 # ("node_label": MOBATTN_NODE_LABEL, None unless set, so older rows keep their identity)
-ENV_KEYS = ("cpu", "cores", "machine", "torch", "mobattn", "node_label")
+# ("fingerprint", "calibration_band": mobattn.machine and .calibration; None in rows written
+# before them, which keep their identity and are labelled as having no fingerprint)
+ENV_KEYS = ("cpu", "cores", "machine", "torch", "mobattn", "node_label", "fingerprint", "calibration_band")
 # ... and for CUDA rows the GPU: two GPUs behind one CPU model never share an identity
 GPU_KEYS = ("gpu", "cuda", "gpu_driver")
 
@@ -74,6 +77,7 @@ class Row:
     threads: int = 1
     precision: str = "fp32"
     profile: str = "default"
+    pin: str | None = None  # the cores the measuring worker was pinned to (--pin), e.g. "0,1"
     # outcome
     status: str = "error"
     reason: str = ""
@@ -114,6 +118,9 @@ class Row:
     height: int | None = None
     width: int | None = None
     samples_ms: list[float] | None = None  # every timed run, with --samples
+    # --repeat N: each repeat's median, from separate workers; run_to_run derived from them
+    repeat_medians_ms: list[float] | None = None
+    run_to_run: float | None = None  # (max - min) / median of repeat_medians_ms
     # cold start and where the configuration's wall time went
     load_ms: float | None = None  # session creation / program load / module build
     first_run_ms: float | None = None  # the first inference after loading, before warm-up
@@ -133,11 +140,10 @@ class Row:
 
     @property
     def machine(self) -> str:
-        """The CPU the row was measured on: rows of different machines never share a
-        table cell, a plot panel or a fit."""
-        cpu = str(self.environment.get("cpu") or "unknown")
-        label = self.environment.get("node_label")
-        return f"{cpu} [{label}]" if label else cpu
+        """The machine the row was measured on, as tables, plots and fits name it: its CPU,
+        node label and machine tag (:func:`machine_tag`). Rows of different machines never
+        share a table cell, a plot panel or a fit."""
+        return machine_name(self.environment)
 
     @property
     def ok(self) -> bool:
@@ -184,6 +190,7 @@ class Row:
         _check_ranges(values)
         row = cls(**values)
         row.noisy = derived_noisy(row)  # from the row's numbers, never its word
+        row.run_to_run = run_to_run_of(row.repeat_medians_ms)
         if row.kind == "attention" and row.heads is None and row.attention and row.dim:
             row.heads = _swap_rule_heads(row.attention, row.dim)  # rows written before heads were recorded
         return row
@@ -207,6 +214,16 @@ def derived_noisy(row: Row) -> bool | None:
     return bool(spread or (row.other_cpu_cores or 0.0) > QUIET_CORES)
 
 
+def run_to_run_of(medians: list[float] | None) -> float | None:
+    """The spread of whole repeats of one configuration: (max - min) / median of their
+    medians (None with fewer than two) -- the figure that says whether a 5% difference
+    between two rows is real."""
+    if not medians or len(medians) < 2:
+        return None
+    middle = _quantiles(medians)[1]
+    return (max(medians) - min(medians)) / middle
+
+
 def _quantiles(values: list[float]) -> tuple[float, float, float]:
     """The 25th, 50th and 75th percentiles (numpy's linear rule, without numpy)."""
     ordered = sorted(values)
@@ -218,6 +235,25 @@ def _quantiles(values: list[float]) -> tuple[float, float, float]:
         return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
     return at(0.25), at(0.5), at(0.75)
+
+
+def machine_tag(environment: Mapping[str, Any]) -> str | None:
+    """Eight hex digits naming a machine in a given state: its fingerprint and its
+    calibration band (None for a row written before fingerprints)."""
+    if not environment.get("fingerprint"):
+        return None
+    text = f"{environment['fingerprint']}|{environment.get('calibration_band')}"
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def machine_name(environment: Mapping[str, Any]) -> str:
+    """``CPU [label] #tag``; ``CPU [label] (no fingerprint)`` for rows written before
+    fingerprints, which cannot tell two hosts of one CPU label apart."""
+    cpu = str(environment.get("cpu") or "unknown")
+    label = environment.get("node_label")
+    name = f"{cpu} [{label}]" if label else cpu
+    tag = machine_tag(environment)
+    return f"{name} #{tag}" if tag else f"{name} (no fingerprint)"
 
 
 def _native(model: str | None) -> str:
@@ -293,9 +329,9 @@ def _check_ranges(values: dict) -> None:
     for name in ("resolution", "hw"):
         if values.get(name) is not None and min(values[name]) <= 0:
             raise MobattnError(f"field '{name}' must hold positive sizes, got {values[name]!r}")
-    samples = values.get("samples_ms") or []
-    if any(not math.isfinite(v) or v <= 0 for v in samples):
-        raise MobattnError("field 'samples_ms' must hold positive finite milliseconds")
+    for name in ("samples_ms", "repeat_medians_ms"):
+        if any(not math.isfinite(v) or v <= 0 for v in values.get(name) or []):
+            raise MobattnError(f"field '{name}' must hold positive finite milliseconds")
     for name in ("details", "validation", "environment", "phases_s"):
         if values.get(name) is not None and not _finite_everywhere(values[name]):
             raise MobattnError(f"field '{name}' holds a NaN or infinite number")

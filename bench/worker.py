@@ -35,7 +35,7 @@ from .backends import (
     target_of,
     temporary_folder,
 )
-from .config import BenchConfig, get_backend
+from .config import BenchConfig, get_backend, pinned_cores
 from .quiet import QUIET_CORES, OtherLoad
 from .row import Row
 from .timer import TimingPolicy, measure
@@ -147,6 +147,8 @@ def run_config(config: BenchConfig, artifact: Artifact | None = None) -> Row:
 
 
 def _measure_into(row: Row, config: BenchConfig, artifact: Artifact | None) -> None:
+    if config.pin:  # before any runtime starts its thread pool
+        os.sched_setaffinity(0, pinned_cores(config.pin))
     baseline_mb = memory.rss_mib()
     memory.reset_peak_rss()
     if config.memory_limit_mb:

@@ -133,9 +133,13 @@ def _measured() -> dict:
         "ai-edge-litert",
         "litert-torch",
     )
+    from mobattn.machine import machine_facts
+
+    cpu, cores = _cpu_model(), usable_cores()
     return {
-        "cpu": _cpu_model(),
-        "cores": usable_cores(),
+        "cpu": cpu,
+        "cores": cores,
+        **machine_facts(cpu, cores),
         "memory_limit_mib": memory_limit_mib(),
         "node_label": node_label(),
         "machine": platform.machine(),

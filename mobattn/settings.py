@@ -21,6 +21,8 @@ SETTINGS = {
     "MOBATTN_CACHE_MAX_MB": f"the artifact cache's bound in MiB (default {DEFAULT_CACHE_MAX_MB})",
     "MOBATTN_NODE_LABEL": "a label that splits otherwise identical machines into kinds",
     "MOBATTN_NODE_ID": "this machine's id in a fleet (default: host name and machine-id digest)",
+    "MOBATTN_MACHINE_ID": "the id a row's machine fingerprint hashes (default: /etc/machine-id); "
+    "clones that share one set it apart, machines declared identical set it alike",
     "MOBATTN_WORKERS": "warm (a forked template, Linux default) or fresh benchmark workers",
 }
 
@@ -47,6 +49,11 @@ def node_id_setting() -> str | None:
     return None if given is None else check_name(given, "MOBATTN_NODE_ID")
 
 
+def machine_id_setting() -> str | None:
+    given = _value("MOBATTN_MACHINE_ID")
+    return None if given is None else check_name(given, "MOBATTN_MACHINE_ID")
+
+
 def workers_setting() -> str | None:
     kind = _value("MOBATTN_WORKERS")
     if kind is not None and kind not in ("warm", "fresh"):
@@ -59,4 +66,5 @@ def check_settings() -> None:
     cache_max_mb()
     node_label()
     node_id_setting()
+    machine_id_setting()
     workers_setting()

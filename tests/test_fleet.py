@@ -437,3 +437,27 @@ def test_a_node_label_that_would_split_a_line_is_refused(tmp_path, label):
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "--label" in done.stderr.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_two_nodes_with_different_fingerprints_are_two_kinds(fleet, tmp_path):
+    """Issue 35: one CPU label, two machines (here: two machine ids on one host, as two
+    clones of one image that set MOBATTN_MACHINE_ID apart would be)."""
+    for name in ("a", "b"):
+        argv = [str(BIN / "mobattn"), "node", str(fleet.file)]
+        fleet.start(f"node-{name}", argv, MOBATTN_NODE_ID=name, MOBATTN_MACHINE_ID=f"host-{name}")
+    fleet.wait_for_nodes({"a", "b"})
+    shown = subprocess.run(
+        [str(BIN / "mobattn"), "fleet", str(fleet.file), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    kinds = {m["node"]: m["kind"] for m in json.loads(shown.stdout)}
+    assert kinds["a"] != kinds["b"] and all("#" in k for k in kinds.values())
+    results = tmp_path / "rows.jsonl"
+    out, err = sweep(fleet, results, attentions='["eaa"]').communicate(timeout=180)
+    found = rows(results)
+    assert len(found) == 4, err  # compare: the grid once per machine
+    assert len({r["environment"]["fingerprint"] for r in found}) == 2

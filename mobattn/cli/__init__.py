@@ -29,6 +29,7 @@ COMMANDS = {
     "bench": "bench",
     "sweep": "sweep",
     "merge": "merge",
+    "machines": "machines_cmd",
     "eval": "eval_cmd",
     "table": "table",
     "report": "report",

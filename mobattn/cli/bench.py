@@ -19,6 +19,7 @@ from .common import (
     no_cache_option,
     own_resolution,
     reject_attention_sizes,
+    repeat_option,
     report_failures,
     subject_options,
     with_limits,
@@ -73,6 +74,12 @@ from .console import console, make_table, print_json
     help="MiB of address space a worker may add, at least 128 (an excess is an oom row).",
 )
 @click.option("--no-isolate", is_flag=True, help="Measure in this process instead of a fresh one each.")
+@click.option(
+    "--pin",
+    metavar="CORES",
+    help="Pin the measuring worker to these cores, e.g. 0 or 0,1 or 0-3 (part of the row's setting).",
+)
+@repeat_option
 @click.option("--results", type=click.Path(dir_okay=False), help="Also append each row to this JSONL file.")
 @click.option("--cold-start", is_flag=True, help="Also show load and first-run times (ms).")
 @no_cache_option
@@ -99,6 +106,8 @@ def command(
     timeout,
     memory_limit,
     no_isolate,
+    pin,
+    repeat,
     results,
     cold_start,
     no_cache,
@@ -120,6 +129,7 @@ def command(
         check_precision,
         check_timeout,
         get_backend,
+        parse_pin,
         profile_with,
     )
 
@@ -142,7 +152,10 @@ def command(
         memory_limit_mb=None
         if memory_limit is None
         else check_int(memory_limit, "--memory-limit", MIN_MEMORY_LIMIT_MB),
+        pin=None if pin is None else parse_pin(pin),
     )
+    if pin is not None and no_isolate:
+        raise MobattnError("--pin pins the measuring worker; --no-isolate has none (it measures here)")
     thread_list = parse_ints(threads, "--threads", MAX_THREADS)
     from mobattn.bench import api
     from mobattn.bench.backends import artifact_backend, check_backend
@@ -167,7 +180,11 @@ def command(
         settings = dict(backends=backend_list, threads=thread_list, precisions=precisions, devices=[device])
         configs = _subject_configs(model, attention, dim, hw, heads, weights, resolution, settings, common)
     rows = measure_with_progress(
-        configs, isolate=not no_isolate, results=Path(results) if results else None, cache=not no_cache
+        configs,
+        isolate=not no_isolate,
+        results=Path(results) if results else None,
+        cache=not no_cache,
+        repeat=repeat,
     )
     if json_out:
         print_json([r.to_dict() for r in rows])
@@ -239,9 +256,30 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def within_spread(rows) -> set[int]:
+    """Rows (by index) whose median differs from the fastest row of the same size and
+    setting by less than the run-to-run spread of either (``--repeat``): a difference
+    that repeats of one configuration already show is not evidence."""
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(rows):
+        if r.ok and r.run_to_run is not None:
+            key = (r.kind, str(r.hw or r.resolution), r.dim, r.device, r.threads, r.precision, r.machine)
+            groups.setdefault(key, []).append(i)
+    marked = set()
+    for members in groups.values():
+        best = min(members, key=lambda i: rows[i].median_ms)
+        for i in members:
+            spread = max(rows[i].run_to_run, rows[best].run_to_run)
+            if i != best and rows[i].median_ms / rows[best].median_ms - 1 < spread:
+                marked.add(i)
+    return marked
+
+
 def print_bench_table(rows, title: str = "latency (batch 1)", cold_start: bool = False) -> None:
     table_rows = []
-    for r in rows:
+    repeated = any(r.run_to_run is not None for r in rows)
+    close = within_spread(rows)
+    for index, r in enumerate(rows):
         if r.kind == "attention":
             size = f"{r.hw[0]}x{r.hw[1]} ({r.tokens})"
         else:
@@ -256,7 +294,7 @@ def print_bench_table(rows, title: str = "latency (batch 1)", cold_start: bool =
                 r.precision,
                 r.threads,
                 status,
-                _fmt(r.median_ms, ".3f"),
+                _fmt(r.median_ms, ".3f") + (" ≈" if index in close else ""),
                 _fmt(r.p90_ms, ".3f"),
                 cv,
                 _fmt(r.iterations, "d"),
@@ -266,6 +304,7 @@ def print_bench_table(rows, title: str = "latency (batch 1)", cold_start: bool =
                 "-" if r.fraction_of_peak is None else f"{r.fraction_of_peak:.0%}",
             ]
             + ([_fmt(r.load_ms, ".1f"), _fmt(r.first_run_ms, ".2f")] if cold_start else [])
+            + ([_fmt(r.run_to_run, ".1%")] if repeated else [])
         )
     cols = [
         "subject",
@@ -283,7 +322,13 @@ def print_bench_table(rows, title: str = "latency (batch 1)", cold_start: bool =
         "FPS",
         "of matmul peak",
     ] + (["load ms", "first run ms"] if cold_start else [])
+    cols += ["run-to-run"] if repeated else []
     console.print(make_table(title, cols, table_rows, set(cols[6:]) | {"thr"}))
+    if close:
+        console.print(
+            "[dim]≈: slower than the fastest row of its size by less than the run-to-run spread "
+            "(--repeat): the difference may not be real[/dim]"
+        )
 
 
 def print_op_profile(row) -> None:

@@ -133,8 +133,23 @@ def report_failures(rows: list) -> int:
     return 1 if failed else 0
 
 
+repeat_option = click.option(
+    "--repeat",
+    type=click.IntRange(1, 100),
+    default=1,
+    show_default=True,
+    help="Measure each configuration N times, each in workers of its own: the row keeps every "
+    "repeat's median and their run-to-run spread (the figure that says whether a 5% difference is real).",
+)
+
+
 def measure_with_progress(
-    configs, isolate: bool = True, results=None, title: str = "measuring", cache: bool = True
+    configs,
+    isolate: bool = True,
+    results=None,
+    title: str = "measuring",
+    cache: bool = True,
+    repeat: int = 1,
 ) -> list:
     """:func:`mobattn.bench.measure` under a progress bar naming the configuration; then
     one line on stderr: where the wall time went (timed runs against everything else)."""
@@ -157,6 +172,7 @@ def measure_with_progress(
             on_start=lambda c: progress.update(task, description=f"{title}: {c.label()}"),
             on_row=lambda _: progress.advance(task),
             cache=cache,
+            repeat=repeat,
         )
         progress.update(task, description=title)
     if rows:

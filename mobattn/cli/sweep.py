@@ -9,7 +9,14 @@ import click
 
 from mobattn.errors import MobattnError
 
-from .common import CONTEXT, json_option, measure_with_progress, no_cache_option, report_failures
+from .common import (
+    CONTEXT,
+    json_option,
+    measure_with_progress,
+    no_cache_option,
+    repeat_option,
+    report_failures,
+)
 from .console import console, err_console, make_table, print_json
 
 
@@ -62,6 +69,7 @@ class _SweepCommand(click.Command):
 )
 @click.option("--machines", help="Only the machines of these kinds (names as `mobattn fleet` shows them).")
 @click.option("--mix", is_flag=True, help="Let --fleet spread mix machines of different kinds.")
+@repeat_option
 @no_cache_option
 @json_option
 def command(
@@ -76,6 +84,7 @@ def command(
     fleet_mode,
     machines,
     mix,
+    repeat,
     no_cache,
     json_out,
 ) -> None:
@@ -101,6 +110,8 @@ def command(
         raise MobattnError(f"{', '.join(given)} apply to a sweep on a fleet: add --cluster ADDRESS")
     grid = sweeps.load_grid(preset, grid_file)
     index, count = sweeps.parse_shard(shard)
+    if cluster and repeat > 1:
+        raise MobattnError("--repeat runs here; on a fleet, repeat the sweep into another results file")
     if cluster:
         fleet = (cluster, fleet_mode, machines, mix)
         return _on_cluster(grid, Path(results), *fleet, shard, no_isolate, not no_cache, json_out)
@@ -123,7 +134,12 @@ def command(
             f"{results_path}, {len(todo)} to run"
         )
         rows = measure_with_progress(
-            todo, isolate=not no_isolate, results=results_path, title="sweep", cache=not no_cache
+            todo,
+            isolate=not no_isolate,
+            results=results_path,
+            title="sweep",
+            cache=not no_cache,
+            repeat=repeat,
         )
     print_sweep_summary(results_path, json_out, sharded=count > 1)
     return report_failures(rows)
