@@ -42,7 +42,8 @@ def test_a_sweep_differing_only_in_threads_exports_nothing(cache_dir):
     assert second[0].artifact_cached is True and "export" not in second[0].phases_s
     # the same file, validated as before: the row names it by hash and keeps its validation
     assert second[0].details["artifact_sha256"] == first[0].details["artifact_sha256"]
-    assert second[0].validation == first[0].validation and second[0].validation["passed"]
+    assert second[0].validation["cached_record"] == first[0].validation  # the export's own record
+    assert second[0].validation["passed"] and "checked in this row" in second[0].validation["note"]
     assert ArtifactCache().info().entries == 1
 
 

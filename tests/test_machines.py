@@ -82,6 +82,7 @@ def test_rows_without_a_fingerprint_stay_readable_and_say_so(cli):
     assert listed and all(m["machine"].endswith("(no fingerprint)") and m["tag"] is None for m in listed)
 
 
+@pytest.mark.slow
 def test_repeat_reports_run_to_run_spread_beside_the_within_run_spread(cli):
     result = cli("bench --attention eaa --dim 8 --hw 2x2 --profile quick --repeat 3 --json")
     assert result.code == 0, result.err

@@ -53,6 +53,7 @@ def _forge(cache: ArtifactCache, key: str, replacement: Path) -> None:
 # 1. a cached artifact is checked against its subject ---------------------------------------
 
 
+@pytest.mark.slow
 def test_a_cached_file_swapped_for_another_models_is_an_error_row_and_leaves_the_cache(
     own_cache, tmp_path, cli
 ):
@@ -87,6 +88,7 @@ def test_a_cached_file_of_another_precision_is_an_error_row(own_cache, tmp_path,
     assert forged.status == "error" and "the file holds fp32, not int8" in forged.reason
 
 
+@pytest.mark.slow
 def test_a_cache_another_user_can_write_is_refused_and_their_entries_ignored(own_cache, cli):
     (config,) = _onnx_config()
     assert measure([config])[0].ok
@@ -102,6 +104,7 @@ def test_a_cache_another_user_can_write_is_refused_and_their_entries_ignored(own
         own_cache.root.chmod(0o755)
 
 
+@pytest.mark.slow
 def test_a_torn_entry_is_replaced_not_exported_forever(own_cache):
     (config,) = _onnx_config()
     assert measure([config])[0].ok
@@ -116,6 +119,7 @@ def test_a_torn_entry_is_replaced_not_exported_forever(own_cache):
 # 2. a file's row says what the file holds ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bench_file_records_the_precision_the_file_holds(tmp_path, cli):
     assert (
         cli(f"export --attention eaa --dim 16 --hw 4x4 --to onnx --precision int8 --out {tmp_path}").code == 0
@@ -292,6 +296,7 @@ def _tiny_filesystem(folder: Path) -> bool:
     return made.returncode == 0
 
 
+@pytest.mark.slow
 def test_a_full_cache_measures_without_caching_and_says_so_once(tmp_path, monkeypatch):
     cache = tmp_path / "full"
     if os.geteuid() != 0 or not _tiny_filesystem(cache):

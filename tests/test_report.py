@@ -126,8 +126,8 @@ def test_report_writes_plots_tables_and_page(tmp_path):
         assert (tmp_path / "plots" / f"{stem}.png").stat().st_size > 10_000
     report = (tmp_path / "plots" / "report.md").read_text()
     assert (
-        "| eaa | 64 | torch/cpu | 1 | test cpu | 1.00 |" in report
-        and "| mhsa | 64 | torch/cpu | 1 | test cpu | 2.00 |" in report
+        "| eaa | 64 | torch/cpu | 1 | test cpu (no fingerprint) | 1.00 |" in report
+        and "| mhsa | 64 | torch/cpu | 1 | test cpu (no fingerprint) | 2.00 |" in report
     )
     assert "oom" in report  # the failed configuration is a recorded cell, not a gap
     text = page.read_text()
