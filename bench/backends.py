@@ -143,6 +143,21 @@ def prepare_compiled(config: BenchConfig, artifact: Artifact | None = None) -> P
     return prepared
 
 
+def prepare_cudagraph(config: BenchConfig, artifact: Artifact | None = None) -> Prepared:
+    """The eager module captured in a CUDA graph (no compiler), replayed on a static
+    input: ``details.capture_s`` is the capture, apart from the latency."""
+    from .cuda_timing import capture
+
+    prepared = prepare_torch(config)
+    x = prepared.example.to(device=config.device, dtype=DTYPES[config.precision])
+    module = prepared.module.to(device=config.device, dtype=DTYPES[config.precision]).eval()
+    replay, seconds = capture(module, x)
+    prepared.run = replay
+    prepared.keep += [x, module]
+    prepared.details.update(capture_s=round(seconds, 4), form="CUDA graph of the eager module")
+    return prepared
+
+
 def target_of(config: BenchConfig) -> Target | None:
     """The export target whose file ``config`` times (None: a torch module)."""
     if config.kind == "file":

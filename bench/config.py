@@ -64,6 +64,15 @@ BACKENDS: dict[str, Backend] = {
             "torch.compile (inductor, default mode), no CUDA graphs",
             prepare="mobattn.bench.backends:prepare_compiled",
         ),
+        # the eager module captured as written in a CUDA graph and replayed: what a deployer
+        # runs where the code cannot be compiled (bench/cuda_timing.py)
+        Backend(
+            "torch-cudagraph",
+            None,
+            {"cuda": ("fp32", "fp16", "bf16")},
+            "the eager module captured in a CUDA graph (torch.cuda.graph), replayed; no compiler",
+            prepare="mobattn.bench.backends:prepare_cudagraph",
+        ),
         Backend(
             "torch-cudagraphs",
             None,

@@ -103,6 +103,10 @@ class Row:
     peak_rss_mib: float | None = None
     baseline_rss_mib: float | None = None
     cuda_max_allocated_mib: float | None = None
+    # CUDA rows: median_ms is the wall single-stream latency; this is the GPU's own time per
+    # call (CUDA events), with what the events were around (bench/cuda_timing.py)
+    gpu_median_ms: float | None = None
+    gpu_time_method: str | None = None
     live_tensor_peak_mib: float | None = None
     artifact_bytes: int | None = None
     # compute
@@ -312,7 +316,7 @@ NON_NEGATIVE = ("std_ms", "iqr_ms", "cv", "warmup_runs", "artifact_bytes", "para
 # (peak_rss_mib is a difference of two kernel readings: a few hundred KiB below zero happen)
 NON_NEGATIVE += ("load_ms", "first_run_ms", "other_cpu_cores", "baseline_rss_mib")
 NON_NEGATIVE += ("cuda_max_allocated_mib", "live_tensor_peak_mib", "gflops_per_s", "matmul_peak_gflops")
-NON_NEGATIVE += ("fraction_of_peak",)
+NON_NEGATIVE += ("fraction_of_peak", "gpu_median_ms")
 MAX_INT = 2**63 - 1
 
 

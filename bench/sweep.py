@@ -45,6 +45,7 @@ class Grid:
     profile: str = "default"
     timeout_s: float = 300.0
     memory_limit_mb: int | None = None
+    breadth_first: bool = False  # see configs()
 
     def validate(self) -> None:
         """Every field, with the CLI's rules, before the first measurement."""
@@ -94,6 +95,8 @@ class Grid:
         for v in self.resolutions:
             check_resolution([v, v], "sweep: resolutions")
         check_timeout(self.timeout_s, "sweep: timeout_s")
+        if not isinstance(self.breadth_first, bool):
+            raise MobattnError(f"sweep: breadth_first must be true or false, got {self.breadth_first!r}")
         if self.memory_limit_mb is not None:
             check_int(self.memory_limit_mb, "sweep: memory_limit_mb", MIN_MEMORY_LIMIT_MB)
         if not (self.attentions and self.hws) and not self.models:
@@ -102,8 +105,20 @@ class Grid:
             _check_some_swap(model, self.model_attentions)
 
     def configs(self) -> list[BenchConfig]:
-        """Every configuration, in a fixed order (so shards agree)."""
-        return [config for batch in self.batches for config in self._configs(batch)]
+        """Every configuration, in a fixed order (so shards agree). ``breadth_first``: the
+        models first, then one pass over every mechanism and backend per (precision, token
+        grid, dim), so a run cut short still has every mechanism at the first sizes."""
+        configs = [config for batch in self.batches for config in self._configs(batch)]
+        if not self.breadth_first:
+            return configs
+
+        def rank(config: BenchConfig) -> tuple:
+            if config.kind != "attention":
+                return (0,)
+            hw = self.hws.index(config.hw)
+            return (1, self.precisions.index(config.precision), hw, self.dims.index(config.dim))
+
+        return sorted(configs, key=rank)  # stable: the grid's order within each pass
 
     def _configs(self, batch: int) -> list[BenchConfig]:
         settings = dict(
@@ -157,6 +172,11 @@ def _square(sizes: list[int]) -> list[list[int]]:
 
 
 FAMILIES = models_by_family()  # every model of the zoo, family by family
+
+# one member of every family, and the SwiftFormers: the GPU lease's models
+GPU_MODELS = ("swiftformer_xs", "swiftformer_s", "swiftformer_l1", "swiftformer_l3", "efficientformer_l1")
+GPU_MODELS += ("efficientformer_l3", "deit_tiny", "deit_small", "mobilevit_xs", "mobilevit_s")
+GPU_MODELS += ("mobilevitv2_100", "vit_tiny_patch16_224")
 
 PRESETS = {
     # the five mechanisms at dim 64 and 128 over 14x14 ... 128x128 tokens
@@ -238,35 +258,40 @@ PRESETS = {
     # GPU sweep pays no process start per configuration, and a CUDA out-of-memory is that
     # row's oom): six mechanisms to 256x256 tokens and one model of each family to 1024 px,
     # eager in fp32, fp16 and bf16, batch 1
+    # The deployed form against eager, most informative first: every mechanism captured in
+    # a CUDA graph and eager, fp16 then fp32, up to 256x256 tokens; every model family's
+    # members at their own resolution (issue 40)
     "cuda": Grid(
         attentions=list_attentions(),
         dims=[64, 128],
         hws=_square([14, 28, 56, 128, 256]),
-        models=["swiftformer_xs", "swiftformer_s", "swiftformer_l1", "swiftformer_l3"]
-        + ["efficientformer_l1", "deit_tiny", "mobilevit_xs", "mobilevitv2_100"],
-        resolutions=[224, 512, 1024],
-        backends=["torch"],
-        precisions=["fp32", "fp16", "bf16"],
+        models=list(GPU_MODELS),
+        resolutions=[],
+        backends=["torch-cudagraph", "torch"],
+        precisions=["fp16", "fp32"],
         devices=["cuda"],
         profile="quick",
+        breadth_first=True,
     ),
-    # compiled against eager (fp16): torch.compile with and without CUDA graphs, each
-    # configuration paying its compile (the row's details.compile_s)
+    # compiled against the captured graph and eager (fp16): torch.compile with and without
+    # CUDA graphs, each configuration paying its compile (the row's details.compile_s)
     "cuda-compiled": Grid(
         attentions=list_attentions(),
         dims=[64],
         hws=_square([56]),
-        models=["swiftformer_s"],
-        backends=["torch", "torch-compile", "torch-cudagraphs"],
+        models=["swiftformer_s", "deit_tiny", "mobilevit_xs"],
+        resolutions=[],
+        backends=["torch-cudagraphs", "torch-compile"],
         precisions=["fp16"],
         devices=["cuda"],
         profile="quick",
         timeout_s=600.0,
     ),
-    # throughput (images/s) against batch size, eager fp16
+    # throughput (images/s) against batch size, the captured graph and eager, fp16
     "cuda-throughput": Grid(
         models=["swiftformer_s", "deit_tiny"],
-        backends=["torch"],
+        resolutions=[],
+        backends=["torch-cudagraph", "torch"],
         precisions=["fp16"],
         devices=["cuda"],
         batches=[1, 8, 32, 128],

@@ -183,6 +183,12 @@ def _measure_into(row: Row, config: BenchConfig, artifact: Artifact | None) -> N
     row.baseline_rss_mib = baseline_mb
     row.artifact_bytes = prepared.artifact_bytes
     row.cuda_max_allocated_mib = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+    if cuda:  # the GPU's own time per call, after the wall timing
+        from .cuda_timing import gpu_time_ms
+
+        row.gpu_median_ms = gpu_time_ms(prepared.run)
+        replays = config.backend == "torch-cudagraph"
+        row.gpu_time_method = "CUDA events around each " + ("graph replay" if replays else "call")
     if config.backend == "torch" and config.device == "cpu":
         row.live_tensor_peak_mib = memory.live_tensor_peak_mib(prepared.module, prepared.example)
     for name, value in compute_figures(result.median_ms, config, prepared).items():

@@ -49,14 +49,33 @@ def test_compiled_backends_and_bf16_are_gpu_only_and_skipped_elsewhere():
     assert "runs on cuda, not cpu" in rows[0].reason and "measures fp32, not bf16" in rows[1].reason
 
 
-def test_gpu_presets_span_the_issue_and_stay_small():
+def test_gpu_presets_span_the_issue_and_put_the_deployed_form_first():
+    from mobattn.models import list_models
+
     cuda = PRESETS["cuda"]
     assert set(cuda.attentions) == {"eaa", "external", "hilo", "mhsa", "separable", "ufo"}
-    assert max(h * w for h, w in cuda.hws) == 256 * 256 and cuda.precisions == ["fp32", "fp16", "bf16"]
-    assert {c.resolution[0] for c in cuda.configs() if c.kind == "model"} == {224, 512, 1024}
+    assert max(h * w for h, w in cuda.hws) == 256 * 256 and cuda.precisions == ["fp16", "fp32"]
+    configs = cuda.configs()
+    assert {c.backend for c in configs} == {"torch-cudagraph", "torch"}  # the graph, eager beside it
+    families = {c.model.split("_")[0] for c in configs if c.kind == "model"}
+    assert families == {m.split("_")[0] for m in list_models()}  # every family
+    # breadth first: every mechanism and both backends at the first size before the second
+    first_pass = [c for c in configs if c.kind == "attention"][: 6 * 2]
+    assert {(c.attention, c.backend) for c in first_pass} == {
+        (a, b) for a in cuda.attentions for b in ("torch-cudagraph", "torch")
+    }
     compiled = {c.backend for c in PRESETS["cuda-compiled"].configs()}
-    assert compiled == {"torch", "torch-compile", "torch-cudagraphs"}
+    assert compiled == {"torch-compile", "torch-cudagraphs"}
     assert {c.batch for c in PRESETS["cuda-throughput"].configs()} == {1, 8, 32, 128}
+
+
+def test_the_cuda_graph_backend_is_gpu_only_and_rows_name_their_gpu_time():
+    (row,) = measure(attention_configs(["eaa"], [16], [[4, 4]], backends=["torch-cudagraph"]), isolate=False)
+    assert row.status == "skipped" and "runs on cuda, not cpu" in row.reason
+    base = cuda_row().to_dict()
+    assert Row.from_dict({**base, "gpu_median_ms": 0.05, "gpu_time_method": "CUDA events"}).gpu_median_ms
+    with pytest.raises(Exception, match="gpu_median_ms"):
+        Row.from_dict({**base, "gpu_median_ms": -1.0})
 
 
 @pytest.mark.slow
@@ -67,9 +86,10 @@ def test_the_device_script_plans_without_a_gpu(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
-        "cuda: 240 configurations",
-        "cuda-throughput: 8 configurations",
-        "cuda-compiled: 21 configurations",
+        "harness: 18 subjects x precisions",
+        "cuda: 288 configurations",
+        "cuda-compiled: 18 configurations",
+        "cuda-throughput: 16 configurations",
     ]
 
 
@@ -131,3 +151,23 @@ def test_the_gpu_section_names_what_the_lease_did_not_measure(tmp_path):
         else:
             assert f"{mechanism} (30)" in not_measured  # 2 dims x 5 sizes x 3 precisions
     assert (tmp_path / "gpu_vs_tokens.png").stat().st_size > 0
+
+
+@needs_gpu
+def test_graph_rows_carry_gpu_time_beside_wall_time():
+    rows = measure(
+        attention_configs(
+            ["eaa"],
+            [64],
+            [[14, 14]],
+            backends=["torch-cudagraph", "torch"],
+            devices=["cuda"],
+            precisions=["fp16"],
+            profile="quick",
+        )
+    )
+    graph, eager = rows
+    assert graph.ok and eager.ok and graph.details["capture_s"] > 0
+    assert graph.gpu_time_method == "CUDA events around each graph replay"
+    assert eager.gpu_time_method == "CUDA events around each call"
+    assert 0 < graph.gpu_median_ms <= graph.median_ms * 1.05

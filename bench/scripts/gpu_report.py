@@ -16,11 +16,12 @@ import re
 import statistics
 from pathlib import Path
 
+from mobattn.attention import list_attentions
 from mobattn.bench.fit import fit_power_law
 from mobattn.bench.report import _save, markdown_table, plt
 from mobattn.bench.results import read_rows
 from mobattn.bench.row import Row
-from mobattn.bench.sweep import PRESETS
+from mobattn.bench.sweep import Grid
 
 GPU = Path("results/benchmarks/gpu")
 CPU_SCALING = Path("results/benchmarks/attention-scaling.jsonl")
@@ -52,8 +53,24 @@ def _fit(rows: list[Row], value: str, low: int = 0) -> str:
     return f"{k:.2f} (r² {r2:.2f})"
 
 
+# The `cuda` preset as the committed lease (2026-11-30) ran it: eager only, three precisions,
+# models at three sizes. The preset now plans the captured graph beside eager (issue 40).
+LEASE_PLAN = Grid(
+    attentions=list_attentions(),
+    dims=[64, 128],
+    hws=[[s, s] for s in (14, 28, 56, 128, 256)],
+    models=["swiftformer_xs", "swiftformer_s", "swiftformer_l1", "swiftformer_l3"]
+    + ["efficientformer_l1", "deit_tiny", "mobilevit_xs", "mobilevitv2_100"],
+    resolutions=[224, 512, 1024],
+    backends=["torch"],
+    precisions=["fp32", "fp16", "bf16"],
+    devices=["cuda"],
+    profile="quick",
+)
+
+
 def coverage(rows: list[Row]) -> list[str]:
-    planned = PRESETS["cuda"].configs()
+    planned = LEASE_PLAN.configs()
     done = {_key(r) for r in rows}
     missing: dict[str, int] = {}
     for config in planned:
@@ -61,7 +78,7 @@ def coverage(rows: list[Row]) -> list[str]:
             name = config.attention or config.model
             missing[name] = missing.get(name, 0) + 1
     lines = [
-        f"The `cuda` preset plans {len(planned)} configurations; {len(done)} were measured "
+        f"The `cuda` preset of that lease planned {len(planned)} configurations; {len(done)} were measured "
         f"({len(planned) - sum(missing.values())} of the preset's)."
     ]
     if missing:
@@ -219,6 +236,50 @@ def plot(rows: list[Row], out: Path) -> list[str]:
     return sorted(files)
 
 
+HARNESS_TOLERANCE = 0.10  # a row and the independent harness agree within 10%
+
+
+def harness_table(rows: list[Row], records: list[dict]) -> str:
+    """Each harness record beside mobattn's rows of the same subject and precision: the
+    graph row's GPU time against the harness's CUDA-event replay time, the eager row's wall
+    median against the harness's (with and without inference mode). A ratio outside
+    1 +- HARNESS_TOLERANCE is marked."""
+
+    def find(record: dict, backend: str) -> Row | None:
+        for row in rows:
+            same = (row.attention if record["kind"] == "attention" else row.model) == record["subject"]
+            size = row.dim == record["size"] and row.hw == [record["grid"]] * 2 if record["grid"] else True
+            if same and size and row.backend == backend and row.precision == record["precision"] and row.ok:
+                return row
+        return None
+
+    def ratio(mine: float | None, theirs: float) -> str:
+        if mine is None:
+            return "—"
+        value = mine / theirs
+        return f"{value:.2f}" + ("" if abs(value - 1) <= HARNESS_TOLERANCE else " ✗")
+
+    lines = [
+        "| subject | precision | graph GPU ms (row / harness) | ratio | eager wall ms (row / harness) "
+        "| ratio | harness eager without inference_mode |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for record in records:
+        graph, eager = find(record, "torch-cudagraph"), find(record, "torch")
+        subject = record["subject"] + (
+            f" d{record['size']} {record['grid']}x{record['grid']}" if record["grid"] else ""
+        )
+        graph_ms = graph.gpu_median_ms if graph else None
+        eager_ms = eager.median_ms if eager else None
+        lines.append(
+            f"| {subject} | {record['precision']} | {graph_ms or '—'} / {record['graph_gpu_ms']:.3f} "
+            f"| {ratio(graph_ms, record['graph_gpu_ms'])} "
+            f"| {eager_ms or '—'} / {record['eager_wall_ms']:.3f} "
+            f"| {ratio(eager_ms, record['eager_wall_ms'])} | {record['eager_wall_grad_ms']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plots", type=Path, help="folder for gpu_vs_tokens.png/.svg")
@@ -259,6 +320,16 @@ def main() -> None:
         "inductor's default mode). Medians from `results/benchmarks/gpu/run1-log.txt`:\n"
     )
     print(compiled_table(GPU / "run1-log.txt"))
+    harness = GPU / "harness.jsonl"
+    print("\n**Against an independent harness** (`bench/scripts/gpu_harness.py`, same machine):\n")
+    if harness.exists():
+        records = [json.loads(line) for line in harness.read_text().splitlines() if line.strip()]
+        print(harness_table(rows, records))
+    else:
+        print(
+            "not yet measured: the harness and the `torch-cudagraph` rows (issue 40) come from the "
+            "next GPU lease (`bench/scripts/gpu_sweep.sh` runs both)."
+        )
 
 
 if __name__ == "__main__":

@@ -19,13 +19,14 @@ OUT=${OUT:-results/gpu}
 # (2026-11-30): eager rows about 1.7 s each (cuda's 240 about 7 minutes; FLOPs are now
 # counted on the meta device, which should shorten it), a compile in max-autotune mode
 # about a minute (now inductor's default mode, not yet timed there).
-BUDGET_S=${BUDGET_S:-480}
-PRESETS="cuda cuda-throughput cuda-compiled"  # compiled last: its compiles are the slow part
+BUDGET_S=${BUDGET_S:-420}
+PRESETS="cuda cuda-compiled cuda-throughput"  # graph and eager first: the deployed form and its ranking
 # -I: the checkout's own mobattn/ (sources, not the installed package) stays off sys.path
 MOBATTN="$PY -I -u -m mobattn"
 mkdir -p "$OUT"
 
 if [ -n "${DRY_RUN:-}" ]; then
+  $PY bench/scripts/gpu_harness.py --dry-run
   for preset in $PRESETS; do
     $MOBATTN sweep --preset "$preset" --results "$OUT/$preset.jsonl" --dry-run --json \
       | $PY -c "import json, sys; print('$preset:', len(json.load(sys.stdin)), 'configurations')"
@@ -56,7 +57,7 @@ cat >"$smoke/grid.toml" <<'TOML'
 attentions = ["eaa"]
 dims = [64]
 hws = [[14, 14]]
-backends = ["torch", "torch-compile", "torch-cudagraphs"]
+backends = ["torch", "torch-cudagraph", "torch-compile", "torch-cudagraphs"]
 precisions = ["fp16"]
 devices = ["cuda"]
 profile = "quick"
@@ -70,6 +71,12 @@ for r in rows:
 sys.exit(0 if rows and all(r["status"] == "ok" for r in rows) else 1)
 PY
 echo "install and smoke: $(( $(date +%s) - start )) s"
+
+# the independent harness first (about a minute): what every row is checked against
+start=$(date +%s)
+timeout --signal=INT 120 $PY -I bench/scripts/gpu_harness.py --out "$OUT/harness.jsonl" >/dev/null \
+  || echo "harness: exit $? (records so far are kept in $OUT/harness.jsonl)"
+echo "harness: done in $(( $(date +%s) - start )) s"
 
 start=$(date +%s)
 for preset in $PRESETS; do
