@@ -20,6 +20,7 @@ from pathlib import Path
 from mobattn.environment import environment, use_environment
 from mobattn.errors import MobattnError, warn
 from mobattn.models import check_resolution_for, swap_for
+from mobattn.parsing import plural
 
 from .config import BACKENDS, BenchConfig
 from .results import append_row, read_rows
@@ -274,7 +275,8 @@ class TimeAccounting:
 
     def line(self) -> str:
         return (
-            f"{self.configurations} configurations in {self.wall_s:.1f} s: timed runs {self.timed_s:.1f} s "
+            f"{plural(self.configurations, 'configuration')} in {self.wall_s:.1f} s: "
+            f"timed runs {self.timed_s:.1f} s "
             f"(efficiency {self.efficiency:.0%}), exports {self.export_s:.1f} s ({self.exported} exported, "
             f"{self.cached} from the cache), other {self.overhead_per_configuration_s:.2f} s a configuration"
         )

@@ -93,13 +93,21 @@ def exchange(a: Path, b: Path) -> bool:
     return _renameat2(a, b, RENAME_EXCHANGE)
 
 
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 def staging_folder(path: Path) -> Path:
     """A new hidden folder beside ``path``, named after it and this process (so a later
     write removes it if this run is killed: :func:`clean_stale_staging`)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         clean_stale_staging(path)
-        return Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.partial-", dir=path.parent))
+        folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.partial-", dir=path.parent))
+        folder.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would become the published folder's mode
+        return folder
     except OSError as exc:
         raise MobattnError(f"cannot write {path}: {exc.strerror or exc}") from None
 

@@ -164,3 +164,8 @@ def check_whole_number(text: str, option: str, low: int = 0, high: int | None = 
         bound = f"{low}..{high}" if high is not None else f"at least {low}"
         raise MobattnError(f"{option} must be {bound}, got {number}")
     return number
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 configuration``, ``2 configurations``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -323,7 +323,7 @@ def print_bench_table(rows, title: str = "latency (batch 1)", cold_start: bool =
         "of matmul peak",
     ] + (["load ms", "first run ms"] if cold_start else [])
     cols += ["run-to-run"] if repeated else []
-    console.print(make_table(title, cols, table_rows, set(cols[6:]) | {"thr"}))
+    console.print(make_table(title, cols, table_rows, set(cols[6:]) | {"thr"}, fold={"subject"}))
     if close:
         console.print(
             "[dim]≈: slower than the fastest row of its size by less than the run-to-run spread "

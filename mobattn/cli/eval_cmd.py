@@ -102,7 +102,7 @@ def command(
         return _append(result, results)
     rows = [
         ["images", result.images],
-        ["classes", result.classes],
+        ["classes present", f"{sum(1 for n in result.class_counts if n)} of {result.classes}"],
         # an untrusted run (a subset, an unknown dataset ...) is no "top-1": say what it is
         ["top-1" if result.trusted else "top-1 on these images", f"{result.top1:.2f} %"],
         ["top-5" if result.trusted else "top-5 on these images", f"{result.top5:.2f} %"],

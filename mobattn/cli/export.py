@@ -1,4 +1,4 @@
-"""``mobattn export``: a model or a bare attention to ONNX, Core ML or ExecuTorch,
+"""``mobattn export``: a model or a bare attention to any target of the table of formats,
 each artifact validated against torch before it is kept."""
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def command(
     json_out,
     **options,
 ) -> int:
-    """Export a model or a bare attention to ONNX, Core ML or ExecuTorch, then validate it.
+    """Export a model or a bare attention to TARGETS, then validate it.
 
     \b
       mobattn export --model swiftformer_s --to coreml
@@ -137,7 +137,15 @@ def command(
     return 0 if all(r.status in ("ok", "unvalidated") for r in records) else 1
 
 
-command.help = with_limits(command.help)
+def _targets_named() -> str:
+    """The targets as the help says them, from the table of formats (never a hand list)."""
+    from mobattn.exporters.formats import TARGETS
+
+    *rest, last = (f"{t.name} ({t.suffix})" for t in TARGETS.values())
+    return f"{', '.join(rest)} or {last}"
+
+
+command.help = with_limits(command.help.replace("TARGETS", _targets_named()))
 
 
 def print_export_table(records) -> None:

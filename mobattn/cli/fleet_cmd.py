@@ -58,4 +58,5 @@ def command(address, grid_file, preset, results, json_out) -> None:
         console.print(f"no mobattn node has joined {address}: start one with `mobattn node {address}`")
         return
     columns = list(records[0])
-    console.print(make_table(f"fleet at {address}", columns, [[str(r[c]) for c in columns] for r in records]))
+    cells = [["-" if r[c] is None else str(r[c]) for c in columns] for r in records]
+    console.print(make_table(f"fleet at {address}", columns, cells))

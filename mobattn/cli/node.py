@@ -36,7 +36,7 @@ def command(address: str, label: str | None, wait_s: float) -> None:
     ADDRESS is the scheduler's address or its scheduler file. The node is named by this
     machine's id ($MOBATTN_NODE_ID, else the host name and /etc/machine-id), so a second
     node on one machine is refused. Dask has no authentication by default: keep the
-    scheduler's port off public networks (README: "Fleet").
+    scheduler's port off public networks (README: "Over many machines").
     """
     from mobattn.bench.fleet_node import node_id, require_distributed, run_node
 

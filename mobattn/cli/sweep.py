@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from mobattn.errors import MobattnError
+from mobattn.parsing import plural
 
 from .common import (
     CONTEXT,
@@ -130,7 +131,7 @@ def command(
     with sweep_lock(results_path, f"{index}/{count}"):  # pending is read under the lock
         todo, skipped = sweeps.pending(configs, results_path)
         err_console.print(
-            f"{len(configs)} configurations in shard {index}/{count}; {skipped} already in "
+            f"{plural(len(configs), 'configuration')} in shard {index}/{count}; {skipped} already in "
             f"{results_path}, {len(todo)} to run"
         )
         rows = measure_with_progress(
@@ -164,7 +165,7 @@ def _on_cluster(grid, results_path, cluster, mode, machines, mix, shard, no_isol
         rows = run_on_cluster(
             grid.configs(), cluster, results_path, mode, kinds, mix, on_event=said, cache=cache
         )
-    err_console.print(f"{len(rows)} configurations measured on the fleet")
+    err_console.print(f"{plural(len(rows), 'configuration')} measured on the fleet")
     print_sweep_summary(results_path, json_out)
     return report_failures(rows)
 
