@@ -249,6 +249,11 @@ def combined(repeats: list[Row]) -> Row:
     ordered = sorted(repeats, key=lambda r: r.median_ms)
     chosen = ordered[(len(ordered) - 1) // 2]
     chosen.repeat_medians_ms = [r.median_ms for r in repeats]
+    # where the configuration's wall time went: every repeat's phases, summed
+    phases = [r.phases_s or {} for r in repeats]
+    chosen.phases_s = {
+        k: sum(p.get(k, 0.0) for p in phases) for k in dict.fromkeys(k for p in phases for k in p)
+    }
     chosen.run_to_run = run_to_run_of(chosen.repeat_medians_ms)
     return chosen
 
