@@ -171,7 +171,7 @@ def measure(
         def said(event, config, machine, row):
             if event == "start" and on_start:
                 on_start(config)
-            if event == "row" and on_row:
+            if event in ("row", "stalled") and on_row:  # a stalled configuration has its timeout row
                 on_row(row)
 
         return run_on_cluster(list(configs), cluster, results, fleet, on_event=said, cache=cache)
