@@ -176,22 +176,22 @@ def measure(
 
         return run_on_cluster(list(configs), cluster, results, fleet, on_event=said, cache=cache)
     from .cache import ArtifactCache
-    from .calibration import calibrated_environment
     from .compute import machine_peak_gflops
     from .preflight import preflight
     from .runner import clean_stale_folders, run
     from .workers import worker_pool
 
     clean_stale_folders()
-    env = calibrated_environment()  # the machine's fingerprint and calibration, in every row
-    checked = preflight()  # the machine's state, said once and recorded in every row
-    for warning in checked["warnings"]:
-        warn(f"pre-flight: {warning}")
-    use_environment({**env, "preflight": checked})
     artifacts = ArtifactCache() if cache else None
     if artifacts is not None:
         artifacts.check_usable()
     configs = list(configs)
+    if configs:  # the machine's fingerprint, calibration and state, in every row
+        env = calibrated_environment()
+        checked = preflight()  # said once, recorded in every row
+        for warning in checked["warnings"]:
+            warn(f"pre-flight: {warning}")
+        use_environment({**env, "preflight": checked})
     targets = {BACKENDS[c.backend].target for c in configs if c.backend in BACKENDS} - {None}
     rows = []
     with contextlib.nullcontext(pool) if pool is not None else worker_pool(workers, targets) as pool:

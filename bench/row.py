@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import statistics
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -224,8 +225,7 @@ def run_to_run_of(medians: list[float] | None) -> float | None:
     between two rows is real."""
     if not medians or len(medians) < 2:
         return None
-    middle = _quantiles(medians)[1]
-    return (max(medians) - min(medians)) / middle
+    return (max(medians) - min(medians)) / statistics.median(medians)
 
 
 def _quantiles(values: list[float]) -> tuple[float, float, float]:

@@ -36,8 +36,8 @@ from .backends import (
     temporary_folder,
 )
 from .config import BenchConfig, get_backend, pinned_cores
-from .quiet import QUIET_CORES, OtherLoad
-from .row import Row
+from .quiet import OtherLoad
+from .row import Row, derived_noisy
 from .timer import TimingPolicy, measure
 
 
@@ -166,8 +166,7 @@ def _measure_into(row: Row, config: BenchConfig, artifact: Artifact | None) -> N
     row.other_cpu_cores = others.cores()
     for name, value in result.statistics().items():
         setattr(row, name, value)
-    if row.other_cpu_cores is not None and row.other_cpu_cores > QUIET_CORES:
-        row.noisy = True  # the spread may look tight; the machine was not quiet
+    row.noisy = derived_noisy(row)  # the one rule, as when the row is read back
     row.first_run_ms = result.first_run_ns / 1e6
     phases = {
         "load": row.load_ms / 1e3,

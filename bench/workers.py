@@ -28,6 +28,7 @@ from pathlib import Path
 
 from mobattn.environment import usable_memory_mib
 from mobattn.errors import MobattnError, signal_name
+from mobattn.settings import workers_setting
 
 from . import forkserver
 from .config import BenchConfig
@@ -252,7 +253,7 @@ class WarmWorkers:
 def workers_kind(requested: str | None = None) -> str:
     """``warm`` where forking is safe and cheap (Linux), else ``fresh``; the
     ``MOBATTN_WORKERS`` variable or the caller's choice wins."""
-    kind = requested or os.environ.get("MOBATTN_WORKERS") or ("warm" if sys.platform == "linux" else "fresh")
+    kind = requested or workers_setting() or ("warm" if sys.platform == "linux" else "fresh")
     if kind not in WORKER_KINDS:
         raise MobattnError(f"MOBATTN_WORKERS must be warm or fresh, got {kind!r}")
     return kind
