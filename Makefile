@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 # The import layers (pyproject's [tool.importlinter]) are checked on a view of the
 # installed layout: exporters/ and bench/ appear as mobattn/exporters and mobattn/bench.
 IMPORT_VIEW := $(VENV)/import-view
+MAX_LINES := 400
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -28,6 +29,8 @@ lint: venv
 	ln -s "$(CURDIR)/exporters" $(IMPORT_VIEW)/mobattn/exporters
 	ln -s "$(CURDIR)/bench" $(IMPORT_VIEW)/mobattn/bench
 	cd $(IMPORT_VIEW) && PYTHONPATH=. $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml --no-cache
+	@over="$$(find mobattn bench exporters -name '*.py' | xargs wc -l | awk '$$2 != "total" && $$1 > $(MAX_LINES)')"; \
+	if [ -n "$$over" ]; then echo "source files over $(MAX_LINES) lines (split them along a seam):"; echo "$$over"; exit 1; fi
 
 # Everything, as CI runs it.
 test: venv lint wheel-check

@@ -11,21 +11,19 @@ results file the moment it is measured. The CLI only parses, calls these and ren
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mobattn.environment import environment, use_environment
-from mobattn.errors import MobattnError, warn
+from mobattn.errors import MobattnError
 from mobattn.models import check_resolution_for, swap_for
 from mobattn.parsing import plural
 
-from .config import BACKENDS, BenchConfig
-from .results import append_row, read_rows
+from .config import BenchConfig
+from .measure_here import calibrated_environment, combined, measure_here, more_threads_than_cores  # noqa: F401
+from .results import read_rows
 from .row import Row, latest
-from .worker import base_row
 
 OnStart = Callable[[BenchConfig], None]
 OnRow = Callable[[Row], None]
@@ -175,87 +173,7 @@ def measure(
                 on_row(row)
 
         return run_on_cluster(list(configs), cluster, results, fleet, on_event=said, cache=cache)
-    from .cache import ArtifactCache
-    from .compute import machine_peak_gflops
-    from .preflight import preflight
-    from .runner import clean_stale_folders, run
-    from .workers import worker_pool
-
-    clean_stale_folders()
-    artifacts = ArtifactCache() if cache else None
-    if artifacts is not None:
-        artifacts.check_usable()
-    configs = list(configs)
-    if configs:  # the machine's fingerprint, calibration and state, in every row
-        env = calibrated_environment()
-        checked = preflight()  # said once, recorded in every row
-        for warning in checked["warnings"]:
-            warn(f"pre-flight: {warning}")
-        use_environment({**env, "preflight": checked})
-    targets = {BACKENDS[c.backend].target for c in configs if c.backend in BACKENDS} - {None}
-    rows = []
-    with contextlib.nullcontext(pool) if pool is not None else worker_pool(workers, targets) as pool:
-        for config in configs:
-            if on_start:
-                on_start(config)
-            unsupported = BACKENDS[config.backend].unsupported(config.device, config.precision)
-            unsupported = unsupported or more_threads_than_cores(config)
-            if unsupported:
-                row = base_row(config)
-                row.status, row.reason = "skipped", unsupported
-            else:
-                if config.matmul_peak_gflops is None:  # once per machine, thread count and device
-                    config.matmul_peak_gflops = machine_peak_gflops(config.threads, config.device, cache)
-                repeats = [
-                    run(config, isolate=isolate, workers=pool.get() if isolate else None, cache=artifacts)
-                    for _ in range(repeat)
-                ]
-                row = combined(repeats)
-            rows.append(row)
-            if results is not None:
-                append_row(results, row)
-            if on_row:
-                on_row(row)
-    return rows
-
-
-def more_threads_than_cores(config: BenchConfig) -> str:
-    """Why a configuration cannot be measured faithfully here ('' if it can): more
-    threads than this process may use (its affinity and cgroup quota, not the host's),
-    or than the cores it is pinned to."""
-    from .config import pinned_cores
-
-    cores = environment().get("cores") or 1
-    if config.device == "cpu" and config.threads > cores:
-        return f"--threads {config.threads} is more than the {cores} usable cores here"
-    pinned = pinned_cores(config.pin)
-    if config.device == "cpu" and pinned and config.threads > len(pinned):
-        return f"--threads {config.threads} is more than the {len(pinned)} cores of --pin {config.pin}"
-    return ""
-
-
-def combined(repeats: list[Row]) -> Row:
-    """One row for a configuration measured several times: a failed repeat's row if any
-    failed (its reason says which), else the repeat whose median is the median of the
-    medians, with every repeat's median and their run-to-run spread."""
-    from .row import run_to_run_of
-
-    if len(repeats) == 1:
-        return repeats[0]
-    for number, row in enumerate(repeats, 1):
-        if not row.ok:
-            row.reason = f"repeat {number} of {len(repeats)}: {row.reason}"
-            return row
-    ordered = sorted(repeats, key=lambda r: r.median_ms)
-    chosen = ordered[(len(ordered) - 1) // 2]
-    chosen.repeat_medians_ms = [r.median_ms for r in repeats]
-    # where the configuration's wall time went: every repeat's phases, summed
-    phases = [r.phases_s or {} for r in repeats]
-    chosen.phases_s = {
-        k: sum(p.get(k, 0.0) for p in phases) for k in dict.fromkeys(k for p in phases for k in p)
-    }
-    chosen.run_to_run = run_to_run_of(chosen.repeat_medians_ms)
-    return chosen
+    return measure_here(configs, isolate, results, on_start, on_row, cache, workers, pool, repeat)
 
 
 @dataclass(frozen=True)
@@ -300,14 +218,6 @@ def time_accounting(rows: Sequence[Row], wall_s: float) -> TimeAccounting:
         exported=sum(1 for p in phases if "export" in p),
         cached=sum(1 for r in rows if r.artifact_cached),
     )
-
-
-def calibrated_environment() -> dict:
-    """This machine's environment with its calibration (:mod:`.calibration`): what the rows
-    measured here carry, so what a plan compares them with."""
-    from .calibration import calibrated_environment as calibrated
-
-    return calibrated()
 
 
 def pending(configs: Sequence[BenchConfig], rows: Iterable[Row]) -> list[BenchConfig]:

@@ -4,10 +4,24 @@ one configuration to measure: plain data, so it crosses into the isolated worker
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from mobattn.errors import MobattnError, unknown_name_error
 from mobattn.exporters.formats import PRECISIONS
+
+# What a row's subject is and how it was measured; with the environment, its identity.
+SUBJECT_FIELDS = ("kind", "model", "attention", "resolution", "dim", "hw", "heads", "file", "batch")
+SETTING_FIELDS = ("backend", "device", "threads", "precision", "profile", "pin")
+# Environment fields that make two runs comparable: same machine, same libraries (the
+# runtime's own only for its rows: installing ExecuTorch does not change a torch row).
+# ("node_label": MOBATTN_NODE_LABEL, None unless set, so older rows keep their identity)
+# ("fingerprint", "calibration_band": mobattn.machine and .calibration; None in rows written
+# before them, which keep their identity and are labelled as having no fingerprint)
+ENV_KEYS = ("cpu", "cores", "machine", "torch", "mobattn", "node_label", "fingerprint", "calibration_band")
+# ... and for CUDA rows the GPU: two GPUs behind one CPU model never share an identity
+GPU_KEYS = ("gpu", "cuda", "gpu_driver")
 
 DEVICES = ("cpu", "cuda")
 PROFILES = ("default", "mlperf", "quick", "adaptive")
@@ -110,6 +124,30 @@ BACKENDS: dict[str, Backend] = {
 }
 
 
+def env_fingerprint(environment: Mapping[str, Any], backend: str | None = None, device: str = "cpu") -> tuple:
+    keys = ENV_KEYS + (BACKENDS[backend].env_keys if backend in BACKENDS else ())
+    keys += GPU_KEYS if device == "cuda" else ()
+    return tuple((k, environment.get(k)) for k in keys)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def identity_of(values: Mapping[str, Any]) -> tuple:
+    """The identity of a row or of a planned configuration (see :meth:`Row.identity`)."""
+    subject = tuple(_hashable(values.get(k)) for k in SUBJECT_FIELDS + SETTING_FIELDS)
+    environment = values.get("environment") or {}
+    return subject + env_fingerprint(environment, values.get("backend"), values.get("device") or "cpu")
+
+
+def swap_rule_heads(attention: str, dim: int) -> int | None:
+    """The heads the swap rule gives a bare ``attention`` of width ``dim``."""
+    from mobattn.describe import default_attention_kwargs
+
+    return default_attention_kwargs(attention, dim, None).get("num_heads")
+
+
 def get_backend(name: str) -> Backend:
     if name not in BACKENDS:
         raise unknown_name_error("backend", name, list(BACKENDS))
@@ -187,8 +225,6 @@ class BenchConfig:
         """A bare attention's heads: as given, or as the swap rule chooses them."""
         if self.kind != "attention" or self.heads is not None:
             return self.heads
-        from .row import swap_rule_heads
-
         return swap_rule_heads(self.attention, self.dim)
 
     def subject_fields(self) -> dict:
@@ -217,8 +253,6 @@ class BenchConfig:
 
     def identity(self, environment: dict) -> tuple:
         """The identity its row will have when measured in ``environment``."""
-        from .row import identity_of
-
         return identity_of({**self.subject_fields(), "environment": environment})
 
     def label(self) -> str:

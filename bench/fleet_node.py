@@ -97,13 +97,13 @@ def measure_on_node(config: dict, cache: bool = True) -> dict:
 
 
 def _measure_here(config: BenchConfig, cache: bool) -> Row:
-    from .api import measure
+    from .measure_here import measure_here
     from .workers import WorkerPool
 
     targets = frozenset({BACKENDS[config.backend].target} - {None})
     if targets not in _pools:
         _pools[targets] = WorkerPool(None, targets)
-    (row,) = measure([config], pool=_pools[targets], cache=cache)
+    (row,) = measure_here([config], pool=_pools[targets], cache=cache)
     return row
 
 

@@ -22,20 +22,18 @@ from typing import Any
 from mobattn.errors import MobattnError
 from mobattn.parsing import check_name
 
+from .config import (  # noqa: F401  (the identity's fields, re-exported for readers of rows)
+    ENV_KEYS,
+    GPU_KEYS,
+    SETTING_FIELDS,
+    SUBJECT_FIELDS,
+    env_fingerprint,
+    identity_of,
+    swap_rule_heads,
+)
+
 STATUSES = ("ok", "skipped", "oom", "timeout", "error")
 FAILED = ("oom", "timeout", "error")
-
-# What a row's subject is and how it was measured; with the environment, its identity.
-SUBJECT_FIELDS = ("kind", "model", "attention", "resolution", "dim", "hw", "heads", "file", "batch")
-SETTING_FIELDS = ("backend", "device", "threads", "precision", "profile", "pin")
-# Environment fields that make two runs comparable: same machine, same libraries (the
-# runtime's own only for its rows: installing ExecuTorch does not change a torch row).
-# ("node_label": MOBATTN_NODE_LABEL, None unless set, so older rows keep their identity)
-# ("fingerprint", "calibration_band": mobattn.machine and .calibration; None in rows written
-# before them, which keep their identity and are labelled as having no fingerprint)
-ENV_KEYS = ("cpu", "cores", "machine", "torch", "mobattn", "node_label", "fingerprint", "calibration_band")
-# ... and for CUDA rows the GPU: two GPUs behind one CPU model never share an identity
-GPU_KEYS = ("gpu", "cuda", "gpu_driver")
 
 
 # Fields renamed since version 0.1 (the figures were always MiB): old files still read.
@@ -45,18 +43,6 @@ LEGACY_NAMES = {
     "cuda_max_allocated_mb": "cuda_max_allocated_mib",
     "live_tensor_peak_mb": "live_tensor_peak_mib",
 }
-
-
-def env_fingerprint(environment: Mapping[str, Any], backend: str | None = None, device: str = "cpu") -> tuple:
-    from .config import BACKENDS
-
-    keys = ENV_KEYS + (BACKENDS[backend].env_keys if backend in BACKENDS else ())
-    keys += GPU_KEYS if device == "cuda" else ()
-    return tuple((k, environment.get(k)) for k in keys)
-
-
-def _hashable(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
 
 
 @dataclass
@@ -270,13 +256,6 @@ def _native(model: str | None) -> str:
         return "eaa"
 
 
-def identity_of(values: Mapping[str, Any]) -> tuple:
-    """The identity of a row or of a planned configuration (see :meth:`Row.identity`)."""
-    subject = tuple(_hashable(values.get(k)) for k in SUBJECT_FIELDS + SETTING_FIELDS)
-    environment = values.get("environment") or {}
-    return subject + env_fingerprint(environment, values.get("backend"), values.get("device") or "cpu")
-
-
 def latest(rows: Iterable[Row]) -> list[Row]:
     """One row per identity: the newest (by timestamp, then by order), except that an
     ``ok`` row is never replaced by a failed or skipped one. Order of first appearance."""
@@ -400,13 +379,6 @@ def _check_type(name: str, value: Any, kind: str) -> None:
         raise MobattnError(
             f"field '{name}' must be {expected}{' or null' if optional else ''}, got {value!r}"
         )
-
-
-def swap_rule_heads(attention: str, dim: int) -> int | None:
-    """The heads the swap rule gives a bare ``attention`` of width ``dim``."""
-    from mobattn.describe import default_attention_kwargs
-
-    return default_attention_kwargs(attention, dim, None).get("num_heads")
 
 
 def _swap_rule_heads(attention: str, dim: int) -> int | None:

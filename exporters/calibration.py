@@ -16,8 +16,8 @@ def calibration_images(subject: Subject, folder: str, option: str = "--calibrati
     """Up to 128 images of ``folder`` (an ImageFolder root or a list of files, see
     :mod:`mobattn.image_sources`), preprocessed as the model expects, for int8
     calibration or validation (errors name ``option``)."""
-    from mobattn.evaluate import load_image, preprocess
     from mobattn.image_sources import read_source
+    from mobattn.images import load_image, preprocess
     from mobattn.models import get_model_config
 
     if not subject.is_model:

@@ -25,7 +25,7 @@ def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -
     """An existing package against ``subject`` (``mobattn validate``): in Core ML on macOS,
     in the reference executor elsewhere."""
     from .coreml_reference import load_program
-    from .to_coreml import Unvalidated, criterion_for, validate_coreml
+    from .coreml_validation import Unvalidated, criterion_for, validate_coreml
 
     spec, program = load_program(path)
     description = spec.description.input[0]

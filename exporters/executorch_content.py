@@ -14,6 +14,8 @@ from mobattn.errors import MobattnError, first_line
 
 from .silence import quiet, quiet_native_stderr
 
+INSTALL_HINT = "ExecuTorch is not installed: pip install 'mobattn[executorch]' (or: pip install executorch)"
+
 # XNNPACK's quantized value types (schema.fbs ``XNNDatatype``): any of them is int8 work
 _QUANTIZED = re.compile(rb"xnn_datatype_q[a-z]*int8")
 _HALF = b"xnn_datatype_fp16"
@@ -26,8 +28,6 @@ def file_precision(path: Path) -> str:
         with quiet(), quiet_native_stderr():
             from executorch.exir._serialize._program import deserialize_pte_binary
     except ImportError:
-        from .to_executorch import INSTALL_HINT
-
         raise MobattnError(INSTALL_HINT) from None
     try:
         program = deserialize_pte_binary(Path(path).read_bytes())

@@ -16,7 +16,7 @@ TOP = 20
 def onnxruntime_op_profile(path: Path, feed: dict[str, np.ndarray], threads: int, runs: int = 20) -> dict:
     """Per op type and per node (top 20): mean milliseconds per inference and share of the
     profiled kernel time, over ``runs`` inferences (the process is warm: it was just timed)."""
-    from .to_onnx import ort_session
+    from .onnx_session import ort_session
 
     with tempfile.TemporaryDirectory(prefix="mobattn-profile-") as folder:
         session = ort_session(path, threads, profile_prefix=str(Path(folder) / "ort"))

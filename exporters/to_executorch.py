@@ -26,7 +26,7 @@ from mobattn.errors import MobattnError, first_line
 from .agreement import Agreement, agreement_on
 from .calibration import validation_inputs
 from .deploy import deployable
-from .executorch_content import file_precision
+from .executorch_content import INSTALL_HINT, file_precision
 from .executorch_profile import executorch_op_profile
 from .fold import fold_for_inference
 from .int8_recipe import DEFAULT_RECIPE, check_recipe
@@ -35,7 +35,6 @@ from .record import ExportResult, Runner
 from .silence import quiet, quiet_native_stderr
 from .subject import Subject
 
-INSTALL_HINT = "ExecuTorch is not installed: pip install 'mobattn[executorch]' (or: pip install executorch)"
 FORM = "xnnpack"  # every program is lowered from the deployable form (see exporters.deploy)
 
 

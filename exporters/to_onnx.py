@@ -29,6 +29,7 @@ from .fold import fold_for_inference
 from .int8_recipe import DEFAULT_RECIPE, check_recipe
 from .mobile_check import mobile_usability
 from .onnx_profile import onnxruntime_op_profile
+from .onnx_session import ort_session, providers_for  # noqa: F401  (re-exported)
 from .record import ExportResult, Runner
 from .silence import quiet
 from .subject import Subject
@@ -135,36 +136,6 @@ def _add_metadata(
     model.producer_name, model.producer_version = "mobattn", __version__
     model.model_version = MODEL_VERSION
     model.doc_string = f"mobattn export of {subject.stem()}"
-
-
-def ort_session(
-    path: Path, threads: int = 1, providers: list[str] | None = None, profile_prefix: str | None = None
-):
-    """The one place an onnxruntime session is made: ``threads`` intra-op threads, one
-    inter-op, quiet; profiling into ``profile_prefix`` on request."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    if profile_prefix:
-        options.enable_profiling = True
-        options.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
-
-
-def providers_for(device: str) -> list[str]:
-    """onnxruntime's execution providers for ``device``."""
-    import onnxruntime as ort
-
-    if device == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise MobattnError(
-                "--device cuda: this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
-            )
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
 
 
 def validate_onnx(
