@@ -42,6 +42,9 @@ def kind_name(env: dict) -> str:
     return " ".join(parts + ([f"#{tag}"] if tag else []))
 
 
+ABSENT = "(none now)"  # the node and host of a kind whose machines all left
+
+
 @dataclass
 class Machine:
     address: str  # the Dask worker's address
@@ -161,8 +164,24 @@ def plan(
 
 
 def remaining(configs: Sequence[BenchConfig], fleet: dict[str, Machine], results: Path | None) -> Counter:
-    """What each kind still has to run (``mobattn fleet``)."""
+    """What each kind still has to run (``mobattn fleet``), kinds whose machines all left
+    included (:func:`absent_kinds`): their work waits for them."""
     done = read_rows(results) if results else []
+    fleet = {**fleet, **absent_kinds(fleet, done)}
     queues = plan(configs, fleet, done, "compare")
     names = {m.kind: m.kind_name for m in fleet.values()}
     return Counter({names[kind]: len(jobs) for kind, jobs in queues.items()})
+
+
+def absent_kinds(fleet: dict[str, Machine], rows: Sequence[Row]) -> dict[str, Machine]:
+    """The kinds that measured rows on the fleet (their ``details.fleet``) and have no
+    machine in it now, each as a machine with no node: a compare sweep owes them their
+    share of the grid, so ``mobattn fleet`` shows them rather than hiding them."""
+    present = {m.kind for m in fleet.values()}
+    gone: dict[str, Machine] = {}
+    for row in rows:
+        if not (row.details or {}).get("fleet") or kind_of(row.environment) in present:
+            continue
+        present.add(kind_of(row.environment))
+        gone[f"absent:{kind_name(row.environment)}"] = Machine("", ABSENT, ABSENT, dict(row.environment))
+    return gone

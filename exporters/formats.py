@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import import_module
+from importlib.util import find_spec
 from pathlib import Path
 from types import ModuleType
 
@@ -63,6 +64,18 @@ class Target:
     is_folder: bool = False  # the artifact is a folder (a Core ML package)
     magic: tuple[int, bytes] | None = None  # (offset, bytes) every file of the format starts with
     isolated_loading: bool = False  # its loader is native code a corrupt file can crash: probe it first
+    extra: str | None = None  # the pip extra that installs its toolchain (None: mobattn's own)
+    extra_modules: tuple[str, ...] = ()  # what that extra installs, found (not imported) to say so
+
+    def installed(self) -> bool:
+        """Whether its extra's modules are importable here (looked up, not imported)."""
+        return all(find_spec(name) is not None for name in self.extra_modules)
+
+    def needs(self) -> str:
+        """What ``list targets`` and ``list backends`` say it needs."""
+        if self.extra is None:
+            return "-"
+        return f"mobattn[{self.extra}], installed" if self.installed() else f"pip install 'mobattn[{self.extra}]'"
 
     def implementation(self) -> ModuleType:
         """The target's module, imported on demand (each pulls its toolchain)."""
@@ -110,6 +123,8 @@ TARGETS: dict[str, Target] = {
             "mobattn.exporters.to_executorch",
             magic=(4, b"ET"),  # the flatbuffer file identifier, "ET12" today
             isolated_loading=True,
+            extra="executorch",
+            extra_modules=("executorch",),
         ),
         Target(
             "litert",
@@ -122,6 +137,8 @@ TARGETS: dict[str, Target] = {
             "mobattn.exporters.to_litert",
             magic=(4, b"TFL3"),  # the flatbuffer file identifier
             isolated_loading=True,
+            extra="litert",
+            extra_modules=("litert_torch", "ai_edge_litert"),
         ),
     )
 }

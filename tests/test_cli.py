@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -97,13 +98,34 @@ def test_readme_table_of_targets_is_the_one_the_cli_reads():
 
 
 def test_list_targets_and_backends_json(cli):
-    targets = cli("list targets --json")
-    assert [t["name"] for t in targets.json()] == ["onnx", "coreml", "executorch", "litert"]
+    import tomllib
+
     from mobattn.bench.config import BACKENDS
+    from mobattn.exporters.formats import TARGETS
+
+    targets = cli("list targets --json")
+    assert [t["name"] for t in targets.json()] == list(TARGETS)  # the table, in its order
+    # each names the extra that installs it (one pyproject declares), and whether it is here
+    extras = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+    for target in targets.json():
+        if target["extra"] is None:
+            assert target["needs"] == "-"
+        else:
+            assert target["extra"] in extras["optional-dependencies"] and target["extra_modules"]
+            assert target["needs"] in (
+                f"mobattn[{target['extra']}], installed",
+                f"pip install 'mobattn[{target['extra']}]'",
+            )
+    assert {t["name"]: t["needs"] for t in targets.json()}[
+        "litert"
+    ] == "mobattn[litert], installed"  # make installs it
 
     backends = cli("list backends --json")
     assert [b["name"] for b in backends.json()] == list(BACKENDS)  # the table, in its order
     assert {"torch", "torch-cudagraph", "onnxruntime", "executorch", "litert"} <= set(BACKENDS)
+    needs = {b["name"]: b["needs"] for b in backends.json()}
+    assert needs["torch"] == "-" and needs["torch-cudagraph"] == "a CUDA GPU"
+    assert needs["executorch"] == "mobattn[executorch], installed"
 
 
 @pytest.mark.slow

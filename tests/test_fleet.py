@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mobattn.bench.api import attention_configs
-from mobattn.bench.fleet_plan import Machine, estimated_cost_s, plan
+from mobattn.bench.fleet_plan import ABSENT, Machine, absent_kinds, estimated_cost_s, plan, remaining
 from mobattn.bench.sweep import shard
 from mobattn.environment import environment
 
@@ -138,6 +138,9 @@ def test_compare_runs_the_grid_once_per_kind_and_spread_refuses_two_kinds(two_ki
     assert proc.returncode == 0, err
     found = rows(results)
     assert set(subjects(found).values()) == {1} and len(found) == 8  # 4 configurations x 2 kinds
+    # the summary line every measuring command ends with (issue 38), after a line per event
+    assert "8 configurations in " in err and "timed runs " in err and "on the fleet" in err, err
+    assert err.count("done: ") == 8 and "(kind-one)" in err
     for row in found:
         assert (
             row["details"]["fleet"]["node"]
@@ -159,6 +162,7 @@ def test_compare_runs_the_grid_once_per_kind_and_spread_refuses_two_kinds(two_ki
     table += ["--profile", "quick", "--results", str(results), "--cluster", str(fleet.file), "--json"]
     out = subprocess.run(table, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
+    assert "started: " in out.stderr and "on the fleet" in out.stderr  # table --cluster is not silent
     machines = sorted(r["machine"] for r in json.loads(out.stdout))
     assert len(machines) == 2 and "[kind-one] #" in machines[0] and "[kind-two] #" in machines[1]
 
@@ -265,6 +269,25 @@ def test_queues_start_with_the_longest_configuration_and_skip_what_is_done():
         assert [j.config.label() for j in jobs][0].startswith("mhsa d64 56x56")
         costs = [estimated_cost_s(j.config) for j in jobs]
         assert costs == sorted(costs, reverse=True)
+
+
+def test_a_kind_whose_machines_all_left_is_shown_with_what_it_owes(tmp_path):
+    """``mobattn fleet``'s count: a kind with rows on the fleet and no machine now keeps
+    its share of the grid (issue 38: it was hidden, and its configurations with it)."""
+    from mobattn.bench.results import append_row
+    from mobattn.bench.worker import base_row
+
+    configs = attention_configs(["eaa", "mhsa"], [16], [(4, 4), (8, 8)], profile="quick")
+    results = tmp_path / "rows.jsonl"
+    gone = base_row(configs[0])
+    gone.status, gone.median_ms, gone.environment = "ok", 1.0, machine("b").environment
+    gone.details = {"fleet": {"node": "b"}}
+    append_row(results, gone)
+    left = remaining(configs, {"a": machine("a")}, results)
+    assert left == {"a": 4, "b": 3}  # b measured one of four before it left
+    (absent,) = absent_kinds({"a": machine("a")}, [gone]).values()
+    assert absent.kind_name == "b" and absent.node == ABSENT
+    assert absent_kinds({"a": machine("a"), "b": machine("b")}, [gone]) == {}
 
 
 def test_shards_by_cost_cover_the_grid_once_and_balance_it():

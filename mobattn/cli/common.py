@@ -143,6 +143,26 @@ repeat_option = click.option(
 )
 
 
+def fleet_event_printer():
+    """What a fleet run says as it goes, one line a configuration event on stderr (a
+    fleet's configurations run side by side on several machines: a bar would hide which)."""
+    from .console import err_console
+
+    def said(event, config, machine, row) -> None:
+        verb = {"start": "started", "row": "done", "lost": "lost its machine", "stalled": "timed out"}[event]
+        line = f"{verb}: {config.label()} on {machine.node} ({machine.kind_name})"
+        err_console.print(line, highlight=False)
+
+    return said
+
+
+def fleet_summary_line(rows, wall_s: float) -> str:
+    """The one summary line every measuring command ends with, for a fleet run."""
+    from mobattn.bench.api import time_accounting
+
+    return time_accounting(rows, wall_s).line() + " (on the fleet: timed runs summed over its machines)"
+
+
 def measure_with_progress(
     configs,
     isolate: bool = True,

@@ -72,7 +72,7 @@ def targets(json_out: bool) -> None:
     from mobattn.exporters.formats import OPTION_FLAGS, TARGETS
 
     if json_out:
-        return print_json([asdict(t) for t in TARGETS.values()])
+        return print_json([{**asdict(t), "needs": t.needs()} for t in TARGETS.values()])
     rows = [
         [
             t.name,
@@ -81,10 +81,11 @@ def targets(json_out: bool) -> None:
             t.default_precision,
             " ".join(OPTION_FLAGS[o] for o in t.options),
             t.runtime,
+            t.needs(),
         ]
         for t in TARGETS.values()
     ]
-    cols = ["target", "file", "precisions", "default", "options", "validated by"]
+    cols = ["target", "file", "precisions", "default", "options", "validated by", "needs"]
     console.print(make_table("export targets (mobattn export --to ...)", cols, rows))
 
 
@@ -95,22 +96,29 @@ def backends(json_out: bool) -> None:
     from dataclasses import asdict
 
     from mobattn.bench.config import BACKENDS
+    from mobattn.exporters.formats import TARGETS
+
+    def needs(backend) -> str:
+        gpu = "a CUDA GPU" if "cpu" not in backend.precisions else ""
+        extra = TARGETS[backend.target].needs() if backend.target else "-"
+        return "; ".join(n for n in (gpu, extra if extra != "-" else "") if n) or "-"
 
     if json_out:
-        return print_json([asdict(b) for b in BACKENDS.values()])
+        return print_json([{**asdict(b), "needs": needs(b)} for b in BACKENDS.values()])
     rows = [
         [
             b.name,
             b.target or "-",
             "; ".join(f"{d}: {', '.join(p)}" for d, p in b.precisions.items()),
             b.description,
+            needs(b),
         ]
         for b in BACKENDS.values()
     ]
     console.print(
         make_table(
             "benchmark backends (mobattn bench --backend ...)",
-            ["backend", "times", "precisions", "what"],
+            ["backend", "times", "precisions", "what", "needs"],
             rows,
         )
     )

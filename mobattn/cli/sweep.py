@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from mobattn.parsing import plural
 
 from .common import (
     CONTEXT,
+    fleet_event_printer,
+    fleet_summary_line,
     json_option,
     measure_with_progress,
     no_cache_option,
@@ -156,16 +159,12 @@ def _on_cluster(grid, results_path, cluster, mode, machines, mix, shard, no_isol
         raise MobattnError("--cluster spreads the grid itself: it takes neither --shard nor --no-isolate")
     require_distributed()
     kinds = [k.strip() for k in machines.split(",") if k.strip()] if machines else []
-
-    def said(event, config, machine, row) -> None:
-        verb = {"start": "started", "row": "done", "lost": "lost its machine", "stalled": "timed out"}[event]
-        err_console.print(f"{verb}: {config.label()} on {machine.node} ({machine.kind_name})")
-
+    start = time.monotonic()
     with sweep_lock(results_path, "cluster"):
-        rows = run_on_cluster(
-            grid.configs(), cluster, results_path, mode, kinds, mix, on_event=said, cache=cache
-        )
-    err_console.print(f"{plural(len(rows), 'configuration')} measured on the fleet")
+        configs, said = grid.configs(), fleet_event_printer()
+        rows = run_on_cluster(configs, cluster, results_path, mode, kinds, mix, on_event=said, cache=cache)
+    if rows:
+        err_console.print(fleet_summary_line(rows, time.monotonic() - start))
     print_sweep_summary(results_path, json_out)
     return report_failures(rows)
 

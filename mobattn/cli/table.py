@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -160,13 +161,18 @@ def _on_cluster(configs, results_path, cluster: str, cache: bool) -> list:
     """Every kind of machine in the fleet measures what --results lacks for it; the table
     then holds each kind's rows for these configurations (never mixed: a row's machine,
     label included, is part of its table row)."""
-    from mobattn.bench import api
-    from mobattn.bench.fleet import require_distributed
+    from mobattn.bench.fleet import require_distributed, run_on_cluster
     from mobattn.bench.results import read_rows
     from mobattn.bench.worker import base_row
 
+    from .common import fleet_event_printer, fleet_summary_line
+
     require_distributed()
-    measured = api.measure(configs, results=results_path, cluster=cluster, cache=cache)
+    start = time.monotonic()
+    said = fleet_event_printer()
+    measured = run_on_cluster(list(configs), cluster, results_path, on_event=said, cache=cache)
+    if measured:
+        err_console.print(fleet_summary_line(measured, time.monotonic() - start))
     everything = read_rows(results_path) if results_path else measured  # the file holds them now
     wanted = {_setting(base_row(c)) for c in configs}  # as a row names it (a model's own mechanism)
     return [r for r in everything if _setting(r) in wanted]
