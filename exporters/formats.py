@@ -75,7 +75,8 @@ class Target:
         """What ``list targets`` and ``list backends`` say it needs."""
         if self.extra is None:
             return "-"
-        return f"mobattn[{self.extra}], installed" if self.installed() else f"pip install 'mobattn[{self.extra}]'"
+        extra = f"mobattn[{self.extra}]"
+        return f"{extra}, installed" if self.installed() else f"pip install '{extra}'"
 
     def implementation(self) -> ModuleType:
         """The target's module, imported on demand (each pulls its toolchain)."""
