@@ -19,6 +19,10 @@ def quiet():
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+    # torch's child loggers carry levels and handlers of their own (bound to the real
+    # stderr at their creation): only the module-wide switch reaches them
+    disabled = logging.root.manager.disable
+    logging.disable(max(disabled, logging.WARNING))
     try:
         with (
             warnings.catch_warnings(),
@@ -28,6 +32,7 @@ def quiet():
             warnings.simplefilter("ignore")
             yield
     finally:
+        logging.disable(disabled)
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
 

@@ -128,8 +128,9 @@ def export(
     """Write ``path`` (.pte) and return the facts of the export."""
     check_options(subject, precision, calibration=calibration, int8_recipe=int8_recipe)
     calibration = list(calibration) if calibration is not None else None
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
+    with quiet():  # torchao's and torch's import-time log lines are not the user's output
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
 
     start = time.perf_counter()
     module = deployable(fold_for_inference(subject.module), FORM)

@@ -124,3 +124,15 @@ def test_model_subject_for_int8_calibration_images(tmp_path, cli):
         ),
         "needs --model",
     )
+
+
+@pytest.mark.slow
+def test_int8_export_keeps_library_log_lines_off_stderr(tmp_path):
+    """torchao's and torch's import-time log lines (a CUDA kernel library that does not
+    load, a deprecated registration) are not the user's output (issue 38): a fresh
+    interpreter's ExecuTorch int8 export prints its table and nothing on stderr."""
+    argv = [sys.executable, "-m", "mobattn", "export", "--attention", "eaa", "--dim", "8", "--hw", "2x2"]
+    argv += ["--to", "executorch", "--precision", "int8", "--out", str(tmp_path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr
+    assert done.stderr == ""
