@@ -158,3 +158,26 @@ def test_a_table_of_swaps_no_model_takes_is_refused(cli, tmp_path):
     result = cli(f"table --models deit_tiny --attention hilo --results {tmp_path / 'r.jsonl'}")
     assert_one_line_error(result, "nothing to tabulate")
     assert not (tmp_path / "r.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_bench_takes_a_list_of_models_each_at_its_own_size(cli):
+    """``bench --model a,b`` as ``table --models a,b`` (issue 38: it was refused); a bad
+    name in the list, or one checkpoint for two models, is one line."""
+    result = cli(
+        "bench --model swiftformer_xs,deit_tiny --profile quick --runs 1 --warmup 0 --no-isolate --json"
+    )
+    assert result.code == 0, result.err
+    rows = result.json()
+    assert [(r["model"], r["resolution"]) for r in rows] == [
+        ("swiftformer_xs", [224, 224]),
+        ("deit_tiny", [224, 224]),
+    ]
+    assert all(r["status"] == "ok" for r in rows)
+    assert_one_line_error(cli("bench --model swiftformer_xs,nope"), "unknown model 'nope'")
+    assert_one_line_error(
+        cli("bench --model swiftformer_xs,deit_tiny --weights w.pth"), "one model's weights"
+    )
+    assert_one_line_error(
+        cli("bench --model swiftformer_xs,deit_tiny --resolution 256"), "224x224 inputs only"
+    )

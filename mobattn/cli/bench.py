@@ -9,7 +9,15 @@ from rich.text import Text
 
 from mobattn.bench.config import PROFILES
 from mobattn.errors import MobattnError, unknown_name_error
-from mobattn.parsing import MAX_THREADS, check_int, parse_csv, parse_hw_list, parse_ints, parse_resolutions
+from mobattn.parsing import (
+    MAX_THREADS,
+    check_int,
+    parse_csv,
+    parse_hw_list,
+    parse_ints,
+    parse_names,
+    parse_resolutions,
+)
 
 from .common import (
     CONTEXT,
@@ -117,6 +125,7 @@ def command(
 
     \b
       mobattn bench --model swiftformer_s --resolution 224,384 --backend onnxruntime --threads 1
+      mobattn bench --model swiftformer_xs,swiftformer_s,deit_tiny     (several models, each at its size)
       mobattn bench --attention mhsa --dim 64 --hw 14x14,28x28,56x56 --backend torch,onnxruntime
       mobattn bench exports/swiftformer_s-224.onnx --threads 1,2
 
@@ -231,18 +240,24 @@ def check_file_sizes(artifact: str, input_shape: list, sizes: list) -> None:
 def _subject_configs(model, attention, dim, hw, heads, weights, resolution, settings, common) -> list:
     from mobattn.attention import get_attention_class
     from mobattn.bench import api
-    from mobattn.models import check_resolution_for, get_model_entry, swap_for
+    from mobattn.models import check_resolution_for, list_models, swap_for
 
     if model is not None:
         reject_attention_sizes(dim, hw, heads)
-        get_model_entry(model)
-        swap_for(model, attention)  # an unknown mechanism, or a family that takes no swap
+        models = parse_names(model, list_models(), "model")  # a list, as `table --models` takes
+        for name in models:
+            swap_for(name, attention)  # an unknown mechanism, or a family that takes no swap
+        if weights is not None and len(models) > 1:
+            raise MobattnError("--weights holds one model's weights: give one --model with it")
         if weights is not None and not Path(weights).is_file():
             raise MobattnError(f"weights file not found: {weights}")
-        sizes = parse_resolutions(resolution or own_resolution(model))
-        for size in sizes:
-            check_resolution_for(model, attention, size)
-        return api.model_configs([model], [attention], sizes, weights=weights, **settings, **common)
+        configs = []
+        for name in models:
+            sizes = parse_resolutions(resolution or own_resolution(name))
+            for size in sizes:
+                check_resolution_for(name, attention, size)
+            configs += api.model_configs([name], [attention], sizes, weights=weights, **settings, **common)
+        return configs
     if weights is not None:
         raise MobattnError("--weights applies to --model only (a bare attention has random weights)")
     if resolution is not None:
