@@ -230,8 +230,12 @@ def markdown(report: dict) -> str:
             )
         lines.append("")
     if "quick_sweep" in report:
+        from mobattn.bench.sweep import PRESETS
+
+        quick = PRESETS["quick"]
         lines += [
-            "`mobattn sweep --preset quick` (15 configurations, three backends):",
+            f"`mobattn sweep --preset quick` ({len(quick.configs())} configurations, "
+            f"{', '.join(quick.backends)} only):",
             "",
             "| engine | wall (s) | timed (s) | efficiency | exports (s) | rest per config (s) | cached |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
