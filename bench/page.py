@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .fit import FIT_COLUMNS, fit_cells, fit_exponents
 from .report import (
+    NOISY_LABEL,
     latency_tables,
     markdown_table,
     plot_latency,
@@ -129,6 +130,8 @@ def write_report(
         sections += [part for t, c, b in precision for part in (f"### {t}", markdown_table(c, b))]
     for title, columns, body in latency_tables(rows):
         sections += [f"### {title}", markdown_table(columns, body)]
+    if any(cell.endswith(" ~") for _, _, body in latency_tables(rows) for line in body for cell in line):
+        sections += [f"~ marks a noisy figure ({NOISY_LABEL})."]
     summary = ", ".join(f"{n} {s}" for s, n in status_counts(rows).items())
     pngs = [name for name in plots if name.endswith(".png")]
     report = (

@@ -19,14 +19,28 @@ from .fit import fit_exponents  # noqa: E402
 from .row import Row  # noqa: E402
 from .table import TableRow  # noqa: E402
 
-MARKERS = {"eaa": "o", "external": "s", "hilo": "^", "mhsa": "D", "ufo": "v"}
-COLORS = {
-    "eaa": "tab:blue",
-    "external": "tab:orange",
-    "hilo": "tab:green",
-    "mhsa": "tab:red",
-    "ufo": "tab:purple",
-}
+
+def _noisy_label() -> str:
+    from .measurement import NOISY_IQR_FRACTION
+    from .quiet import QUIET_CORES
+
+    return f"noisy: IQR > {NOISY_IQR_FRACTION:.0%} of the median, or > {QUIET_CORES:g} other cores busy"
+
+
+NOISY_LABEL = _noisy_label()
+MARKER_CYCLE = "osD^v<>ph*"
+
+
+def _style(attention: str | None) -> tuple[str, str | None]:
+    """(marker, colour) of a mechanism, by its place in the registry: a new mechanism is
+    drawn apart from the others without a list here to extend."""
+    from mobattn.attention import list_attentions
+
+    names = list_attentions()
+    if attention not in names:
+        return "o", None
+    number = names.index(attention)
+    return MARKER_CYCLE[number % len(MARKER_CYCLE)], f"C{number % 10}"
 
 
 def _settings(rows: list[Row]) -> list[tuple]:
@@ -73,42 +87,63 @@ def _grid_figure(count: int):
 
 
 def log_ticks(low: float, high: float) -> list[float]:
-    """Labelled ticks for a log axis from ``low`` to ``high``: 1-2-5 steps (0.1, 0.2, 0.5,
-    1, 2, 5, 10 ...), thinned to decades over a wide range; over a range too narrow to
-    hold two of them, the ends and the middle, at two significant digits."""
-    if not (low > 0 and high > low):
+    """Labelled ticks for a log axis holding values from ``low`` to ``high``: 1-2-5 steps
+    (0.1, 0.2, 0.5, 1, 2, 5, 10 ...), thinned to decades over a wide range, from the step
+    at or below ``low`` to the step at or above ``high``, so the largest value has a
+    labelled tick above it (a 47 ms point sits under a "50", not above the last "20")."""
+    if not (low > 0 and high >= low):
         return [low] if low > 0 else []
     steps = [
         m * 10.0**e
-        for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+        for e in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 2)
         for m in (1, 2, 5)
     ]
-    ticks = [t for t in steps if low <= t <= high]
-    if len(ticks) > 8:
-        ticks = [t for t in ticks if math.isclose(t, 10.0 ** round(math.log10(t)))]
-    if len(ticks) < 2:
-        ticks = [float(f"{v:.2g}") for v in (low, math.sqrt(low * high), high)]
+    below = max(t for t in steps if t <= low * (1 + 1e-9))
+    above = min(t for t in steps if t >= high * (1 - 1e-9))
+    ticks = [t for t in steps if below <= t <= above]
+    if len(ticks) > 8:  # decades only, still enclosing the values
+        first, last = math.floor(math.log10(below) + 1e-9), math.ceil(math.log10(above) - 1e-9)
+        ticks = [10.0**e for e in range(first, last + 1)]
+    if len(ticks) < 2:  # low == high on a step: one step either side
+        ticks = [t for t in steps if below / 2.5 <= t <= above * 2.5]
     return ticks
 
 
 def _log_axes(ax) -> None:
     """Grid on both scales; the x ticks are the measured token counts themselves, the y
     ticks labelled plain numbers (0.1, 1, 10 ms rather than 4x10^1, and always some:
-    matplotlib labels no tick on a log axis spanning less than a decade)."""
+    matplotlib labels no tick on a log axis spanning less than a decade), the axis
+    spanning the first to the last of them."""
     ax.grid(True, which="both", alpha=0.3)
     values = [y for line in ax.get_lines() for y in line.get_ydata() if y > 0]
     if values:
-        low, high = ax.get_ylim()
-        ticks = log_ticks(max(low, min(values) / 1.05), min(high, max(values) * 1.05))
+        ticks = log_ticks(min(values), max(values))
         ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_ylim(ticks[0], ticks[-1])
     ax.yaxis.set_minor_formatter(NullFormatter())
     tokens = sorted({x for line in ax.get_lines() for x in line.get_xdata()})
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xticks(tokens, [str(int(t)) for t in tokens], rotation=45 if len(tokens) > 5 else 0)
 
 
+def _noisy_points(rows: list[Row], setting: tuple, value: str) -> list[tuple[int, float]]:
+    """The points of ``setting`` whose row is flagged noisy (drawn ringed)."""
+    return [
+        (r.tokens, getattr(r, value))
+        for r in rows
+        if r.kind == "attention"
+        and r.ok
+        and r.noisy
+        and getattr(r, value) is not None
+        and (r.backend, r.device, r.threads, r.precision, r.machine) == setting
+    ]
+
+
 def _plot_vs_tokens(rows, settings, value, ylabel, title, stem, exponents=None) -> Files:
-    """One log–log panel per setting, one line per mechanism and width."""
+    """One log–log panel per setting, one line per mechanism and width; a setting with no
+    line of two points or more gets no panel (its rows are in the tables), and noisy
+    points are ringed."""
+    settings = [s for s in settings if any(len(p) >= 2 for p in _series(rows, s, value).values())]
     if not settings:
         return {}
     smallest_dim = min((r.dim for r in rows if r.dim), default=0)
@@ -119,11 +154,15 @@ def _plot_vs_tokens(rows, settings, value, ylabel, title, stem, exponents=None) 
             label = f"{attention} d{dim}" + (f" (k={k:.2f})" if k is not None else "")
             ax.plot(
                 *zip(*points, strict=True),
-                marker=MARKERS.get(attention, "o"),
-                color=COLORS.get(attention),
+                marker=_style(attention)[0],
+                color=_style(attention)[1],
                 linestyle="-" if dim == smallest_dim else "--",
                 label=label,
             )
+        noisy = _noisy_points(rows, setting, value)
+        if noisy:
+            ringed = dict(s=110, facecolors="none", edgecolors="gray", label=NOISY_LABEL)
+            ax.scatter(*zip(*noisy, strict=True), **ringed)
         backend, device, threads, precision, machine = setting
         ax.set(
             xscale="log",
@@ -134,8 +173,7 @@ def _plot_vs_tokens(rows, settings, value, ylabel, title, stem, exponents=None) 
             f"\n{machine}",
         )
         _log_axes(ax)
-        if ax.get_lines():  # a setting whose every configuration failed has no line to label
-            ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, ncol=2)
     fig.suptitle(title)
     return _save(fig, stem)
 
@@ -211,6 +249,18 @@ def family_colour(model: str) -> str:
     return family.colour if family else "gray"
 
 
+def point_label(row: TableRow, backend: str, machines: list[str]) -> str:
+    """A speed-accuracy point's label: the model (``+mechanism`` for a swap), a precision
+    other than fp32, ``[n]`` for the n-th machine when the plot holds several (the legend
+    names them), ``~`` when its latency is noisy."""
+    label = short_name(row.model) + (
+        "" if row.attention == native_attention(row.model) else f"+{row.attention}"
+    )
+    label += "" if row.precision == "fp32" else f" {row.precision}"
+    label += f" [{machines.index(row.machine) + 1}]" if len(machines) > 1 else ""
+    return label + (" ~" if row.latency[backend].get("noisy") else "")
+
+
 def plot_speed_accuracy(table: list[TableRow], backend: str, stem: str = "speed_accuracy") -> Files:
     """Top-1 against median latency, one colour per family (marker: the token mixer of a
     swap), with the Pareto front marked."""
@@ -221,23 +271,28 @@ def plot_speed_accuracy(table: list[TableRow], backend: str, stem: str = "speed_
     ]
     if not points:
         return {}
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+    machines = sorted({row.machine for row, _ in points})  # two machines' points never look alike
     for row, latency in points:
         fp32 = row.precision == "fp32"  # other precisions: hollow markers and the precision in the label
         colour = family_colour(row.model)
         ax.scatter(
             latency,
             row.top1,
-            marker=MARKERS.get(row.attention, "o"),
+            marker=_style(row.attention)[0],
             s=40,
             facecolors=colour if fp32 else "none",
             edgecolors=colour,
+            linewidths=2.5 if row.latency[backend].get("noisy") else 1.0,
         )
-        label = short_name(row.model) + (
-            "" if row.attention == native_attention(row.model) else f"+{row.attention}"
-        )
-        label += "" if fp32 else f" {row.precision}"
+        label = point_label(row, backend, machines)
         ax.annotate(label, (latency, row.top1), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.margins(x=0.18, y=0.08)  # room for the rightmost and topmost labels inside the axes
+    if len(machines) > 1:
+        for number, machine in enumerate(machines, 1):
+            ax.plot([], [], " ", label=f"[{number}] {machine}")
+    if any(row.latency[backend].get("noisy") for row, _ in points):
+        ax.plot([], [], " ", label="~ " + NOISY_LABEL)
     front = pareto_front([(lat, r.top1) for r, lat in points])
     if len(front) >= 2:  # one point is no front: nothing to draw or to put in the legend
         ax.plot(*zip(*front, strict=True), color="black", linestyle="--", linewidth=1, label="Pareto front")

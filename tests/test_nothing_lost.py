@@ -332,9 +332,16 @@ def test_oversized_images_are_refused_before_decoding(tmp_path, cli, size, fragm
 
 @pytest.mark.parametrize(
     "low, high",
-    [(0.15, 941.0), (3.1, 3.9), (0.2, 0.9), (12.0, 480.0), (0.004, 0.006)],
+    [(0.15, 941.0), (3.1, 3.9), (0.2, 0.9), (12.0, 480.0), (0.004, 0.006), (0.15, 47.0), (2.0, 2.0)],
 )
 def test_log_axes_always_carry_labelled_ticks(low, high):
+    """At least two labelled ticks, enclosing the values: the largest value sits under a
+    labelled tick (issue 38: a 47 ms point above the last tick, 20, could not be read)."""
     ticks = log_ticks(low, high)
-    assert len(ticks) >= 2
-    assert all(low * 0.95 <= t <= high * 1.05 for t in ticks)
+    assert len(ticks) >= 2 and ticks == sorted(ticks)
+    assert ticks[0] <= low and ticks[-1] >= high
+    assert ticks[0] > low / 10 and ticks[-1] < high * 10  # the axis does not run far past the values
+
+
+def test_a_47_ms_point_has_a_labelled_tick_above_it():
+    assert log_ticks(0.15, 47.0)[-1] in (50.0, 100.0)

@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 
+from mobattn.bench.api import calibrated_environment
 from mobattn.bench.page import write_report
 from mobattn.bench.report import pareto_front
 from mobattn.bench.row import Row
 from mobattn.bench.table import accuracy_for, build_rows, render, untrusted_for
-from mobattn.environment import environment
 
 ENV = {"cpu": "test cpu", "cores": 2, "torch": "2.13.0"}
 
@@ -107,6 +107,35 @@ def test_table_formats(fmt):
         assert "| 75.7 |" in lines[2] and "n/a (no trained weights" in lines[3]
 
 
+def test_plots_leave_out_one_point_panels_and_ring_noisy_points(tmp_path):
+    """A setting with one token size has no line to draw: no panel (issue 38); noisy rows
+    are drawn ringed and the report explains its ``~``."""
+    from mobattn.bench.report import plot_latency
+
+    rows = attention_rows()
+    single = [replace(r, backend="onnxruntime") for r in rows if r.hw == [14, 14]]
+    assert plot_latency(single) == {}
+    assert set(plot_latency(rows)) == {"latency_vs_tokens.png", "latency_vs_tokens.svg"}
+    rows[0] = replace(rows[0], noisy=True, iqr_ms=rows[0].median_ms)  # an IQR as large as its median
+    write_report(rows, tmp_path / "plots", [], [tmp_path / "r.jsonl"], None)
+    report = (tmp_path / "plots" / "report.md").read_text()
+    assert " ~ |" in report and "~ marks a noisy figure (noisy: IQR > " in report
+
+
+def test_speed_accuracy_labels_tell_machines_and_noise_apart():
+    from mobattn.bench.report import point_label
+    from mobattn.bench.table import TableRow
+
+    def row(machine, noisy):
+        latency = {"onnxruntime": {"median_ms": 10.0, "noisy": noisy}}
+        return TableRow("swiftformer_xs", "eaa", 224, "fp32", machine, 3.5, 0.6, latency, top1=75.7)
+
+    machines = ["AMD EPYC #ab12", "Intel Xeon #cd34"]
+    labels = [point_label(row(m, False), "onnxruntime", machines) for m in machines]
+    assert labels == ["SF-XS [1]", "SF-XS [2]"]  # two kinds of machine are two points, named
+    assert point_label(row(machines[0], True), "onnxruntime", machines[:1]) == "SF-XS ~"
+
+
 def test_pareto_front():
     points = [(10, 75.0), (12, 74.0), (15, 78.0), (20, 77.0), (25, 80.0)]
     assert pareto_front(points) == [(10, 75.0), (15, 78.0), (25, 80.0)]
@@ -130,6 +159,7 @@ def test_report_writes_plots_tables_and_page(tmp_path):
         and "| mhsa | 64 | torch/cpu | 1 | test cpu (no fingerprint) | 2.00 |" in report
     )
     assert "oom" in report  # the failed configuration is a recorded cell, not a gap
+    assert " ~ |" not in report and "~ marks" not in report  # no noisy row: nothing to explain
     text = page.read_text()
     assert "make benchmarks" in text and "test cpu" in text and "(plots/latency_vs_tokens.png)" in text
 
@@ -148,7 +178,8 @@ def test_table_command_reads_results_and_writes_once(cli, tmp_path):
         model_row("swiftformer_xs", "eaa", "onnxruntime", 10.0),
         model_row("swiftformer_s", "eaa", "onnxruntime", 14.0),
     ]
-    results.write_text("".join(replace(r, environment=environment()).to_json() + "\n" for r in rows))
+    here = calibrated_environment()  # what rows measured here carry (fingerprint, calibration band)
+    results.write_text("".join(replace(r, environment=here).to_json() + "\n" for r in rows))
     out = tmp_path / "table.csv"
     args = [
         "table",
@@ -189,7 +220,7 @@ def test_table_reuses_only_rows_of_the_same_identity(cli, tmp_path):
     asked setting: with only decoys the row is measured; with a matching row it is
     reused, whatever the decoys' order or age."""
     results = tmp_path / "models.jsonl"
-    here = environment()
+    here = calibrated_environment()
     wanted = replace(
         model_row("swiftformer_xs", "eaa", "onnxruntime", 10.0),
         resolution=[64, 64],
