@@ -180,3 +180,24 @@ def test_help_and_tables_import_no_torch(argv, tmp_path):
     env = {**os.environ, "MOBATTN_CACHE": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip().splitlines()[-1] == "False False False", out.stdout + out.stderr
+
+
+def test_an_int8_export_says_it_calibrates_and_may_take_minutes():
+    """The spinner of a long export says what it is doing (issue 38: 245-322 s of silence)."""
+    import numpy as np
+
+    from mobattn.cli.export import export_status
+    from mobattn.exporters import attention_subject, model_subject
+    from mobattn.exporters.export import ExportRequest
+
+    subject = attention_subject("eaa", 8, (2, 2))
+    line = export_status(subject, ExportRequest.checked(subject, "onnx", "int8"), 2, 3)
+    assert "to onnx (2 of 3)" in line and "calibrating on random inputs" in line and "minutes" in line
+    assert (
+        export_status(subject, ExportRequest.checked(subject, "onnx"), 1, 1)
+        == "exporting eaa-dim8-2x2 to onnx..."
+    )
+    images = [np.zeros((3, 8, 8), np.float32)] * 5
+    model = model_subject("swiftformer_xs", resolution=(64, 64))
+    request = ExportRequest.checked(model, "onnx", "int8", calibration=images)
+    assert "calibrating on 5 images" in export_status(model, request, 1, 1)

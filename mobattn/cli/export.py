@@ -9,7 +9,7 @@ import click
 from rich.text import Text
 
 from mobattn.exporters.formats import PRECISIONS, TARGETS, check_options_apply, get_target
-from mobattn.parsing import parse_csv, parse_resolution
+from mobattn.parsing import parse_csv, parse_resolution, plural
 
 from .common import CONTEXT, build_subject, json_option, own_resolution, subject_options, with_limits
 from .console import console, err_console, make_table, print_json, print_status_line, print_warning
@@ -121,8 +121,8 @@ def command(
     # every target's request checked, once, before the first file is written
     requests = [ExportRequest.checked(subject, target, precision, **options) for target in target_list]
     records = []
-    for request in requests:
-        with err_console.status(f"exporting {subject.stem()} to {request.target}..."):
+    for number, request in enumerate(requests, 1):
+        with err_console.status(export_status(subject, request, number, len(requests))):
             with user_tolerance(rtol, atol):
                 records.append(export(subject, request, Path(out_dir), force=force))
     for record in records:
@@ -135,6 +135,18 @@ def command(
     else:
         print_export_table(records)
     return 0 if all(r.status in ("ok", "unvalidated") for r in records) else 1
+
+
+def export_status(subject, request, number: int, count: int) -> str:
+    """The spinner's line: which export of how many, and, for int8, that calibrating and
+    validating take minutes (an int8 ViT on ExecuTorch or LiteRT: several)."""
+    line = f"exporting {subject.stem()} to {request.target}"
+    line += f" ({number} of {count})" if count > 1 else ""
+    if request.precision == "int8":
+        images = request.kwargs.get("calibration")
+        source = plural(len(images), "image") if images is not None else "random inputs"
+        line += f": int8, calibrating on {source}, then validating; this can take minutes"
+    return line + "..."
 
 
 def _targets_named() -> str:
