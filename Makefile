@@ -32,9 +32,11 @@ lint: venv
 	@over="$$(find mobattn bench exporters -name '*.py' | xargs wc -l | awk '$$2 != "total" && $$1 > $(MAX_LINES)')"; \
 	if [ -n "$$over" ]; then echo "source files over $(MAX_LINES) lines (split them along a seam):"; echo "$$over"; exit 1; fi
 
-# Everything, as CI runs it.
+# Everything, as CI runs it: two test processes (pytest-xdist), one per core of the
+# 2-core machine CI runs on: most tests wait on single-threaded exports or child processes.
+PYTEST := $(BIN)/python -m pytest -q -n 2
 test: venv lint wheel-check
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 # The package as a user of a package index gets it: a wheel built from this tree,
 # installed into a new environment (no editable paths), its command line run from
@@ -52,6 +54,7 @@ wheel-check: venv
 	@echo "wheel-check: $$(ls $(WHEEL_ENV)/dist) installs and exports in a clean environment"
 
 # The fast subset for the edit loop (under a minute once .venv exists): no slow exports.
+# One process: its tests are short and CPU-bound, so a second would only add its start.
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"
 

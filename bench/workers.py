@@ -14,6 +14,7 @@ Two kinds, one interface (``run(phase, request, config, folder, deadline) -> ans
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -33,7 +34,6 @@ from mobattn.settings import workers_setting
 from . import forkserver
 from .config import BenchConfig
 from .row import Row
-from .worker import base_row
 
 WORKER_KINDS = ("warm", "fresh")
 TEMPLATE_START_S = 300.0  # the template's imports, once per sweep (a cold disk is slow)
@@ -44,6 +44,15 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def base_row(config: BenchConfig) -> Row:
+    """:func:`.worker.base_row`, imported on a failure only: the worker module imports
+    torch, which the command process (and a template started ahead, :func:`prestart`)
+    must not wait for."""
+    from .worker import base_row as row_for
+
+    return row_for(config)
 
 
 class WorkerFailedError(Exception):
@@ -159,7 +168,8 @@ class WarmWorkers:
     kind = "warm"
     dead = False  # the template ended under a phase: the pool starts a new one
 
-    def __init__(self, targets=()):
+    def __init__(self, targets=(), wait: bool = True):
+        self.targets = tuple(targets)
         self.folder = Path(tempfile.mkdtemp(prefix="mobattn-template-"))
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-m", "mobattn.bench.forkserver", *forkserver.preload_for(targets)],
@@ -172,11 +182,20 @@ class WarmWorkers:
             start_new_session=True,
         )
         self._buffer = b""
+        self._ready = False
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """The template's hello, once: it has imported what it preloads and may fork."""
+        if self._ready:
+            return
         hello = self._receive(TEMPLATE_START_S)
         if not hello or not hello.get("ready"):
             self.close()
             why = (hello or {}).get("refused", "it did not start")
             raise MobattnError(f"the warm worker template is unusable: {why}")
+        self._ready = True
 
     def run(self, phase: str, request: dict, config: BenchConfig, folder: Path, deadline: float) -> dict:
         remaining = deadline - time.monotonic()
@@ -265,7 +284,7 @@ class WorkerPool:
 
     def __init__(self, kind: str | None = None, targets=()):
         self.kind = workers_kind(kind)
-        self.targets = tuple(targets)  # the export targets the sweep times: what to preload
+        self.targets = tuple(sorted(set(targets) - {None}))  # the export targets it times: what to preload
         self._warm: WarmWorkers | None = None
         self.note: str | None = None  # why warm workers were not used
 
@@ -277,8 +296,10 @@ class WorkerPool:
             self._warm = None
         if self._warm is None:
             try:
-                self._warm = WarmWorkers(self.targets)
+                self._warm = _PRESTARTED.pop(self.targets, None) or WarmWorkers(self.targets, wait=False)
+                self._warm.wait_ready()
             except MobattnError as exc:
+                self._warm = None
                 self.kind, self.note = "fresh", str(exc)
                 return FreshWorkers()
         return self._warm
@@ -287,6 +308,28 @@ class WorkerPool:
         if self._warm is not None:
             self._warm.close()
             self._warm = None
+
+
+# Templates started ahead of their pool (:func:`prestart`), by the targets they preload.
+_PRESTARTED: dict[tuple, WarmWorkers] = {}
+
+
+def prestart(targets=()) -> None:
+    """Start the warm template now, so its imports (torch's seconds among them) run while
+    the command plans, which imports torch too: the two overlap instead of following one
+    another. The first pool of these targets adopts it; one never adopted is stopped at
+    exit (and dies with this process in any case)."""
+    targets = tuple(sorted(set(targets) - {None}))
+    if workers_kind() != "warm" or targets in _PRESTARTED:
+        return
+    _PRESTARTED[targets] = WarmWorkers(targets, wait=False)
+    if len(_PRESTARTED) == 1:
+        atexit.register(_stop_prestarted)
+
+
+def _stop_prestarted() -> None:
+    while _PRESTARTED:
+        _PRESTARTED.popitem()[1].close()
 
 
 @contextlib.contextmanager

@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import shlex
 
-import pytest
+# Tables as wide as in a log file, whatever the test process's terminal (pytest-xdist's
+# workers have none): set before mobattn's consoles are made.
+os.environ.setdefault("COLUMNS", "160")
+
+import pytest  # noqa: E402
 
 from helpers import CliResult
 

@@ -303,6 +303,7 @@ def test_shards_by_cost_cover_the_grid_once_and_balance_it():
         assert by_cost <= by_count
 
 
+@pytest.mark.slow  # measures in worker processes (seconds)
 def test_more_threads_than_the_usable_cores_is_a_skipped_row(tmp_path):
     """Cores are the process's own (its affinity here; a cgroup quota likewise), not the
     host's: pinned to one core, a 2-thread configuration is skipped, not measured."""

@@ -55,6 +55,7 @@ def test_model_exports_to_litert_wholly_delegated(tmp_path):
     assert record.details["not_delegated"] == {} and record.details["delegated_subgraphs"] == 1
 
 
+@pytest.mark.slow  # measures in worker processes (seconds)
 def test_litert_file_benches_validates_and_inspects(tmp_path, cli):
     base = "--attention mhsa --dim 16 --hw 4x4"
     assert cli(f"export {base} --to litert --out {tmp_path}").code == 0
@@ -70,6 +71,7 @@ def test_litert_file_benches_validates_and_inspects(tmp_path, cli):
     assert inspection["op_histogram"].get("SOFTMAX") == 1
 
 
+@pytest.mark.slow  # measures in worker processes (seconds)
 def test_litert_backend_measures_like_the_others(cli):
     result = cli(
         "bench --attention eaa --dim 16 --hw 4x4 --backend litert --threads 1,2 --profile quick --json"

@@ -36,6 +36,7 @@ def _other_host(row: Row, gflops_factor: float = 2.3, fingerprint: str = "012345
     return Row.from_dict({**row.to_dict(), "environment": env, "median_ms": row.median_ms * 2})
 
 
+@pytest.mark.slow  # measures in worker processes (seconds)
 def test_every_row_names_its_machine_by_fingerprint_and_calibration(tmp_path):
     row = _measured_row(tmp_path)
     env = row.environment
@@ -52,6 +53,7 @@ def test_every_row_names_its_machine_by_fingerprint_and_calibration(tmp_path):
     assert again.identity() == row.identity()
 
 
+@pytest.mark.slow  # measures in worker processes (seconds)
 def test_rows_of_two_hosts_with_one_cpu_label_never_merge(tmp_path, cli):
     here = _measured_row(tmp_path)
     there = _other_host(here)

@@ -166,6 +166,8 @@ def command(
     if pin is not None and no_isolate:
         raise MobattnError("--pin pins the measuring worker; --no-isolate has none (it measures here)")
     thread_list = parse_ints(threads, "--threads", MAX_THREADS)
+    if not no_isolate:  # the warm template imports torch while this process plans
+        _prestart_workers(artifact, parse_csv(backends or "torch", "--backend"))
     from mobattn.bench import api
     from mobattn.bench.backends import artifact_backend, check_backend
 
@@ -206,6 +208,20 @@ def command(
 
 
 command.help = with_limits(command.help)
+
+
+def _prestart_workers(artifact: str | None, backends: list[str]) -> None:
+    """Start the warm template for what will be timed (an artifact's format, or the
+    backends' targets); a file of no known format is left to the checks that say so."""
+    from mobattn.bench.config import get_backend
+    from mobattn.bench.workers import prestart
+    from mobattn.exporters.formats import TARGETS
+
+    if artifact is None:
+        prestart([get_backend(b).target for b in backends])
+        return
+    suffix = Path(artifact).suffix.lower()
+    prestart([t.name for t in TARGETS.values() if t.suffix == suffix][:1])
 
 
 def file_precision(artifact: str, content: str, stated: list[str] | None) -> str:

@@ -99,10 +99,15 @@ def command(
     (model, attention, resolution, backend, device, threads, precision, batch, profile,
     CPU and library versions); anything else is measured again.
     """
+    from mobattn.bench.config import check_precision, get_backend
+    from mobattn.bench.workers import prestart
+
+    backend_list = parse_csv(backends, "--backend")
+    if not cluster:  # the warm template imports torch while this process plans
+        prestart([get_backend(b).target for b in backend_list])
     from mobattn.attention import list_attentions
     from mobattn.bench import api
     from mobattn.bench.backends import check_backend
-    from mobattn.bench.config import check_precision
     from mobattn.bench.results import read_records
     from mobattn.bench.table import build_rows, render
     from mobattn.exporters.files import check_writable, staged
@@ -111,7 +116,6 @@ def command(
     model_list = parse_names(models, list_models(), "model")
     names = parse_names(attentions, ["own", *list_attentions()], "attention")
     attention_list = list(dict.fromkeys(None if a == "own" else a for a in names))
-    backend_list = parse_csv(backends, "--backend")
     for backend in backend_list:
         check_backend(backend, "cpu")
     precision_list = [check_precision(p) for p in parse_csv(precisions, "--precision")]
