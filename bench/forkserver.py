@@ -73,11 +73,20 @@ def _preload(modules: list[str]) -> None:
             importlib.import_module(name)
 
 
+def _warm_up() -> None:
+    """First uses that cost every child the same (a FLOP count's first run: most of a
+    second), paid here once; they start no thread (checked after)."""
+    from mobattn.flops import warm_up
+
+    warm_up()
+
+
 def serve(modules: list[str]) -> None:
     """The template: preload ``modules``, check it is single-threaded, then fork on request."""
     user_pools = {k: os.environ.get(k) for k in QUIET_POOLS}
     with contextlib.redirect_stdout(sys.stderr):  # chatty imports must not break the protocol
         _preload(modules)
+        _warm_up()
     threads = thread_count()
     if threads != 1:
         _send({"refused": f"the template runs {threads} threads after its imports; forking it is unsafe"})

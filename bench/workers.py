@@ -29,7 +29,7 @@ from pathlib import Path
 
 from mobattn.environment import usable_memory_mib
 from mobattn.errors import MobattnError, signal_name
-from mobattn.settings import workers_setting
+from mobattn.settings import prestart_setting, workers_setting
 
 from . import forkserver
 from .config import BenchConfig
@@ -320,7 +320,7 @@ def prestart(targets=()) -> None:
     another. The first pool of these targets adopts it; one never adopted is stopped at
     exit (and dies with this process in any case)."""
     targets = tuple(sorted(set(targets) - {None}))
-    if workers_kind() != "warm" or targets in _PRESTARTED:
+    if workers_kind() != "warm" or not prestart_setting() or targets in _PRESTARTED:
         return
     _PRESTARTED[targets] = WarmWorkers(targets, wait=False)
     if len(_PRESTARTED) == 1:

@@ -38,5 +38,12 @@ def count_macs(module: nn.Module, *inputs) -> int:
     return counter.get_total_flops() // 2
 
 
+def warm_up() -> None:
+    """Count a tiny layer's MACs once: the first count in a process costs most of a second
+    (torch's dispatch machinery warming up), which a warm template (:mod:`mobattn.bench.
+    forkserver`) then pays once for all the children it forks, not once per configuration."""
+    count_macs(nn.Linear(2, 2), torch.zeros(1, 2))
+
+
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

@@ -24,6 +24,8 @@ SETTINGS = {
     "MOBATTN_MACHINE_ID": "the id a row's machine fingerprint hashes (default: /etc/machine-id); "
     "clones that share one set it apart, machines declared identical set it alike",
     "MOBATTN_WORKERS": "warm (a forked template, Linux default) or fresh benchmark workers",
+    "MOBATTN_PRESTART": "1 (default): a command starts the warm template before it plans, so their "
+    "imports overlap; 0: when measuring begins (to measure what the overlap saves)",
 }
 
 
@@ -61,6 +63,13 @@ def workers_setting() -> str | None:
     return kind
 
 
+def prestart_setting() -> bool:
+    value = _value("MOBATTN_PRESTART") or "1"
+    if value not in ("0", "1"):
+        raise MobattnError(f"MOBATTN_PRESTART must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
 def check_settings() -> None:
     """Every setting above, checked before a command runs."""
     cache_max_mb()
@@ -68,3 +77,4 @@ def check_settings() -> None:
     node_id_setting()
     machine_id_setting()
     workers_setting()
+    prestart_setting()

@@ -230,3 +230,19 @@ def test_an_unusable_cache_is_one_line_before_measuring(cli, tmp_path, monkeypat
     command = f"bench --attention eaa --dim 16 --hw 4x4 --profile quick --results {results}"
     assert_one_line_error(cli(command), "--no-cache")
     assert not results.exists()  # nothing measured, nothing written
+
+
+def test_a_template_started_ahead_is_the_one_the_pool_uses_and_none_outlives_the_command():
+    """``prestart`` (issue 38): the command's first pool adopts the template started before
+    planning; one never adopted is stopped when the command ends."""
+    from mobattn.bench import workers
+
+    workers.prestart([None, "onnx"])
+    early = workers._PRESTARTED[("onnx",)]
+    with workers.worker_pool(None, {"onnx"}) as pool:
+        assert pool.get() is early and early.proc.poll() is None
+    assert early.proc.poll() is not None and workers._PRESTARTED == {}  # closed with its pool
+    workers.prestart(["executorch"])
+    unused = workers._PRESTARTED[("executorch",)]
+    workers._stop_prestarted()  # what runs at exit
+    assert unused.proc.poll() is not None and not unused.folder.exists()

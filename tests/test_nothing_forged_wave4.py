@@ -262,6 +262,7 @@ def test_inspect_prints_every_targets_file_for_people(tmp_path, cli):
         ("MOBATTN_CACHE_MAX_MB", "²", "whole number"),
         ("MOBATTN_CACHE_MAX_MB", "-1", "whole number"),
         ("MOBATTN_WORKERS", "lukewarm", "warm or fresh"),
+        ("MOBATTN_PRESTART", "yes", "0 or 1"),
         ("MOBATTN_NODE_LABEL", "a\nb", "one line"),
         ("MOBATTN_NODE_ID", "x" * 2000, "at most 64 characters"),
     ],
