@@ -324,10 +324,11 @@ def prestart(targets=()) -> None:
         return
     _PRESTARTED[targets] = WarmWorkers(targets, wait=False)
     if len(_PRESTARTED) == 1:
-        atexit.register(_stop_prestarted)
+        atexit.register(stop_prestarted)
 
 
-def _stop_prestarted() -> None:
+def stop_prestarted() -> None:
+    """Stop every template started ahead and not adopted by a pool."""
     while _PRESTARTED:
         _PRESTARTED.popitem()[1].close()
 

@@ -237,6 +237,7 @@ def test_a_template_started_ahead_is_the_one_the_pool_uses_and_none_outlives_the
     planning; one never adopted is stopped when the command ends."""
     from mobattn.bench import workers
 
+    workers.stop_prestarted()  # none left by an earlier test's command
     workers.prestart([None, "onnx"])
     early = workers._PRESTARTED[("onnx",)]
     with workers.worker_pool(None, {"onnx"}) as pool:
@@ -244,5 +245,5 @@ def test_a_template_started_ahead_is_the_one_the_pool_uses_and_none_outlives_the
     assert early.proc.poll() is not None and workers._PRESTARTED == {}  # closed with its pool
     workers.prestart(["executorch"])
     unused = workers._PRESTARTED[("executorch",)]
-    workers._stop_prestarted()  # what runs at exit
+    workers.stop_prestarted()  # what a command's end (and the process's exit) runs
     assert unused.proc.poll() is not None and not unused.folder.exists()

@@ -106,7 +106,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         warnings.showwarning = _default_showwarning
+        _stop_unused_templates()
     return result if isinstance(result, int) else 0
+
+
+def _stop_unused_templates() -> None:
+    """A warm template a command started ahead and never used (it failed, or measured
+    nothing) ends with the command, not with the process that ran it."""
+    workers = sys.modules.get("mobattn.bench.workers")
+    if workers is not None:
+        workers.stop_prestarted()
 
 
 def run() -> None:
