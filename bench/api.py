@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mobattn.catalogue import check_resolution_for, swap_for
 from mobattn.errors import MobattnError
-from mobattn.models import check_resolution_for, swap_for
 from mobattn.parsing import plural
 
 from .config import BenchConfig
@@ -83,7 +83,7 @@ def model_configs(
 
 
 def takes(model: str, attention: str | None, resolution: tuple[int, int]) -> bool:
-    """Whether ``model`` takes this swap and input size (see mobattn.models)."""
+    """Whether ``model`` takes this swap and input size (the catalogue: no torch import)."""
     try:
         swap_for(model, attention)
         check_resolution_for(model, attention, resolution)

@@ -10,17 +10,25 @@ its ``prepare`` function in the table of backends (:data:`.config.BACKENDS`).
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mobattn.errors import MobattnError, unknown_name_error
-from mobattn.exporters.formats import TARGETS, Target, target_for_file
+from mobattn.errors import MobattnError
 
-from .config import DEVICES, BenchConfig, get_backend
+from .backend_checks import (  # noqa: F401  (re-exported: what the command process checks and plans with)
+    Artifact,
+    artifact_backend,
+    check_backend,
+    check_device,
+    cuda_available,
+    needs_export,
+    target_of,
+)
+from .config import BenchConfig, get_backend
 
 # What an export writes that the row repeats about the timed artifact
 EXPORT_FACTS = ("form", "not_delegated")
@@ -38,22 +46,6 @@ class Prepared:
     op_profile: object = None  # () -> dict, where the runtime can profile per op
 
 
-@dataclass(frozen=True)
-class Artifact:
-    """What the export phase hands the measure phase: the file to time, how faithful it
-    is to torch, and the export facts the row repeats (its deployable form)."""
-
-    path: str
-    validation: dict | None
-    export: dict
-    phases_s: dict = field(default_factory=dict)  # build, export and validation seconds
-    sha256: str | None = None  # the file's content hash, from the artifact cache
-    cached: bool = False  # taken from the artifact cache, not exported for this row
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 def resolve(reference: str):
     """``"package.module:function"`` -> the function (the tables name code this way so
     that reading them imports nothing heavy)."""
@@ -69,31 +61,6 @@ def build_subject(config: BenchConfig):
             config.model, config.attention, tuple(config.resolution), config.batch, config.weights
         )
     return attention_subject(config.attention, config.dim, tuple(config.hw), config.heads, config.batch)
-
-
-def cuda_available() -> bool:
-    return torch.cuda.is_available()
-
-
-def check_backend(backend: str, device: str, here: bool = True) -> None:
-    """The backend and device exist and (``here``) can run on this machine, checked
-    before anything runs (a precision a backend does not measure is a ``skipped`` row,
-    see api.measure). ``here=False`` checks the names only, for a plan (``--dry-run``)."""
-    spec = get_backend(backend)
-    if device not in DEVICES:
-        raise unknown_name_error("device", device, list(DEVICES))
-    if not here:
-        return
-    if spec.requires:
-        resolve(spec.requires)()
-    check_device(device)
-
-
-def check_device(device: str) -> None:
-    if device == "cuda" and not cuda_available():
-        raise MobattnError(
-            "--device cuda: no CUDA GPU is available here (torch.cuda.is_available() is False)"
-        )
 
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -156,19 +123,6 @@ def prepare_cudagraph(config: BenchConfig, artifact: Artifact | None = None) -> 
     prepared.keep += [x, module]
     prepared.details.update(capture_s=round(seconds, 4), form="CUDA graph of the eager module")
     return prepared
-
-
-def target_of(config: BenchConfig) -> Target | None:
-    """The export target whose file ``config`` times (None: a torch module)."""
-    if config.kind == "file":
-        return target_for_file(config.file, "benchmark")
-    target = get_backend(config.backend).target
-    return TARGETS[target] if target else None
-
-
-def needs_export(config: BenchConfig) -> bool:
-    """Whether ``config`` times mobattn's own export of its subject (an export phase)."""
-    return config.kind != "file" and target_of(config) is not None
 
 
 def export_artifact(config: BenchConfig, folder: Path) -> Artifact:
@@ -264,24 +218,6 @@ def prepare(config: BenchConfig, artifact: Artifact | None = None) -> Prepared:
     if target_of(config) is not None:
         return prepare_artifact(config, artifact)
     return resolve(get_backend(config.backend).prepare)(config, artifact)
-
-
-def artifact_backend(path: str) -> tuple[str, dict]:
-    """The backend that runs an existing artifact file, and the file's facts (its input
-    shape and the precision its content holds); a missing, unsupported, corrupt or
-    crashing file is a one-line error before anything is measured
-    (:func:`mobattn.exporters.probe.probe_file`)."""
-    from mobattn.exporters.probe import probe_file
-
-    from .config import BACKENDS
-
-    target = target_for_file(path, "benchmark")
-    runtimes = [b for b in BACKENDS.values() if b.target == target.name]
-    if not runtimes:
-        raise MobattnError(f"cannot benchmark {Path(path).name}: no backend runs {target.suffix} files here")
-    if runtimes[0].requires:
-        resolve(runtimes[0].requires)()
-    return runtimes[0].name, probe_file(path, "benchmark", facts=True, precision=True)
 
 
 def temporary_folder() -> tempfile.TemporaryDirectory:

@@ -45,20 +45,11 @@ from pathlib import Path
 from mobattn.environment import package_version
 from mobattn.errors import MobattnError
 from mobattn.exporters.files import link_or_copy
-from mobattn.settings import cache_max_mb
+from mobattn.settings import cache_max_mb, cache_root  # noqa: F401  (cache_root: re-exported)
 
 ENTRY = "entry.json"
 # The libraries whose versions change what an exporter writes
 KEY_PACKAGES = ("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim", "executorch", "torchao", "numpy")
-
-
-def cache_root() -> Path:
-    """The cache's folder (see the module's docstring)."""
-    given = os.environ.get("MOBATTN_CACHE")
-    if given:
-        return Path(given).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mobattn"
 
 
 def max_bytes() -> int:
@@ -105,7 +96,7 @@ def key_fields(config) -> dict:
     """Everything that changes the file a benchmark configuration exports."""
     from mobattn import __version__
 
-    from .backends import target_of
+    from .backend_checks import target_of
 
     weights = None
     if config.weights:

@@ -21,8 +21,6 @@ import statistics
 import time
 from collections.abc import Iterator
 
-import torch
-
 from mobattn.environment import environment, use_environment
 
 SIZE, ROUNDS, PER_ROUND = 512, 7, 5
@@ -33,6 +31,8 @@ FACTS_KEY = "calibration"
 def measure_calibration() -> dict:
     """The median of ROUNDS best-of-PER_ROUND rates of a SIZE-square fp32 matmul on one
     thread, and the rounds' spread ((max - min) / median)."""
+    import torch  # here: a cached calibration (the usual case) imports no torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
 SIZE, REPEATS = 1024, 20
 
@@ -33,6 +32,8 @@ def _best_gflops(run: Callable[[], object], sync: Callable[[], None], size: int,
 
 def torch_matmul_gflops(threads: int, device: str = "cpu", size: int = SIZE, repeats: int = REPEATS) -> float:
     """Best-of-``repeats`` fp32 GFLOP/s of a ``size``-square matmul in torch."""
+    import torch  # here, not above: a cached peak (the usual case) imports no torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -46,7 +46,6 @@ class Backend:
     description: str
     env_keys: tuple[str, ...] = ()  # library versions (environment keys) in its rows' identity
     prepare: str | None = None  # "module:function" for a backend without a target
-    requires: str | None = None  # "module:function" raising one line when the runtime is missing
     imports: tuple[str, ...] = ()  # the runtime's modules, imported before the load clock starts
 
     def unsupported(self, device: str, precision: str) -> str | None:
@@ -108,7 +107,6 @@ BACKENDS: dict[str, Backend] = {
             {"cpu": ("fp32", "int8")},
             "ExecuTorch with XNNPACK",
             env_keys=("executorch",),
-            requires="mobattn.exporters.to_executorch:require_executorch",
             imports=("executorch.runtime",),
         ),
         Backend(
@@ -117,7 +115,6 @@ BACKENDS: dict[str, Backend] = {
             {"cpu": ("fp32", "int8")},
             "LiteRT (TensorFlow Lite) interpreter with XNNPACK",
             env_keys=("ai-edge-litert", "litert-torch"),
-            requires="mobattn.exporters.to_litert:require_litert",
             imports=("ai_edge_litert.interpreter",),
         ),
     )
@@ -142,10 +139,11 @@ def identity_of(values: Mapping[str, Any]) -> tuple:
 
 
 def swap_rule_heads(attention: str, dim: int) -> int | None:
-    """The heads the swap rule gives a bare ``attention`` of width ``dim``."""
-    from mobattn.describe import default_attention_kwargs
+    """The heads the swap rule gives a bare ``attention`` of width ``dim`` (the catalogue
+    remembers them: planning imports no torch)."""
+    from mobattn.catalogue import swap_rule_heads as remembered
 
-    return default_attention_kwargs(attention, dim, None).get("num_heads")
+    return remembered(attention, dim)
 
 
 def get_backend(name: str) -> Backend:
@@ -230,7 +228,7 @@ class BenchConfig:
     def subject_fields(self) -> dict:
         """What a results row says about its subject and setting (heads resolved, so a
         row and the configuration that made it have one identity)."""
-        from mobattn.models import native_attention
+        from mobattn.catalogue import native_attention
 
         return {
             "kind": self.kind,

@@ -28,12 +28,12 @@ from pathlib import Path
 from mobattn.errors import MobattnError, RunFailedError, warn
 from mobattn.parsing import check_name
 
+from .base_row import base_row
 from .config import BenchConfig
 from .fleet_node import SLOT, measure_on_node, node_facts, require_distributed, scheduler_options
 from .fleet_plan import Job, Machine, plan
 from .results import append_row, read_rows
 from .row import Row
-from .worker import base_row
 
 LOSSES_ALLOWED = 2  # a configuration whose machine is lost this often becomes an error row
 REFRESH_S = 0.5  # how often the driver asks the scheduler which machines are there

@@ -102,7 +102,7 @@ def _measure_here(config: BenchConfig, cache: bool) -> Row:
 
     targets = frozenset({BACKENDS[config.backend].target} - {None})
     if targets not in _pools:
-        _pools[targets] = WorkerPool(None, targets)
+        _pools[targets] = WorkerPool(None, targets, warm_up=True)
     (row,) = measure_here([config], pool=_pools[targets], cache=cache)
     return row
 

@@ -75,7 +75,9 @@ def _preload(modules: list[str]) -> None:
 
 def _warm_up() -> None:
     """First uses that cost every child the same (a FLOP count's first run: most of a
-    second), paid here once; they start no thread (checked after)."""
+    second), paid here once when the pool will fork many children (a one-configuration
+    command does not wait for it: its figures usually come from the cache); they start no
+    thread (checked after, and the template refuses to go on forking if they did)."""
     from mobattn.flops import warm_up
 
     warm_up()
@@ -86,7 +88,6 @@ def serve(modules: list[str]) -> None:
     user_pools = {k: os.environ.get(k) for k in QUIET_POOLS}
     with contextlib.redirect_stdout(sys.stderr):  # chatty imports must not break the protocol
         _preload(modules)
-        _warm_up()
     threads = thread_count()
     if threads != 1:
         _send({"refused": f"the template runs {threads} threads after its imports; forking it is unsafe"})
@@ -95,6 +96,11 @@ def serve(modules: list[str]) -> None:
     template = os.getpid()
     for line in sys.stdin:
         order = json.loads(line)
+        if order.get("warm_up"):  # a sweep's template: first uses paid once, before any fork
+            with contextlib.redirect_stdout(sys.stderr):
+                _warm_up()
+            _send({"warmed": thread_count() == 1})
+            continue
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child; its answer is checked by the runner
             _child(order, user_pools, template)

@@ -12,10 +12,10 @@ from pathlib import Path
 from mobattn.environment import environment, use_environment
 from mobattn.errors import warn
 
+from .base_row import base_row
 from .config import BACKENDS, BenchConfig
 from .results import append_row
 from .row import Row
-from .worker import base_row
 
 
 def measure_here(
@@ -49,7 +49,11 @@ def measure_here(
         use_environment({**env, "preflight": checked})
     targets = {BACKENDS[c.backend].target for c in configs if c.backend in BACKENDS} - {None}
     rows = []
-    with contextlib.nullcontext(pool) if pool is not None else worker_pool(workers, targets) as pool:
+    with (
+        contextlib.nullcontext(pool)
+        if pool is not None
+        else worker_pool(workers, targets, warm_up=len(configs) > 1) as pool
+    ):
         for config in configs:
             if on_start:
                 on_start(config)

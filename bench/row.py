@@ -248,7 +248,7 @@ def machine_name(environment: Mapping[str, Any]) -> str:
 
 def _native(model: str | None) -> str:
     """The model's own token mixer; ``eaa`` for a model this version does not know."""
-    from mobattn.models import native_attention
+    from mobattn.catalogue import native_attention
 
     try:
         return native_attention(model or "")

@@ -25,11 +25,10 @@ from mobattn.environment import environment
 from mobattn.errors import MobattnError, warn
 from mobattn.exporters.files import alive
 
-from .backends import Artifact, needs_export
+from .backend_checks import Artifact, needs_export
 from .cache import ArtifactCache, cache_key, key_fields
 from .config import BenchConfig
 from .row import Row
-from .worker import run_config
 from .workers import FreshWorkers, WorkerFailedError
 
 TMP_PREFIX = "mobattn-bench-"
@@ -163,4 +162,8 @@ def _failed_check(row: Row) -> bool:
 
 
 def run(config: BenchConfig, isolate: bool = True, workers=None, cache: ArtifactCache | None = None) -> Row:
-    return run_isolated(config, workers, cache) if isolate else run_config(config)
+    if isolate:
+        return run_isolated(config, workers, cache)
+    from .worker import run_config  # measured in this process: it imports torch now, not before
+
+    return run_config(config)

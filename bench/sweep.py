@@ -7,9 +7,10 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from mobattn.attention import list_attentions
+from mobattn.catalogue import attention_names as list_attentions
+from mobattn.catalogue import model_entry, models_by_family, swap_for
+from mobattn.catalogue import model_names as list_models
 from mobattn.errors import MobattnError, unknown_name_error
-from mobattn.models import get_model_config, list_models, models_by_family, swap_for
 from mobattn.parsing import MAX_BATCH, MAX_DIM, MAX_THREADS, check_hw, check_int, check_resolution
 
 from .api import attention_configs, model_configs
@@ -139,7 +140,7 @@ class Grid:
             config
             for m in self.models
             for config in model_configs(
-                [m], self.model_attentions, [tuple(get_model_config(m).input_size[1:])], **settings
+                [m], self.model_attentions, [tuple(model_entry(m).input_size[1:])], **settings
             )
         ]
         return bare + own

@@ -10,7 +10,6 @@ each step gets a fresh process.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import importlib
 import json
 import os
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from mobattn.environment import environment, use_environment
+from mobattn.environment import use_environment
 from mobattn.errors import MobattnError, described, is_out_of_memory
 
 from . import memory
@@ -35,6 +34,7 @@ from .backends import (
     target_of,
     temporary_folder,
 )
+from .base_row import base_row  # noqa: F401  (re-exported: the worker starts every row from it)
 from .config import BenchConfig, get_backend, pinned_cores
 from .quiet import OtherLoad
 from .row import Row, derived_noisy
@@ -55,20 +55,6 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def base_row(config: BenchConfig) -> Row:
-    return Row(
-        **config.subject_fields(),
-        status="error",
-        pid=os.getpid(),
-        timestamp=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-        environment=environment(),
-        grid_h=config.hw[0] if config.hw else None,
-        grid_w=config.hw[1] if config.hw else None,
-        height=config.resolution[0] if config.resolution else None,
-        width=config.resolution[1] if config.resolution else None,
-    )
-
-
 def classify_failure(exc: BaseException, memory_limit_mb: int | None = None) -> tuple[str, str]:
     """``oom`` for an allocation failure (and, under a memory limit, for the SystemError
     CPython raises when native code fails an allocation without saying so), else ``error``."""
@@ -79,10 +65,35 @@ def classify_failure(exc: BaseException, memory_limit_mb: int | None = None) -> 
     return "error", described(exc)
 
 
-def compute_figures(median_ms: float, config: BenchConfig, prepared) -> dict:
-    """Params, MACs (torch's FLOP counter) and achieved GFLOP/s against the matmul peak.
-    Artifact backends (and CUDA/fp16 runs) have no CPU fp32 module at hand, so theirs is
-    built here, after timing."""
+# What a subject's params and MACs depend on (not how or where it is timed), and what is counted
+FIGURE_SUBJECT = ("kind", "model", "attention", "resolution", "dim", "hw", "heads", "batch")
+COUNTED = ("params", "macs", "param_bytes")
+
+
+def figure_subject(config: BenchConfig) -> dict | None:
+    """The fields a subject's counted figures are remembered under (None: a file's)."""
+    if config.kind == "file":
+        return None
+    return {k: v for k, v in config.subject_fields().items() if k in FIGURE_SUBJECT}
+
+
+def live_tensor_peak_mib(config: BenchConfig, prepared) -> float:
+    """The peak of live tensors in a forward of the fp32 CPU module (:mod:`.memory`),
+    remembered per subject like its counts."""
+    from mobattn.catalogue import remember_figures, remembered_figures
+
+    subject = figure_subject(config)
+    found = remembered_figures(subject).get("live_tensor_peak_mib") if subject else None
+    if found is None:
+        found = memory.live_tensor_peak_mib(prepared.module, prepared.example)
+        if subject:
+            remember_figures(subject, {"live_tensor_peak_mib": found})
+    return found
+
+
+def _count_figures(config: BenchConfig, prepared) -> dict | None:
+    """Params, MACs (torch's FLOP counter) and parameter bytes of the fp32 CPU module
+    behind ``config``; None for a file (no module at hand)."""
     from mobattn.flops import count_macs, count_params
 
     from .backends import subject_for_figures
@@ -94,21 +105,41 @@ def compute_figures(median_ms: float, config: BenchConfig, prepared) -> dict:
         if module is not None:  # counted on shapes alone: the same count, no arithmetic (a
             module, example = module.to("meta"), example.to("meta")  # 256x256 MHSA takes seconds)
     if module is None:
-        return {
-            "params": None,
-            "macs": None,
-            "param_bytes": None,
-            "gflops_per_s": None,
-            "fraction_of_peak": None,
-        }
-    macs = count_macs(module, example)
-    params = count_params(module)
+        return None
+    return {
+        "params": count_params(module),
+        "macs": count_macs(module, example),
+        "param_bytes": sum(p.numel() * p.element_size() for p in module.parameters()),
+    }
+
+
+def compute_figures(median_ms: float, config: BenchConfig, prepared) -> dict:
+    """Params, MACs and achieved GFLOP/s against the matmul peak. The counts are the
+    subject's: remembered once counted (:func:`mobattn.catalogue.remembered_figures`),
+    else counted here, after timing (artifact backends and CUDA/fp16 runs have no CPU fp32
+    module at hand, so theirs is built)."""
+    from mobattn.catalogue import remember_figures, remembered_figures
+
+    subject = figure_subject(config)
+    known = remembered_figures(subject) if subject else {}
+    counted = {k: known[k] for k in COUNTED} if all(k in known for k in COUNTED) else None
+    if counted is None:
+        counted = _count_figures(config, prepared)
+        if counted is None:
+            return {
+                "params": None,
+                "macs": None,
+                "param_bytes": None,
+                "gflops_per_s": None,
+                "fraction_of_peak": None,
+            }
+        if subject:
+            remember_figures(subject, counted)
+    macs = counted["macs"]
     gflops = 2 * macs / (median_ms / 1e3) / 1e9
     peak = config.matmul_peak_gflops
     return {
-        "params": params,
-        "macs": macs,
-        "param_bytes": sum(p.numel() * p.element_size() for p in module.parameters()),
+        **counted,
         "gflops_per_s": gflops,
         "matmul_peak_gflops": peak,
         "fraction_of_peak": gflops / peak if peak else None,
@@ -189,7 +220,7 @@ def _measure_into(row: Row, config: BenchConfig, artifact: Artifact | None) -> N
         replays = config.backend == "torch-cudagraph"
         row.gpu_time_method = "CUDA events around each " + ("graph replay" if replays else "call")
     if config.backend == "torch" and config.device == "cpu":
-        row.live_tensor_peak_mib = memory.live_tensor_peak_mib(prepared.module, prepared.example)
+        row.live_tensor_peak_mib = live_tensor_peak_mib(config, prepared)
     for name, value in compute_figures(result.median_ms, config, prepared).items():
         setattr(row, name, value)
     phases["figures"] = time.perf_counter() - clock  # memory and FLOP counts after timing

@@ -32,6 +32,7 @@ from mobattn.errors import MobattnError, signal_name
 from mobattn.settings import prestart_setting, workers_setting
 
 from . import forkserver
+from .base_row import base_row
 from .config import BenchConfig
 from .row import Row
 
@@ -44,15 +45,6 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def base_row(config: BenchConfig) -> Row:
-    """:func:`.worker.base_row`, imported on a failure only: the worker module imports
-    torch, which the command process (and a template started ahead, :func:`prestart`)
-    must not wait for."""
-    from .worker import base_row as row_for
-
-    return row_for(config)
 
 
 class WorkerFailedError(Exception):
@@ -182,9 +174,21 @@ class WarmWorkers:
             start_new_session=True,
         )
         self._buffer = b""
-        self._ready = False
+        self._ready = self._warmed = False
         if wait:
             self.wait_ready()
+
+    def warm_up(self) -> None:
+        """Ask the template to pay first uses once (:func:`.forkserver._warm_up`) before it
+        forks a sweep's children; a template that then runs threads is not used again."""
+        if self._warmed:
+            return
+        self.wait_ready()
+        self._send({"warm_up": True})
+        answer = self._receive(TEMPLATE_START_S)
+        self._warmed = True
+        if not answer or not answer.get("warmed"):
+            self.dead = True  # the pool starts a fresh (unwarmed) template instead
 
     def wait_ready(self) -> None:
         """The template's hello, once: it has imported what it preloads and may fork."""
@@ -282,8 +286,9 @@ class WorkerPool:
     """The workers of one sweep: the warm template started on first use (and again if it
     dies), or fresh interpreters where the template cannot run."""
 
-    def __init__(self, kind: str | None = None, targets=()):
+    def __init__(self, kind: str | None = None, targets=(), warm_up: bool = False):
         self.kind = workers_kind(kind)
+        self.warm_up = warm_up  # many configurations to come: the template warms up first
         self.targets = tuple(sorted(set(targets) - {None}))  # the export targets it times: what to preload
         self._warm: WarmWorkers | None = None
         self.note: str | None = None  # why warm workers were not used
@@ -298,6 +303,11 @@ class WorkerPool:
             try:
                 self._warm = _PRESTARTED.pop(self.targets, None) or WarmWorkers(self.targets, wait=False)
                 self._warm.wait_ready()
+                if self.warm_up:
+                    self._warm.warm_up()
+                if self._warm.dead:  # warming up started a thread: a template that does not warm up
+                    self._warm.close()
+                    self.warm_up, self._warm = False, WarmWorkers(self.targets)
             except MobattnError as exc:
                 self._warm = None
                 self.kind, self.note = "fresh", str(exc)
@@ -334,8 +344,8 @@ def stop_prestarted() -> None:
 
 
 @contextlib.contextmanager
-def worker_pool(kind: str | None = None, targets=()) -> Iterator[WorkerPool]:
-    pool = WorkerPool(kind, targets)
+def worker_pool(kind: str | None = None, targets=(), warm_up: bool = False) -> Iterator[WorkerPool]:
+    pool = WorkerPool(kind, targets, warm_up)
     try:
         yield pool
     finally:

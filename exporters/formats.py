@@ -69,7 +69,16 @@ class Target:
 
     def installed(self) -> bool:
         """Whether its extra's modules are importable here (looked up, not imported)."""
-        return all(find_spec(name) is not None for name in self.extra_modules)
+        try:
+            return all(find_spec(name) is not None for name in self.extra_modules)
+        except (ImportError, ValueError):  # a parent package that is missing or broken
+            return False
+
+    def require(self) -> None:
+        """One line naming the extra when its toolchain is not installed (nothing imported)."""
+        if not self.installed():
+            extra = f"mobattn[{self.extra}]"
+            raise MobattnError(f"{self.name} needs {extra}: pip install '{extra}'")
 
     def needs(self) -> str:
         """What ``list targets`` and ``list backends`` say it needs."""
@@ -125,7 +134,7 @@ TARGETS: dict[str, Target] = {
             magic=(4, b"ET"),  # the flatbuffer file identifier, "ET12" today
             isolated_loading=True,
             extra="executorch",
-            extra_modules=("executorch",),
+            extra_modules=("executorch", "executorch.runtime"),
         ),
         Target(
             "litert",

@@ -90,6 +90,8 @@ def _gpu() -> dict:
     import shutil
     import subprocess
 
+    if "+cpu" in (package_version("torch") or ""):  # a CPU build has no GPU to name: no torch import
+        return {}
     import torch
 
     if not torch.cuda.is_available():

@@ -8,6 +8,7 @@ were written and exports thrown away.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from mobattn.errors import MobattnError
 from mobattn.parsing import check_name, check_whole_number
@@ -32,6 +33,16 @@ SETTINGS = {
 def _value(name: str) -> str | None:
     value = os.environ.get(name)
     return value if value else None
+
+
+def cache_root() -> Path:
+    """mobattn's cache folder: ``$MOBATTN_CACHE``, else ``$XDG_CACHE_HOME/mobattn`` or
+    ``~/.cache/mobattn`` (the artifact cache, machine facts and the catalogue live there)."""
+    given = _value("MOBATTN_CACHE")
+    if given:
+        return Path(given).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mobattn"
 
 
 def cache_max_mb() -> int:

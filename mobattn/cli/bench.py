@@ -169,7 +169,7 @@ def command(
     if not no_isolate:  # the warm template imports torch while this process plans
         _prestart_workers(artifact, parse_csv(backends or "torch", "--backend"))
     from mobattn.bench import api
-    from mobattn.bench.backends import artifact_backend, check_backend
+    from mobattn.bench.backend_checks import artifact_backend, check_backend
 
     if artifact is not None:
         if model or attention or weights:
@@ -254,9 +254,9 @@ def check_file_sizes(artifact: str, input_shape: list, sizes: list) -> None:
 
 
 def _subject_configs(model, attention, dim, hw, heads, weights, resolution, settings, common) -> list:
-    from mobattn.attention import get_attention_class
     from mobattn.bench import api
-    from mobattn.models import check_resolution_for, list_models, swap_for
+    from mobattn.catalogue import check_attention, check_resolution_for, swap_for
+    from mobattn.catalogue import model_names as list_models
 
     if model is not None:
         reject_attention_sizes(dim, hw, heads)
@@ -279,7 +279,7 @@ def _subject_configs(model, attention, dim, hw, heads, weights, resolution, sett
     if resolution is not None:
         raise MobattnError("--resolution describes a model input; a bare attention takes --hw")
     dim, heads = check_bare_attention(attention, dim, hw, heads)
-    get_attention_class(attention)
+    check_attention(attention)
     return api.attention_configs([attention], [dim], parse_hw_list(hw), heads=heads, **settings, **common)
 
 

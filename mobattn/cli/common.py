@@ -83,9 +83,9 @@ def own_resolution(model: str | None) -> str:
     callers, which never use it)."""
     if model is None:
         return "224"
-    from mobattn.models import get_model_config
+    from mobattn.catalogue import model_entry
 
-    _, h, w = get_model_config(model).input_size
+    _, h, w = model_entry(model).input_size
     return f"{h}x{w}"
 
 

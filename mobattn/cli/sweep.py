@@ -105,7 +105,7 @@ def command(
     results file are refused; different shards may share it.
     """
     from mobattn.bench import sweep as sweeps
-    from mobattn.bench.backends import check_backend
+    from mobattn.bench.backend_checks import check_backend
     from mobattn.bench.results import sweep_lock
 
     fleet_only = {"--machines": machines, "--mix": mix, "--fleet spread": fleet_mode == "spread"}

@@ -105,13 +105,13 @@ def command(
     backend_list = parse_csv(backends, "--backend")
     if not cluster:  # the warm template imports torch while this process plans
         prestart([get_backend(b).target for b in backend_list])
-    from mobattn.attention import list_attentions
     from mobattn.bench import api
-    from mobattn.bench.backends import check_backend
+    from mobattn.bench.backend_checks import check_backend
     from mobattn.bench.results import read_records
-    from mobattn.bench.table import build_rows, render
+    from mobattn.catalogue import attention_names as list_attentions
+    from mobattn.catalogue import model_entry
+    from mobattn.catalogue import model_names as list_models
     from mobattn.exporters.files import check_writable, staged
-    from mobattn.models import get_model_config, list_models
 
     model_list = parse_names(models, list_models(), "model")
     names = parse_names(attentions, ["own", *list_attentions()], "attention")
@@ -126,7 +126,7 @@ def command(
     evals = read_records(Path(accuracy))  # read (and checked) before anything is measured
     configs, skipped = [], []
     for model in model_list:
-        own_size = size or tuple(get_model_config(model).input_size[1:])
+        own_size = size or tuple(model_entry(model).input_size[1:])
         found = api.model_configs(
             [model], attention_list, [own_size], backend_list, [threads], precision_list, profile=profile
         )
@@ -150,6 +150,8 @@ def command(
                 missing, results=results_path, title="table", cache=not no_cache
             ),
         )
+    from mobattn.bench.table import build_rows, render  # the published figures: the registries
+
     text = render(
         build_rows(rows, evals, backend_list), backend_list, "json" if json_out else fmt, cold_start
     )
@@ -165,9 +167,9 @@ def _on_cluster(configs, results_path, cluster: str, cache: bool) -> list:
     """Every kind of machine in the fleet measures what --results lacks for it; the table
     then holds each kind's rows for these configurations (never mixed: a row's machine,
     label included, is part of its table row)."""
+    from mobattn.bench.base_row import base_row
     from mobattn.bench.fleet import require_distributed, run_on_cluster
     from mobattn.bench.results import read_rows
-    from mobattn.bench.worker import base_row
 
     from .common import fleet_event_printer, fleet_summary_line
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from torch import nn
 
-from mobattn.attention import get_attention_class
-from mobattn.errors import MobattnError
+from mobattn.attention import list_attentions
+from mobattn.model_rules import resolution_rule, swap_rule
 
 from . import deit, efficientformer, mobilevit, swiftformer  # noqa: F401, I001  (registers the families, in this order)
 from .registry import (
@@ -50,26 +50,13 @@ def native_attention(name: str) -> str:
 
 
 def swap_for(name: str, attention: str | None) -> str | None:
-    """The mechanism to swap into model ``name``: None for its own; a user error for an
-    unknown mechanism or a family that takes no swap (the error says why)."""
-    config = get_model_config(name)
-    if attention is None or attention == config.native_attention:
-        return None
-    if config.no_swap:
-        raise MobattnError(f"--attention does not apply to {name}: {config.no_swap}")
-    get_attention_class(attention)  # unknown names fail before any building
-    return attention
+    """The mechanism to swap into model ``name`` (:func:`mobattn.model_rules.swap_rule`)."""
+    return swap_rule(name, get_model_config(name), attention, list_attentions())
 
 
 def check_resolution_for(name: str, attention: str | None, resolution: tuple[int, int]) -> None:
-    """Refuse an input the model cannot take (DeiT's position embeddings and
-    EfficientFormer's attention biases are learned for 224x224)."""
-    allowed = get_model_config(name).native_resolutions
-    if allowed and swap_for(name, attention) is None and tuple(resolution) not in {(r, r) for r in allowed}:
-        sizes = " or ".join(f"{r}x{r}" for r in allowed)
-        raise MobattnError(
-            f"{name} takes {sizes} inputs only (learned position terms), got {resolution[0]}x{resolution[1]}"
-        )
+    """Refuse an input the model cannot take (:func:`mobattn.model_rules.resolution_rule`)."""
+    resolution_rule(name, get_model_config(name), attention, resolution, list_attentions())
 
 
 __all__ = [
