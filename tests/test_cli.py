@@ -201,3 +201,19 @@ def test_an_int8_export_says_it_calibrates_and_may_take_minutes():
     model = model_subject("swiftformer_xs", resolution=(64, 64))
     request = ExportRequest.checked(model, "onnx", "int8", calibration=images)
     assert "calibrating on 5 images" in export_status(model, request, 1, 1)
+
+
+def test_help_texts_name_what_the_tables_hold(cli):
+    """No hand-kept list of suffixes or backends in a help text (issues 38, 41): each is
+    read from the target and backend tables, so a new entry shows up in them."""
+    from mobattn.bench.config import BACKENDS
+    from mobattn.exporters.formats import TARGETS
+
+    timed = {b.target for b in BACKENDS.values()}
+    for name in ("inspect", "validate", "bench", "eval"):
+        text = " ".join(cli(f"{name} --help").out.split())
+        for target in TARGETS.values():
+            expected = name in ("inspect", "validate") or target.name in timed
+            assert (target.suffix in text) == expected, (name, target.suffix)
+    bench = " ".join(cli("bench --help").out.split())
+    assert all(backend in bench for backend in BACKENDS)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.text import Text
 
-from mobattn.bench.config import PROFILES
+from mobattn.bench.config import BACKENDS, PROFILES
 from mobattn.errors import MobattnError, unknown_name_error
 from mobattn.parsing import (
     MAX_THREADS,
@@ -22,6 +22,7 @@ from mobattn.parsing import (
 from .common import (
     CONTEXT,
     check_bare_attention,
+    file_kinds,
     json_option,
     measure_with_progress,
     no_cache_option,
@@ -44,7 +45,8 @@ from .console import console, make_table, print_json
 @click.option(
     "--backend",
     "backends",
-    help="torch, onnxruntime, executorch, or several [default: torch; a file: the runtime of its format].",
+    help=f"{', '.join(BACKENDS)} (`mobattn list backends`), or several [default: torch; a file: the runtime "
+    "of its format].",
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--threads", default="1", show_default=True, help="Intra-op threads, e.g. 1,2 (inter-op is 1).")
@@ -121,7 +123,7 @@ def command(
     no_cache,
     json_out,
 ) -> int:
-    """Latency and memory, batch 1, few threads: a model, a bare attention, or an .onnx/.pte/.tflite file.
+    """Latency and memory, batch 1, few threads: a model, a bare attention, or an artifact file ({FILES}).
 
     \b
       mobattn bench --model swiftformer_s --resolution 224,384 --backend onnxruntime --threads 1
@@ -207,7 +209,7 @@ def command(
     return report_failures(rows)
 
 
-command.help = with_limits(command.help)
+command.help = with_limits(command.help.replace("{FILES}", file_kinds(runnable=True)))
 
 
 def _prestart_workers(artifact: str | None, backends: list[str]) -> None:

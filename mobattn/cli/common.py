@@ -39,6 +39,22 @@ def subject_options(func: Callable) -> Callable:
     return func
 
 
+def listed(items) -> str:
+    """``a, b or c``: a list in a sentence."""
+    items = list(items)
+    return ", ".join(items[:-1]) + f" or {items[-1]}" if len(items) > 1 else "".join(items)
+
+
+def file_kinds(runnable: bool = False) -> str:
+    """The artifact suffixes help texts name, read from the tables: every target's, or
+    (``runnable``) those a benchmark backend runs here."""
+    from mobattn.bench.config import BACKENDS
+    from mobattn.exporters.formats import TARGETS
+
+    timed = {b.target for b in BACKENDS.values()}
+    return listed(t.suffix for t in TARGETS.values() if not runnable or t.name in timed)
+
+
 def with_limits(text: str) -> str:
     """A command's help with the size bounds appended."""
     return f"{text}\n\n{LIMITS_HELP}"

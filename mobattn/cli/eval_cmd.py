@@ -9,7 +9,7 @@ import click
 from mobattn.errors import MobattnError
 from mobattn.parsing import MAX_BATCH, check_int, check_resolution
 
-from .common import CONTEXT, json_option, progress_bar
+from .common import CONTEXT, file_kinds, json_option, progress_bar
 from .console import console, err_console, make_table, print_json, print_warning
 
 
@@ -30,7 +30,7 @@ from .console import console, err_console, make_table, print_json, print_warning
 @click.option(
     "--artifact",
     type=click.Path(dir_okay=False),
-    help="Evaluate this export (.onnx, .pte or .tflite) instead, vs torch.",
+    help=f"Evaluate this export ({file_kinds(runnable=True)}) instead, vs torch.",
 )
 @click.option("--batch", type=int, default=32, show_default=True)
 @click.option("--limit", type=int, help="Only N images, spread evenly over the classes (a seeded sample).")

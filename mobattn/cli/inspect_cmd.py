@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import CONTEXT, json_option
+from .common import CONTEXT, file_kinds, json_option
 from .console import console, make_table, print_json, print_warning
 
 
@@ -17,7 +17,7 @@ from .console import console, make_table, print_json, print_warning
 )
 @json_option
 def command(artifact, compute_plan, json_out) -> int:
-    """Op histogram, tensor ranks and deployment findings of an .mlpackage, .onnx, .pte or .tflite.
+    """Op histogram, tensor ranks and deployment findings of an artifact ({FILES}).
 
     \b
       mobattn inspect exports/swiftformer_s-224.mlpackage
@@ -38,6 +38,9 @@ def command(artifact, compute_plan, json_out) -> int:
         return 0
     render(result)
     return 0
+
+
+command.help = command.help.replace("{FILES}", file_kinds())  # the suffixes, from the table
 
 
 def render(result) -> None:

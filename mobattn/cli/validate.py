@@ -10,7 +10,7 @@ from mobattn.errors import MobattnError
 from mobattn.exporters.formats import PRECISIONS
 from mobattn.parsing import parse_resolution
 
-from .common import CONTEXT, build_subject, json_option, own_resolution
+from .common import CONTEXT, build_subject, file_kinds, json_option, own_resolution
 from .console import console, err_console, make_table, print_json, print_status_line, print_warning
 
 
@@ -62,7 +62,7 @@ def command(
     atol,
     json_out,
 ) -> int:
-    """Run an .onnx, .mlpackage, .pte or .tflite against torch on random inputs (and images) and
+    """Run an artifact ({FILES}) against torch on random inputs (and images) and
     print the validation record. Exit 0 when it agrees, 1 when it does not, 2 on bad input.
 
     \b
@@ -120,6 +120,9 @@ def command(
         if report is not None:
             print_divergence(report)
     return 0 if agreement.passed else 1
+
+
+command.help = command.help.replace("{FILES}", file_kinds())  # the suffixes, from the table
 
 
 def print_divergence(report) -> None:
