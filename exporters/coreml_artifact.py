@@ -55,6 +55,13 @@ def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -
     return agreement, facts
 
 
+def file_metadata(path: Path) -> dict:
+    """The package's user-defined metadata (mobattn's exports name their subject there)."""
+    from .coreml_reference import load_program
+
+    return dict(load_program(path)[0].description.metadata.userDefined)
+
+
 def file_precision(path: Path) -> str:
     """The package's compute precision, read from its program (:func:`content_of`)."""
     from .coreml_reference import load_program

@@ -165,3 +165,32 @@ def attention_subject(
             "weights": f"random init (seed {INIT_SEED})",
         },
     )
+
+
+def described_by(metadata: dict) -> dict | None:
+    """The subject options (``model``, ``attention``, ``resolution``; or ``attention``,
+    ``dim``, ``hw``, ``heads``) a mobattn export's metadata names, or None for a file that
+    names none (another tool's, or a format without mobattn's metadata). ``weights`` is
+    what the metadata says of them: a local checkpoint must be given again."""
+    try:
+        if metadata.get("model"):
+            h, w = (int(v) for v in metadata["resolution"].split("x"))
+            return {
+                "model": metadata["model"],
+                "attention": metadata.get("attention"),
+                "resolution": (h, w),
+                "weights": metadata.get("weights"),
+            }
+        if metadata.get("attention") and metadata.get("dim") and metadata.get("hw"):
+            settings = dict(s.split("=", 1) for s in metadata.get("settings", "").split(",") if "=" in s)
+            heads = settings.get("num_heads")
+            return {
+                "attention": metadata["attention"],
+                "dim": int(metadata["dim"]),
+                "hw": metadata["hw"],
+                "heads": int(heads) if heads else None,
+                "weights": metadata.get("weights"),
+            }
+    except (KeyError, ValueError):
+        return None
+    return None

@@ -233,3 +233,9 @@ def inspect(path: Path, compute_plan: bool = False):
             "portable_ops": dict(portable.most_common()),
         },
     )
+
+
+def file_metadata(path: Path) -> dict:
+    """Nothing: an ExecuTorch program as mobattn writes it carries no metadata of mobattn's (its
+    subject is given on the command line)."""
+    return {}

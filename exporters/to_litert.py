@@ -298,3 +298,9 @@ def inspect(path: Path, compute_plan: bool = False):
         ops_total=sum(ops.values()),
         delegation=delegation(loaded),
     )
+
+
+def file_metadata(path: Path) -> dict:
+    """Nothing: a LiteRT flatbuffer as mobattn writes it carries no metadata of mobattn's (its
+    subject is given on the command line)."""
+    return {}

@@ -322,6 +322,14 @@ def file_precision(path: Path) -> str:
         raise MobattnError(f"cannot read {path}: {first_line(exc)}") from None
 
 
+def file_metadata(path: Path) -> dict:
+    """The file's metadata properties (mobattn's exports name their subject there)."""
+    try:
+        return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    except Exception as exc:  # noqa: BLE001 - an unreadable graph is a corrupt artifact
+        raise MobattnError(f"cannot read {path}: {first_line(exc)}") from None
+
+
 def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -> tuple[Agreement, dict]:
     """An existing .onnx against ``subject`` (``mobattn validate``). The criterion is the
     one for what the graph is (or what the user states), never the file's own metadata,

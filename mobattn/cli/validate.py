@@ -65,7 +65,11 @@ def command(
     """Run an artifact ({FILES}) against torch on random inputs (and images) and
     print the validation record. Exit 0 when it agrees, 1 when it does not, 2 on bad input.
 
+    mobattn's own exports name their subject in their metadata (ONNX, Core ML): without
+    --model or --attention it is read from there, and said.
+
     \b
+      mobattn validate exports/swiftformer_s-224.onnx
       mobattn validate exports/swiftformer_s-224.mlpackage --model swiftformer_s
       mobattn validate exports/eaa-dim64-14x14.onnx --attention eaa --dim 64 --hw 14x14
       mobattn validate xs.onnx --model swiftformer_xs --weights xs.pth --images val/
@@ -79,6 +83,8 @@ def command(
     from mobattn.exporters.calibration import calibration_images
     from mobattn.exporters.validate import validate_artifact
 
+    if model is None and attention is None and dim is None and hw is None and heads is None:
+        model, attention, dim, hw, heads, resolution = subject_from_file(Path(artifact), weights, resolution)
     size = parse_resolution(resolution or own_resolution(model))
     subject = build_subject(model, attention, dim, hw, heads, 1, weights, size)
     image_arrays = calibration_images(subject, images, option="--images") if images else None
@@ -123,6 +129,40 @@ def command(
 
 
 command.help = command.help.replace("{FILES}", file_kinds())  # the suffixes, from the table
+
+
+def subject_from_file(artifact: Path, weights, resolution) -> tuple:
+    """The subject a mobattn export names in its metadata, said on stderr; a file that
+    names none, or one exported from a checkpoint not given again, is one line."""
+    from mobattn.exporters.formats import target_for_file
+    from mobattn.exporters.probe import probe_file
+    from mobattn.exporters.subject import described_by
+
+    target = target_for_file(artifact, "validate")
+    probe_file(artifact, "validate")  # what the file is, and that reading it cannot crash this process
+    said = described_by(target.implementation().file_metadata(artifact))
+    if said is None:
+        raise MobattnError(
+            f"{artifact.name} does not name its subject (no mobattn metadata in it): "
+            "describe it with --model, or --attention --dim --hw"
+        )
+    if said["weights"] == "local checkpoint" and weights is None:
+        raise MobattnError(
+            f"{artifact.name} was exported from a local checkpoint: give it again with --weights"
+        )
+    if said.get("model"):
+        h, w = said["resolution"]
+        shown = f"model {said['model']} ({said['attention']}) at {h}x{w}"
+        _say(f"subject from {artifact.name}'s metadata: {shown}")
+        return said["model"], said["attention"], None, None, None, resolution or f"{h}x{w}"
+    heads = f", {said['heads']} heads" if said["heads"] else ""
+    shown = f"{said['attention']} dim {said['dim']} at {said['hw']}{heads}"
+    _say(f"subject from {artifact.name}'s metadata: {shown}")
+    return None, said["attention"], said["dim"], said["hw"], said["heads"], resolution
+
+
+def _say(line: str) -> None:
+    err_console.print(line, highlight=False, soft_wrap=True)
 
 
 def print_divergence(report) -> None:
