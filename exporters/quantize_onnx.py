@@ -21,8 +21,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from mobattn.errors import warn
-
 from .calibration import stack_batches
 from .int8_recipe import DEFAULT_RECIPE, described, is_outlier, outlier_ratio
 from .silence import quiet
@@ -42,10 +40,6 @@ def calibration_batches(subject: Subject, images: list[np.ndarray] | None) -> tu
     """Inputs to calibrate on, and how to describe them in the record."""
     if images:
         return stack_batches(subject, images), f"{len(images)} images (--calibration)"
-    warn(
-        "int8 calibrated on random inputs: activation ranges of real images differ; "
-        "give --calibration DIR (images in class folders) for a deployable model"
-    )
     inputs = [subject.example_input(seed=1000 + i).numpy() for i in range(RANDOM_CALIBRATION_INPUTS)]
     return inputs, f"{RANDOM_CALIBRATION_INPUTS} random inputs"
 

@@ -114,3 +114,22 @@ def test_bench_measures_each_precision_and_skips_what_a_backend_lacks(cli):
     assert rows[("torch", "int8")]["status"] == "skipped"
     assert rows[("onnxruntime", "int8")]["status"] == "ok"
     assert rows[("onnxruntime", "int8")]["validation"]["criterion"] == "cosine"
+
+
+@pytest.mark.slow
+def test_a_models_int8_on_random_inputs_is_said_for_every_target_a_mechanisms_is_not(tmp_path):
+    """Random calibration loses the most on ExecuTorch and LiteRT (17% agreement on the
+    trained ViT): every target says so for a model, in one warning before the export
+    (issue 36); a bare mechanism takes no images, so nothing is said for it."""
+    import warnings
+
+    from mobattn.exporters import attention_subject, export, model_subject
+
+    with pytest.warns(UserWarning, match="onnx: int8 calibrated on random inputs"):
+        record = export(
+            model_subject("swiftformer_xs", resolution=(64, 64)), "onnx", tmp_path, precision="int8"
+        )
+    assert record.status == "ok", record.reason
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        export(attention_subject("eaa", 8, (2, 2)), "onnx", tmp_path, precision="int8")
