@@ -41,6 +41,8 @@ class Agreement:
     note: str = ""
     executor: str = ""  # what ran the artifact: onnxruntime, executorch, coreml, reference
     top1_agreement: float | None = None  # models: share of inputs whose top-1 class agrees
+    # passed only because the user's --rtol/--atol replaced a criterion that refuses it
+    kept_under_user_tolerance: bool = False
 
     def to_dict(self) -> dict:
         """Plain JSON: a non-finite figure (a failed comparison) becomes null."""
@@ -101,6 +103,13 @@ def compare(outputs: list[np.ndarray], references: list[np.ndarray], precision: 
     max_abs = max((e[0] for e in errors), default=0.0)
     max_rel = max((e[1] for e in errors), default=0.0)
     cosine = float(np.nan) if any(np.isnan(c) for c in cosines) else min(cosines, default=1.0)
+    if precision in COSINE_FLOOR:
+        tolerance, criterion = COSINE_FLOOR[precision], "cosine"
+        passed = bool(np.isfinite(cosine) and cosine >= tolerance)
+    else:
+        tolerance, criterion = TOLERANCE[precision], "max_rel"
+        passed = bool(np.isfinite(max_rel) and max_rel <= tolerance)
+    default = (passed, criterion, tolerance)
     override = _OVERRIDE.get()
     if override is not None:
         rtol, atol = override
@@ -109,22 +118,23 @@ def compare(outputs: list[np.ndarray], references: list[np.ndarray], precision: 
             np.allclose(o, r, rtol=rtol, atol=atol, equal_nan=False)
             for o, r in zip(outputs, references, strict=True)
         )
-    elif precision in COSINE_FLOOR:
-        tolerance, criterion = COSINE_FLOOR[precision], "cosine"
-        passed = bool(np.isfinite(cosine) and cosine >= tolerance)
-    else:
-        tolerance, criterion = TOLERANCE[precision], "max_rel"
-        passed = bool(np.isfinite(max_rel) and max_rel <= tolerance)
+    ok = passed and not notes  # a non-finite output never passes, whatever the tolerance
+    kept = override is not None and ok and not default[0]
+    if kept:
+        bound = "at least" if default[1] == "cosine" else "at most"
+        refusing = f"{default[1]} {bound} {default[2]:g}"
+        notes.append(f"kept under a user tolerance: the default criterion ({refusing}) refuses it")
     return Agreement(
         max_abs,
         max_rel,
         cosine,
         tolerance,
-        passed and not notes,
+        ok,
         len(outputs),
         criterion=criterion,
         note="; ".join(dict.fromkeys(notes)),
         top1_agreement=float(np.mean(agree)) if agree else None,
+        kept_under_user_tolerance=kept,
     )
 
 

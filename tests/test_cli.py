@@ -138,6 +138,26 @@ def test_rtol_and_atol_override_the_criterion(tmp_path, cli):
     assert loose.code == 0
     (record,) = loose.json()
     assert record["validation"]["criterion"] == "allclose(rtol=0, atol=1)" and record["validation"]["passed"]
+    assert record["validation"]["kept_under_user_tolerance"] is False  # the default passes it too
+
+
+def test_a_user_tolerance_that_keeps_what_the_default_refuses_says_so():
+    """``--atol 100`` kept an all-ops int8 ViT with cosine -0.10 as a plain pass (issue 36):
+    it is now marked, with the default criterion that refuses it."""
+    import numpy as np
+
+    from mobattn.exporters.agreement import compare, user_tolerance
+
+    reference = [np.linspace(-1, 1, 10, dtype=np.float32)[None]]
+    garbage = [-reference[0]]  # cosine -1
+    with user_tolerance(None, 100.0):
+        kept = compare(garbage, reference, "int8")
+    assert kept.passed and kept.kept_under_user_tolerance
+    assert "kept under a user tolerance: the default criterion (cosine at least 0.99) refuses it" in kept.note
+    with user_tolerance(None, 100.0):
+        fine = compare(reference, reference, "int8")
+    assert fine.passed and not fine.kept_under_user_tolerance and fine.note == ""
+    assert not compare(garbage, reference, "int8").passed  # and the default refuses it
 
 
 def test_bench_runs_and_warmup_fix_the_counts(cli):

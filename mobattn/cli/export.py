@@ -130,6 +130,8 @@ def command(
             print_warning(f"{record.target}: {record.path} was written but not validated: {record.reason}")
         elif record.status != "ok":
             print_status_line(f"{record.target}: {record.status}: {record.reason}")
+        elif (record.validation or {}).get("kept_under_user_tolerance"):
+            print_warning(f"{record.target}: {record.path} {record.validation['note']}")
     if json_out:
         print_json([r.to_dict() for r in records])
     else:
@@ -180,4 +182,5 @@ def _validation_text(v: dict) -> str:
     def fmt(value, spec):
         return "n/a" if value is None else format(value, spec)
 
-    return f"{v['executor']}: max rel {fmt(v['max_rel'], '.1e')}, cos {fmt(v['cosine'], '.6f')}"
+    kept = "; kept under a user tolerance" if v.get("kept_under_user_tolerance") else ""
+    return f"{v['executor']}: max rel {fmt(v['max_rel'], '.1e')}, cos {fmt(v['cosine'], '.6f')}{kept}"
