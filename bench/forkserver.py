@@ -37,16 +37,20 @@ import traceback
 
 # Imported by every template: they start no thread (checked at start-up).
 PRELOAD = ("mobattn.bench.worker",)
-# ... and by a template for a sweep that exports to a target (where installed): the
-# exporter and what it imports on first use. onnxruntime is not here: it starts a thread.
+# ... and by a template for configurations timing a target's files (where installed):
+# what loading one needs, at start, and what exporting one needs, when a sweep's pool
+# asks the template to warm up (a one-configuration command whose file is cached does not
+# wait for the exporter's imports). onnxruntime is not here: it starts a thread.
 PRELOAD_BY_TARGET = {
-    "onnx": ("mobattn.exporters.to_onnx", "onnxscript", "torch.onnx"),
+    "onnx": ("mobattn.exporters.to_onnx",),
     "executorch": (
         "mobattn.exporters.to_executorch",
-        "executorch.runtime",  # the slowest import of all (seconds)
-        "executorch.exir",
-        "executorch.backends.xnnpack.partition.xnnpack_partitioner",
+        "executorch.runtime",  # the slowest import of all (seconds: it imports all of exir)
     ),
+}
+EXPORT_PRELOAD_BY_TARGET = {
+    "onnx": ("onnxscript", "torch.onnx"),
+    "executorch": ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner"),
 }
 QUIET_POOLS = {"OPENBLAS_NUM_THREADS": "1"}  # a pool that starts at import unless told not to
 ANSWER = "answer.json"
@@ -60,6 +64,11 @@ def thread_count() -> int:
         import threading
 
         return threading.active_count()
+
+
+def export_preload_for(targets) -> list[str]:
+    """The modules a sweep's template imports when it warms up, to export ``targets``."""
+    return [m for t in sorted(set(targets)) for m in EXPORT_PRELOAD_BY_TARGET.get(t, ())]
 
 
 def preload_for(targets) -> list[str]:
@@ -98,6 +107,7 @@ def serve(modules: list[str]) -> None:
         order = json.loads(line)
         if order.get("warm_up"):  # a sweep's template: first uses paid once, before any fork
             with contextlib.redirect_stdout(sys.stderr):
+                _preload(order.get("modules", []))
                 _warm_up()
             _send({"warmed": thread_count() == 1})
             continue

@@ -184,7 +184,7 @@ class WarmWorkers:
         if self._warmed:
             return
         self.wait_ready()
-        self._send({"warm_up": True})
+        self._send({"warm_up": True, "modules": forkserver.export_preload_for(self.targets)})
         answer = self._receive(TEMPLATE_START_S)
         self._warmed = True
         if not answer or not answer.get("warmed"):
