@@ -88,6 +88,7 @@ benchmarks: venv
 	$(BIN)/python bench/scripts/ane_layout.py > $(BENCH)/ane_layout.md
 	$(BIN)/python bench/scripts/engine_speed.py --out $(BENCH)/engine-speed.json --markdown $(BENCH)/engine_speed.md
 	$(BIN)/python bench/scripts/adaptive_profile.py > $(BENCH)/adaptive_profile.md
+	$(BIN)/python bench/scripts/command_overhead.py --markdown $(BENCH)/command_overhead.md
 	$(BIN)/python bench/scripts/gpu_report.py --plots docs/benchmarks > $(BENCH)/gpu.md
 	$(BIN)/python bench/scripts/fleet_makespan.py > $(BENCH)/fleet_makespan.md
 	$(BIN)/python bench/scripts/fleet_run.py >> $(BENCH)/fleet_makespan.md

@@ -61,6 +61,7 @@ NOTES = ("export_speed.txt", "fidelity.txt")  # benchmark outputs shown verbatim
 SECTIONS = {  # markdown outputs of bench/scripts, shown as sections in this order
     "real_fidelity.md": "A trained network on real images: what each format, precision and compression moves",
     "int8_recipe_speed.md": "What the int8 recipes cost in latency, per runtime",
+    "command_overhead.md": "One configuration per command: what it costs beyond its measurement",
     "engine_speed.md": "What a sweep costs beyond its measurements: warm workers and the artifact cache",
     "adaptive_profile.md": "--profile adaptive against the default profile",
     "gpu.md": "GPU rows: NVIDIA H200, eager torch (the first CUDA rows)",

@@ -288,6 +288,7 @@ def plot_speed_accuracy(table: list[TableRow], backend: str, stem: str = "speed_
         label = point_label(row, backend, machines)
         ax.annotate(label, (latency, row.top1), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.margins(x=0.18, y=0.08)  # room for the rightmost and topmost labels inside the axes
+    ax.set_xlim(left=0)  # latency: no negative room
     if len(machines) > 1:
         for number, machine in enumerate(machines, 1):
             ax.plot([], [], " ", label=f"[{number}] {machine}")

@@ -80,7 +80,21 @@ def main() -> None:
                     found[backend][prestart].append(seconds)
                     print(f"{backend} {mechanism} prestart={prestart}: {seconds:.2f} s", flush=True)
         sweep = sweep_overhead_s(base)
+    from datetime import UTC, datetime
+
+    from mobattn.environment import environment
+
+    env = environment()
     lines = [
+        f"Measured by `bench/scripts/command_overhead.py` on {env['cpu']} ({env['cores']} cores), "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: `mobattn bench --attention M --dim 64 --hw 14x14 "
+        "--backend B --profile quick`, one configuration per command, wall time minus timed runs, "
+        "median over eaa, hilo, external, ufo and mhsa; the artifact cache and the subject's "
+        "counted figures warm (a first pass fills them and is not counted); the two ways "
+        "interleaved. Before this stage (`engine_speed.md`, 2026-11-30, warm cache): torch 3.85 s, "
+        "onnxruntime 3.96 s, ExecuTorch 6.12 s a command; an 8-configuration sweep 1.5 s a "
+        "configuration.",
+        "",
         "| backend | template when measuring begins (s) | template before planning (s) | goal (s) |",
         "| --- | ---: | ---: | ---: |",
     ]
