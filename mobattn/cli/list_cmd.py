@@ -7,7 +7,7 @@ import click
 from mobattn.parsing import MAX_DIM, check_int, parse_hw
 
 from .common import CONTEXT, json_option, settings_text
-from .console import console, human_count, make_table, print_json
+from .console import console, err_console, human_count, make_table, print_json
 
 
 @click.group("list", context_settings=CONTEXT)
@@ -42,7 +42,8 @@ def models(json_out: bool) -> None:
     published figures with their source (a figure not found in the primary source is n/a)."""
     from mobattn.describe import describe_all_models
 
-    infos = describe_all_models()
+    with err_console.status("building every model to count its params and MACs..."):
+        infos = describe_all_models()
     if json_out:
         return print_json([i.to_dict() for i in infos])
     rows = [

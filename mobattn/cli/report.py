@@ -9,7 +9,7 @@ import click
 from mobattn.errors import MobattnError
 
 from .common import CONTEXT, json_option
-from .console import console, print_json
+from .console import console, err_console, print_json
 
 
 @click.command("report", context_settings=CONTEXT)
@@ -42,9 +42,10 @@ def command(results, out_dir, accuracy, page, force, json_out) -> None:
     if not rows:
         raise MobattnError("the results files hold no rows")
     evals = read_records(Path(accuracy))
-    written = write_report(
-        rows, Path(out_dir), evals, [Path(p) for p in results], Path(page) if page else None, force
-    )
+    with err_console.status(f"plotting and tabulating {len(rows)} rows..."):
+        written = write_report(
+            rows, Path(out_dir), evals, [Path(p) for p in results], Path(page) if page else None, force
+        )
     if json_out:
         return print_json([{"written": [str(p) for p in written], "rows": len(rows)}])
     for path in written:
