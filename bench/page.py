@@ -47,6 +47,7 @@ BENCHMARK_COMMANDS = [
     f"python bench/scripts/ane_layout.py > {R}/ane_layout.md",
     f"python bench/scripts/engine_speed.py --out {R}/engine-speed.json --markdown {R}/engine_speed.md",
     f"python bench/scripts/adaptive_profile.py > {R}/adaptive_profile.md",
+    f"python bench/scripts/command_overhead.py --markdown {R}/command_overhead.md",
     f"python bench/scripts/gpu_report.py --plots docs/benchmarks > {R}/gpu.md",
     f"python bench/scripts/fleet_makespan.py > {R}/fleet_makespan.md",
     f"python bench/scripts/fleet_run.py >> {R}/fleet_makespan.md",
