@@ -65,11 +65,15 @@ Files = dict[str, bytes]  # file name -> content, written together by the caller
 
 
 def _save(fig, stem: str) -> Files:
-    """The figure as PNG and SVG bytes (nothing touches the disk here)."""
+    """The figure as PNG and SVG bytes (nothing touches the disk here), the same bytes for
+    the same rows: no date in either, and SVG ids from a fixed salt (a regenerated page
+    changes only where its numbers do)."""
     files = {}
     for suffix in ("png", "svg"):
         buffer = io.BytesIO()
-        fig.savefig(buffer, format=suffix, dpi=130, bbox_inches="tight")
+        metadata = {"Date": None} if suffix == "svg" else {"Software": None}
+        with plt.rc_context({"svg.hashsalt": "mobattn"}):
+            fig.savefig(buffer, format=suffix, dpi=130, bbox_inches="tight", metadata=metadata)
         files[f"{stem}.{suffix}"] = buffer.getvalue()
     plt.close(fig)
     return files

@@ -116,6 +116,7 @@ def test_plots_leave_out_one_point_panels_and_ring_noisy_points(tmp_path):
     single = [replace(r, backend="onnxruntime") for r in rows if r.hw == [14, 14]]
     assert plot_latency(single) == {}
     assert set(plot_latency(rows)) == {"latency_vs_tokens.png", "latency_vs_tokens.svg"}
+    assert plot_latency(rows) == plot_latency(rows)  # the same rows, the same bytes: no dates, fixed ids
     rows[0] = replace(rows[0], noisy=True, iqr_ms=rows[0].median_ms)  # an IQR as large as its median
     write_report(rows, tmp_path / "plots", [], [tmp_path / "r.jsonl"], None)
     report = (tmp_path / "plots" / "report.md").read_text()
