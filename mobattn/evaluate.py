@@ -210,7 +210,10 @@ def evaluate(
     samples = select_samples(source.samples, limit)
     if source.classes > num_classes:
         raise MobattnError(f"--data has {source.classes} classes but the model predicts {num_classes}")
-    model = create_model(model_name, attention=attention, weights=weights, num_classes=num_classes).eval()
+    from mobattn.exporters.subject import seeded
+
+    with seeded():  # without weights, the random init mobattn's exports are made from (seed 0)
+        model = create_model(model_name, attention=attention, weights=weights, num_classes=num_classes).eval()
     own = attention or native_attention(model_name)
     session = _artifact_session(artifact, model_name, own, resolution) if artifact else None
 

@@ -107,6 +107,10 @@ def test_eval_command_and_artifact_agreement(tmp_path, folder, cli):
 
     export = cli(f"export --model swiftformer_xs --resolution 64 --out {tmp_path} --json")
     assert export.code == 0, export.err
+    # mobattn's own export names its model: eval takes it from there, and says so (issue 41)
+    said = cli(f"eval --artifact {export.json()[0]['path']} --data {folder} --json")
+    assert said.code == 0 and "metadata: model swiftformer_xs (eaa) at 64x64" in said.err, said.err
+    assert said.json()[0]["agreement_top1"] == 100.0 and said.json()[0]["resolution"] == 64
     # an exported 1000-class model does not fit 3-class weights: export the 3-class one by hand
     from mobattn.exporters import Subject
     from mobattn.exporters import export as do_export

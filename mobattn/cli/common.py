@@ -4,6 +4,7 @@ small renderers. Commands stay thin: parse, call one library function, render.""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
@@ -214,3 +215,39 @@ def measure_with_progress(
     if rows:
         err_console.print(time_accounting(rows, time.monotonic() - start).line())
     return rows
+
+
+PLAIN = {"highlight": False, "soft_wrap": True}  # one line of plain text on stderr
+
+
+def subject_from_file(artifact, weights, resolution, action: str = "validate") -> tuple:
+    """The subject a mobattn export names in its metadata, said on stderr; a file that
+    names none, or one exported from a checkpoint not given again, is one line."""
+    from mobattn.exporters.formats import target_for_file
+    from mobattn.exporters.probe import probe_file
+    from mobattn.exporters.subject import described_by
+
+    from .console import err_console
+
+    artifact = Path(artifact)
+    target = target_for_file(artifact, action)
+    probe_file(artifact, action)  # what the file is, and that reading it cannot crash this process
+    said = described_by(target.implementation().file_metadata(artifact))
+    if said is None:
+        raise MobattnError(
+            f"{artifact.name} does not name its subject (no mobattn metadata in it): "
+            "describe it with --model, or --attention --dim --hw"
+        )
+    if said["weights"] == "local checkpoint" and weights is None:
+        raise MobattnError(
+            f"{artifact.name} was exported from a local checkpoint: give it again with --weights"
+        )
+    if said.get("model"):
+        h, w = said["resolution"]
+        shown = f"model {said['model']} ({said['attention']}) at {h}x{w}"
+        err_console.print(f"subject from {artifact.name}'s metadata: {shown}", **PLAIN)
+        return said["model"], said["attention"], None, None, None, resolution or f"{h}x{w}"
+    heads = f", {said['heads']} heads" if said["heads"] else ""
+    shown = f"{said['attention']} dim {said['dim']} at {said['hw']}{heads}"
+    err_console.print(f"subject from {artifact.name}'s metadata: {shown}", **PLAIN)
+    return None, said["attention"], said["dim"], said["hw"], said["heads"], resolution

@@ -9,12 +9,12 @@ import click
 from mobattn.errors import MobattnError
 from mobattn.parsing import MAX_BATCH, check_int, check_resolution
 
-from .common import CONTEXT, file_kinds, json_option, progress_bar
+from .common import CONTEXT, file_kinds, json_option, progress_bar, subject_from_file
 from .console import console, err_console, make_table, print_json, print_warning
 
 
 @click.command("eval", context_settings=CONTEXT)
-@click.option("--model", required=True, help="Model name.")
+@click.option("--model", help="Model name (with --artifact, default: the one its metadata names).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Local checkpoint (trained weights).")
 @click.option(
     "--data",
@@ -71,6 +71,10 @@ def command(
 
     if weights is not None and not Path(weights).is_file():
         raise MobattnError(f"weights file not found: {weights}")
+    if model is None:
+        if not artifact:
+            raise MobattnError("give --model NAME (or --artifact FILE, whose metadata names its model)")
+        model, attention, resolution = _model_of(artifact, weights, attention, resolution)
     if resolution is not None:
         check_resolution([resolution, resolution])
     if limit is not None:
@@ -131,3 +135,17 @@ def _append(result, results: str) -> None:
             f"appended to {results} as an untrusted top-1 ({'; '.join(result.caveats)}); "
             "tables show it in its own column and keep the published figure"
         )
+
+
+def _model_of(artifact: str, weights, attention, resolution) -> tuple:
+    """The model, mechanism and square resolution a mobattn export's metadata names (said
+    on stderr); a bare mechanism's export is refused: it classifies nothing."""
+    model, said_attention, _, _, _, size = subject_from_file(artifact, weights, None, "evaluate")
+    if model is None:
+        raise MobattnError(f"{Path(artifact).name} is a bare attention's export: eval takes a model's")
+    h, w = (int(v) for v in size.split("x"))
+    if h != w and resolution is None:
+        raise MobattnError(
+            f"{Path(artifact).name} takes {h}x{w} images; eval takes square ones (--resolution)"
+        )
+    return model, attention or said_attention, resolution or h

@@ -10,7 +10,7 @@ from mobattn.errors import MobattnError
 from mobattn.exporters.formats import PRECISIONS
 from mobattn.parsing import parse_resolution
 
-from .common import CONTEXT, build_subject, file_kinds, json_option, own_resolution
+from .common import CONTEXT, build_subject, file_kinds, json_option, own_resolution, subject_from_file
 from .console import console, err_console, make_table, print_json, print_status_line, print_warning
 
 
@@ -129,40 +129,6 @@ def command(
 
 
 command.help = command.help.replace("{FILES}", file_kinds())  # the suffixes, from the table
-
-
-def subject_from_file(artifact: Path, weights, resolution) -> tuple:
-    """The subject a mobattn export names in its metadata, said on stderr; a file that
-    names none, or one exported from a checkpoint not given again, is one line."""
-    from mobattn.exporters.formats import target_for_file
-    from mobattn.exporters.probe import probe_file
-    from mobattn.exporters.subject import described_by
-
-    target = target_for_file(artifact, "validate")
-    probe_file(artifact, "validate")  # what the file is, and that reading it cannot crash this process
-    said = described_by(target.implementation().file_metadata(artifact))
-    if said is None:
-        raise MobattnError(
-            f"{artifact.name} does not name its subject (no mobattn metadata in it): "
-            "describe it with --model, or --attention --dim --hw"
-        )
-    if said["weights"] == "local checkpoint" and weights is None:
-        raise MobattnError(
-            f"{artifact.name} was exported from a local checkpoint: give it again with --weights"
-        )
-    if said.get("model"):
-        h, w = said["resolution"]
-        shown = f"model {said['model']} ({said['attention']}) at {h}x{w}"
-        _say(f"subject from {artifact.name}'s metadata: {shown}")
-        return said["model"], said["attention"], None, None, None, resolution or f"{h}x{w}"
-    heads = f", {said['heads']} heads" if said["heads"] else ""
-    shown = f"{said['attention']} dim {said['dim']} at {said['hw']}{heads}"
-    _say(f"subject from {artifact.name}'s metadata: {shown}")
-    return None, said["attention"], said["dim"], said["hw"], said["heads"], resolution
-
-
-def _say(line: str) -> None:
-    err_console.print(line, highlight=False, soft_wrap=True)
 
 
 def print_divergence(report) -> None:
