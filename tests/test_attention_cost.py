@@ -6,7 +6,12 @@ import torch
 import mobattn
 from mobattn.flops import count_macs, count_params
 
+# every registered mechanism at its swap-rule settings (a new one is tested by default),
+# then settings of particular interest
 SETTINGS = [
+    (name, mobattn.attention.get_attention_class(name).swap_kwargs(96)) for name in mobattn.list_attentions()
+]
+SETTINGS += [
     ("eaa", {"num_heads": 1}),
     ("eaa", {"num_heads": 2}),
     ("hilo", {"num_heads": 6, "window_size": 2, "alpha": 0.5}),

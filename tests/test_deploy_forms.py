@@ -16,8 +16,10 @@ from mobattn.exporters.deploy.ops import ErfFreeGELU, sum_last
 from mobattn.exporters.fold import fold_for_inference
 from mobattn.exporters.mobile_check import one_partition
 
-VARIANTS = [
-    ("eaa", {}),
+# every registered mechanism at its defaults (a new one is tested by default), then
+# settings whose forms differ
+VARIANTS = [(name, {}) for name in mobattn.list_attentions()]
+VARIANTS += [
     ("eaa", {"score_norm": "softmax"}),
     ("mhsa", {"num_heads": 4}),
     ("external", {"num_heads": 2}),
