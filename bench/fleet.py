@@ -20,6 +20,8 @@ rows so far are kept, and a rerun resumes.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -252,6 +254,7 @@ def run_on_cluster(
     ``cache``: the nodes reuse their artifact caches (each machine its own)."""
     client = connect(address)
     run = Dispatch(client, results, kinds, on_event, cache)
+    interrupted = _Interrupts()
     try:
         everyone = machines(client)
         run.fleet = _chosen(everyone, kinds)
@@ -267,6 +270,7 @@ def run_on_cluster(
         run.queues = plan(configs, run.fleet, done, mode, mix)
         asked = 0.0
         while any(run.queues.values()) or run.in_flight:
+            interrupted.raise_if_set()
             if time.monotonic() - asked >= REFRESH_S:  # who is in the fleet: a scheduler call
                 asked = time.monotonic()
                 _refresh(run, configs, done, mode)
@@ -281,9 +285,36 @@ def run_on_cluster(
         run.abandon("the fleet's scheduler stopped answering while it ran")
         raise SchedulerLostError(f"{exc} ({len(run.rows)} rows written this run)") from None
     finally:
+        interrupted.restore()
         for future in run.in_flight:
             future.cancel()
         _close(client)
+
+
+class _Interrupts:
+    """Ctrl-C taken at the driver's loop, not wherever the signal lands: Python drops a
+    KeyboardInterrupt raised inside a finalizer (a Dask future's ``__del__``), and the
+    sweep then ran on to the end. A second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._note)
+
+    def _note(self, signum, frame) -> None:
+        if self.seen:
+            raise KeyboardInterrupt
+        self.seen = True
+
+    def raise_if_set(self) -> None:
+        if self.seen:
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
 
 def _refresh(run: Dispatch, configs, done, mode) -> None:
