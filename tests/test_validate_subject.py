@@ -48,3 +48,9 @@ def test_a_file_naming_no_subject_or_a_checkpoint_not_given_is_one_line(cli, exp
             prop.value = "local checkpoint"
     onnx.save(graph, tmp_path / "trained.onnx")
     assert_one_line_error(cli(f"validate {tmp_path / 'trained.onnx'}"), "local checkpoint", "--weights")
+
+
+def test_eval_takes_the_model_from_the_metadata_and_refuses_a_bare_mechanisms_file(cli, exported, tmp_path):
+    bare, _ = exported
+    assert_one_line_error(cli(f"eval --artifact {bare} --data {tmp_path}"), "bare attention's export")
+    assert_one_line_error(cli(f"eval --data {tmp_path}"), "give --model")

@@ -220,7 +220,9 @@ def measure_with_progress(
 PLAIN = {"highlight": False, "soft_wrap": True}  # one line of plain text on stderr
 
 
-def subject_from_file(artifact, weights, resolution, action: str = "validate") -> tuple:
+def subject_from_file(
+    artifact, weights, resolution, action: str = "validate", kinds=("model", "attention")
+) -> tuple:
     """The subject a mobattn export names in its metadata, said on stderr; a file that
     names none, or one exported from a checkpoint not given again, is one line."""
     from mobattn.exporters.formats import target_for_file
@@ -238,6 +240,8 @@ def subject_from_file(artifact, weights, resolution, action: str = "validate") -
             f"{artifact.name} does not name its subject (no mobattn metadata in it): "
             "describe it with --model, or --attention --dim --hw"
         )
+    if "attention" not in kinds and not said.get("model"):
+        raise MobattnError(f"{artifact.name} is a bare attention's export: {action} takes a model's")
     if said["weights"] == "local checkpoint" and weights is None:
         raise MobattnError(
             f"{artifact.name} was exported from a local checkpoint: give it again with --weights"

@@ -140,9 +140,7 @@ def _append(result, results: str) -> None:
 def _model_of(artifact: str, weights, attention, resolution) -> tuple:
     """The model, mechanism and square resolution a mobattn export's metadata names (said
     on stderr); a bare mechanism's export is refused: it classifies nothing."""
-    model, said_attention, _, _, _, size = subject_from_file(artifact, weights, None, "evaluate")
-    if model is None:
-        raise MobattnError(f"{Path(artifact).name} is a bare attention's export: eval takes a model's")
+    model, said_attention, _, _, _, size = subject_from_file(artifact, weights, None, "evaluate", ("model",))
     h, w = (int(v) for v in size.split("x"))
     if h != w and resolution is None:
         raise MobattnError(
