@@ -166,10 +166,11 @@ def prepare_artifact(config: BenchConfig, artifact: Artifact | None = None) -> P
     """Time a file in its target's runtime: mobattn's own export of the subject
     (``artifact``), or the user's file (``config.file``)."""
     path = Path(config.file if config.kind == "file" else artifact.path)
-    runner = target_of(config).implementation().load_runner(path, config.threads, config.device)
+    options = get_backend(config.backend).runtime_options
+    runner = target_of(config).implementation().load_runner(path, config.threads, config.device, **options)
     shape = _input_shape(runner.input_shape, config, runner.input_name)
     x = np.random.default_rng(0).standard_normal(shape).astype(runner.input_dtype)
-    details = dict(runner.details)
+    details = {**runner.details, **({"runtime_options": options} if options else {})}
     if config.kind == "file":
         details.update(input_shape=shape, metadata=runner.metadata)
     return Prepared(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mobattn.errors import MobattnError, unknown_name_error
@@ -47,6 +47,9 @@ class Backend:
     env_keys: tuple[str, ...] = ()  # library versions (environment keys) in its rows' identity
     prepare: str | None = None  # "module:function" for a backend without a target
     imports: tuple[str, ...] = ()  # the runtime's modules, imported before the load clock starts
+    # how its runtime is set up for a target's file (the target's load_runner takes them,
+    # refusing what it does not know); recorded in each row's details
+    runtime_options: dict = field(default_factory=dict)
 
     def unsupported(self, device: str, precision: str) -> str | None:
         """Why this backend cannot measure ``precision`` on ``device`` (None if it can)."""
@@ -100,6 +103,15 @@ BACKENDS: dict[str, Backend] = {
             "onnxruntime, timing mobattn's ONNX export",
             env_keys=("onnxruntime", "onnx"),
             imports=("onnxruntime",),
+        ),
+        Backend(
+            "onnxruntime-basic",
+            "onnx",
+            {"cpu": ("fp32", "fp16", "int8")},
+            "onnxruntime with only its basic graph optimizations (no fusions): what the fusions buy",
+            env_keys=("onnxruntime", "onnx"),
+            imports=("onnxruntime",),
+            runtime_options={"graph_optimization": "basic"},
         ),
         Backend(
             "executorch",

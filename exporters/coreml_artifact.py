@@ -13,8 +13,10 @@ from mobattn.errors import MobattnError
 from .agreement import Agreement
 from .subject import Subject
 
+RUNTIME_OPTIONS: dict = {}  # no runner here, so no runtime options
 
-def load_runner(path: Path, threads: int = 1, device: str = "cpu"):
+
+def load_runner(path: Path, threads: int = 1, device: str = "cpu", **options):
     """Core ML runs only on Apple's OSes; mobattn times it nowhere yet."""
     raise MobattnError(
         f"cannot run {path.name}: mobattn has no Core ML benchmark backend (Core ML runs on macOS)"

@@ -13,13 +13,15 @@ import numpy as np
 TOP = 20
 
 
-def onnxruntime_op_profile(path: Path, feed: dict[str, np.ndarray], threads: int, runs: int = 20) -> dict:
+def onnxruntime_op_profile(
+    path: Path, feed: dict[str, np.ndarray], threads: int, runs: int = 20, **options
+) -> dict:
     """Per op type and per node (top 20): mean milliseconds per inference and share of the
     profiled kernel time, over ``runs`` inferences (the process is warm: it was just timed)."""
     from .onnx_session import ort_session
 
     with tempfile.TemporaryDirectory(prefix="mobattn-profile-") as folder:
-        session = ort_session(path, threads, profile_prefix=str(Path(folder) / "ort"))
+        session = ort_session(path, threads, profile_prefix=str(Path(folder) / "ort"), **options)
         for _ in range(runs):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())

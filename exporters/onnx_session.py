@@ -7,15 +7,30 @@ from pathlib import Path
 
 from mobattn.errors import MobattnError
 
+# The runtime options a benchmark backend may set for this target's runner (bench.config)
+RUNTIME_OPTIONS = {"graph_optimization": ("disabled", "basic", "extended", "all")}
+
 
 def ort_session(
-    path: Path, threads: int = 1, providers: list[str] | None = None, profile_prefix: str | None = None
+    path: Path,
+    threads: int = 1,
+    providers: list[str] | None = None,
+    profile_prefix: str | None = None,
+    graph_optimization: str = "all",
 ):
     """The one place an onnxruntime session is made: ``threads`` intra-op threads, one
-    inter-op, quiet; profiling into ``profile_prefix`` on request."""
+    inter-op, quiet; profiling into ``profile_prefix`` on request; graph optimizations at
+    ``graph_optimization`` (onnxruntime's default: all)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    level = ort.GraphOptimizationLevel
+    options.graph_optimization_level = {
+        "disabled": level.ORT_DISABLE_ALL,
+        "basic": level.ORT_ENABLE_BASIC,
+        "extended": level.ORT_ENABLE_EXTENDED,
+        "all": level.ORT_ENABLE_ALL,
+    }[graph_optimization]
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3

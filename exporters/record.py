@@ -61,3 +61,18 @@ class ExportRecord:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_runtime_options(target: str, options: dict, accepted: dict[str, tuple]) -> None:
+    """A benchmark backend's runtime options for ``target``'s runner: each a name the
+    target takes, with one of its values (one line otherwise, naming what it takes)."""
+    from mobattn.errors import MobattnError
+
+    for name, value in options.items():
+        if name not in accepted:
+            taken = ", ".join(accepted) or "none"
+            raise MobattnError(f"{target}'s runner takes no runtime option {name!r} (it takes: {taken})")
+        if value not in accepted[name]:
+            raise MobattnError(
+                f"{target}'s runtime option {name} is one of {', '.join(accepted[name])}, not {value!r}"
+            )

@@ -21,7 +21,14 @@ from mobattn.errors import MobattnError
 from mobattn.models import imagenet_classes
 
 from .ane_rules import analyze
-from .coreml_artifact import file_metadata, file_precision, inspect, load_runner, validate_file  # noqa: F401  (the target's file side)
+from .coreml_artifact import (  # noqa: F401  (the target's file side)
+    RUNTIME_OPTIONS,
+    file_metadata,
+    file_precision,
+    inspect,
+    load_runner,
+    validate_file,
+)
 from .coreml_package import (  # noqa: F401  (check_package: the target's package check)
     LABEL_OUTPUT,
     PROBABILITIES_OUTPUT,

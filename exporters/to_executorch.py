@@ -31,11 +31,13 @@ from .executorch_profile import executorch_op_profile
 from .fold import fold_for_inference
 from .int8_recipe import DEFAULT_RECIPE, check_recipe
 from .pt2e_int8 import calibration_inputs, described_inputs, quantize_int8
-from .record import ExportResult, Runner
+from .record import ExportResult, Runner, check_runtime_options
 from .silence import quiet, quiet_native_stderr
 from .subject import Subject
 
 FORM = "xnnpack"  # every program is lowered from the deployable form (see exporters.deploy)
+
+RUNTIME_OPTIONS: dict = {}  # what a benchmark backend may set for its runner: nothing yet
 
 
 def require_executorch() -> None:
@@ -156,8 +158,10 @@ def export(
     return ExportResult(seconds, histogram, agreement, details)
 
 
-def load_runner(path: Path, threads: int = 1, device: str = "cpu") -> Runner:
-    """The program's ``forward`` in ExecuTorch's runtime, XNNPACK sized to ``threads``."""
+def load_runner(path: Path, threads: int = 1, device: str = "cpu", **options) -> Runner:
+    """The program's ``forward`` in ExecuTorch's runtime, XNNPACK sized to ``threads``
+    (no runtime options yet)."""
+    check_runtime_options("executorch", options, RUNTIME_OPTIONS)
     if device != "cpu":
         raise MobattnError(f"ExecuTorch runs on cpu here, not {device}")
     require_executorch()

@@ -28,7 +28,7 @@ from .deploy import deployable
 from .fold import fold_for_inference
 from .int8_recipe import DEFAULT_RECIPE, check_recipe
 from .pt2e_int8 import calibration_inputs, described_inputs, quantize_int8
-from .record import ExportResult, Runner
+from .record import ExportResult, Runner, check_runtime_options
 from .silence import quiet, quiet_native_stderr
 from .subject import Subject
 
@@ -43,6 +43,8 @@ NO_OP_PROFILE = (
     "LiteRT's per-op profiler is native only (benchmark_model --enable_op_profiling); "
     "ai-edge-litert's Python interpreter exposes none"
 )
+
+RUNTIME_OPTIONS: dict = {}  # what a benchmark backend may set for its runner: nothing yet
 
 
 def require_litert() -> None:
@@ -230,8 +232,10 @@ def export(
     return ExportResult(seconds, histogram, agreement, details)
 
 
-def load_runner(path: Path, threads: int = 1, device: str = "cpu") -> Runner:
-    """The model in LiteRT's interpreter, XNNPACK sized to ``threads``."""
+def load_runner(path: Path, threads: int = 1, device: str = "cpu", **options) -> Runner:
+    """The model in LiteRT's interpreter, XNNPACK sized to ``threads`` (no runtime options
+    yet)."""
+    check_runtime_options("litert", options, RUNTIME_OPTIONS)
     if device != "cpu":
         raise MobattnError(f"LiteRT runs on cpu here, not {device}")
     loaded = interpreter(path, threads)

@@ -29,8 +29,8 @@ from .fold import fold_for_inference
 from .int8_recipe import DEFAULT_RECIPE, check_recipe
 from .mobile_check import mobile_usability
 from .onnx_profile import onnxruntime_op_profile
-from .onnx_session import ort_session, providers_for  # noqa: F401  (re-exported)
-from .record import ExportResult, Runner
+from .onnx_session import RUNTIME_OPTIONS, ort_session, providers_for  # noqa: F401  (re-exported)
+from .record import ExportResult, Runner, check_runtime_options
 from .silence import quiet
 from .subject import Subject
 
@@ -263,10 +263,12 @@ def export(
     )
 
 
-def load_runner(path: Path, threads: int = 1, device: str = "cpu") -> Runner:
-    """An onnxruntime session for ``path`` (``threads`` intra-op threads, one inter-op)."""
+def load_runner(path: Path, threads: int = 1, device: str = "cpu", **options) -> Runner:
+    """An onnxruntime session for ``path`` (``threads`` intra-op threads, one inter-op;
+    ``options``: a backend's runtime options, :data:`.onnx_session.RUNTIME_OPTIONS`)."""
+    check_runtime_options("onnx", options, RUNTIME_OPTIONS)
     try:
-        session = ort_session(path, threads, providers_for(device))
+        session = ort_session(path, threads, providers_for(device), **options)
     except MobattnError:
         raise
     except Exception as exc:  # noqa: BLE001 - any load failure is a corrupt artifact
@@ -288,9 +290,9 @@ def load_runner(path: Path, threads: int = 1, device: str = "cpu") -> Runner:
         input_dtype=dtype,
         bind=bind,
         run=lambda x: session.run(None, feed(x))[0],
-        details={"providers": session.get_providers()},
+        details={"providers": session.get_providers(), **({"runtime_options": options} if options else {})},
         metadata=dict(session.get_modelmeta().custom_metadata_map),
-        op_profile=lambda x: onnxruntime_op_profile(path, feed(x), threads),
+        op_profile=lambda x: onnxruntime_op_profile(path, feed(x), threads, **options),
         keep=[session],
     )
 

@@ -177,10 +177,8 @@ def command(
         if model or attention or weights:
             raise MobattnError("give an artifact file or --model/--attention/--weights, not both")
         backend, facts = artifact_backend(artifact)
-        if backends is not None and parse_csv(backends, "--backend") != [backend]:
-            raise MobattnError(
-                f"{Path(artifact).name} runs in {backend}; --backend {backends} cannot time it"
-            )
+        if backends is not None:  # another backend timing the same format (other runtime options)
+            backend = _file_backend(artifact, backend, parse_csv(backends, "--backend"))
         check_backend(backend, device)
         precision = file_precision(artifact, facts["precision"], precision and precisions)
         sizes = parse_resolutions(resolution) if resolution else [None]
@@ -210,6 +208,18 @@ def command(
 
 
 command.help = with_limits(command.help.replace("{FILES}", file_kinds(runnable=True)))
+
+
+def _file_backend(artifact: str, default: str, asked: list[str]) -> str:
+    """The one backend ``--backend`` names for a file: any that times its format."""
+    from mobattn.bench.config import BACKENDS
+
+    able = [b.name for b in BACKENDS.values() if b.target == BACKENDS[default].target]
+    if len(asked) != 1 or asked[0] not in able:
+        raise MobattnError(
+            f"{Path(artifact).name} runs in {' or '.join(able)}; --backend {','.join(asked)} cannot time it"
+        )
+    return asked[0]
 
 
 def _prestart_workers(artifact: str | None, backends: list[str]) -> None:
