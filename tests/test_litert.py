@@ -115,3 +115,19 @@ def test_missing_litert_says_how_to_get_it(tmp_path):
     assert out.returncode == 2
     assert "pip install 'mobattn[litert]'" in out.stderr and "Traceback" not in out.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_ops_an_int8_export_leaves_off_xnnpack_are_said_not_only_recorded(cli, tmp_path):
+    """SwiftFormer's GELUs stay on LiteRT's own kernels in int8 (issue 36): export said ok
+    and nothing else. Now each op left off is a warning, beside the record's count."""
+    result = cli(
+        f"export --model swiftformer_xs --resolution 64 --to litert --precision int8 --out {tmp_path} --json"
+    )
+    assert result.code == 0, result.err
+    (record,) = result.json()
+    left = record["details"]["not_delegated"]
+    for op, count in left.items():  # litert-torch 0.10 leaves the 20 GELUs
+        assert f"{count} {op}" in result.err and "run outside XNNPACK" in result.err
+    assert bool(left) == ("run outside XNNPACK" in result.err)
+    assert "litert: int8 calibrated on random inputs" in result.err

@@ -132,6 +132,10 @@ def command(
             print_status_line(f"{record.target}: {record.status}: {record.reason}")
         elif (record.validation or {}).get("kept_under_user_tolerance"):
             print_warning(f"{record.target}: {record.path} {record.validation['note']}")
+        left = (record.details or {}).get("not_delegated") if record.status in ("ok", "unvalidated") else None
+        if left:  # kept, but not every op on the fast path: said, not only recorded
+            ops = ", ".join(f"{count} {op}" for op, count in left.items())
+            print_warning(f"{record.target}: {ops} run outside XNNPACK, on the runtime's own kernels")
     if json_out:
         print_json([r.to_dict() for r in records])
     else:
