@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mobattn.errors import MobattnError, unknown_name_error
-from mobattn.exporters.formats import PRECISIONS
+from mobattn.exporters.formats import PRECISIONS, TARGETS
 
 # What a row's subject is and how it was measured; with the environment, its identity.
 SUBJECT_FIELDS = ("kind", "model", "attention", "resolution", "dim", "hw", "heads", "file", "batch")
@@ -131,6 +131,23 @@ BACKENDS: dict[str, Backend] = {
         ),
     )
 }
+
+
+def _file_backends() -> dict[str, Backend]:
+    """A backend for every target that can time its files here and has no row above:
+    a new target's files are benchable at once, under the target's name, by its own
+    runner (a row above replaces it with a better name or runtime options)."""
+    timed = {b.target for b in BACKENDS.values()}
+    return {
+        t.name: Backend(
+            t.name, t.name, {"cpu": t.precisions}, f"{t.name}'s own runner (from the target table)"
+        )
+        for t in TARGETS.values()
+        if t.times_here and t.name not in timed
+    }
+
+
+BACKENDS.update(_file_backends())
 
 
 def env_fingerprint(environment: Mapping[str, Any], backend: str | None = None, device: str = "cpu") -> tuple:

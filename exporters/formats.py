@@ -64,6 +64,7 @@ class Target:
     is_folder: bool = False  # the artifact is a folder (a Core ML package)
     magic: tuple[int, bytes] | None = None  # (offset, bytes) every file of the format starts with
     isolated_loading: bool = False  # its loader is native code a corrupt file can crash: probe it first
+    times_here: bool = True  # its runner loads here, so a benchmark backend can time its files
     extra: str | None = None  # the pip extra that installs its toolchain (None: mobattn's own)
     extra_modules: tuple[str, ...] = ()  # what that extra installs, found (not imported) to say so
 
@@ -121,6 +122,7 @@ TARGETS: dict[str, Target] = {
             "Core ML ML Program through torch.export",
             "mobattn.exporters.to_coreml",
             is_folder=True,
+            times_here=False,  # Core ML runs on Apple's OSes only
         ),
         Target(
             "executorch",

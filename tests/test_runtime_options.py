@@ -49,3 +49,28 @@ def test_a_backend_with_other_options_times_the_same_file_and_says_how(cli, tmp_
     (row,) = cli(f"bench {export['path']} --backend onnxruntime-basic --profile quick --json").json()
     assert row["backend"] == "onnxruntime-basic" and row["details"]["runtime_options"]
     assert_one_line_error(cli(f"bench {export['path']} --backend executorch"), "runs in onnxruntime or")
+
+
+def test_a_target_with_no_backend_row_is_benched_by_its_file(cli, tmp_path, monkeypatch):
+    """A newcomer's target (here ONNX again under another suffix) gets a backend from the
+    target table, under its own name: its files are benchable without a Backend row
+    (issue 41); Core ML, whose runner does not load here, gets none."""
+    import dataclasses
+    import shutil
+
+    from mobattn.bench import config
+    from mobattn.exporters import attention_subject, export
+
+    again = dataclasses.replace(TARGETS["onnx"], name="onnx-again", suffix=".onnx2", magic=None)
+    monkeypatch.setitem(TARGETS, "onnx-again", again)
+    derived = config._file_backends()
+    assert set(derived) == {"onnx-again"} and derived["onnx-again"].target == "onnx-again"
+    monkeypatch.setitem(BACKENDS, "onnx-again", derived["onnx-again"])
+    record = export(attention_subject("eaa", 8, (2, 2)), "onnx", tmp_path)
+    file = tmp_path / "eaa.onnx2"
+    shutil.copy(record.path, file)
+    result = cli(f"bench {file} --profile quick --no-isolate --json")
+    assert result.code == 0, result.err
+    (row,) = result.json()
+    assert row["backend"] == "onnx-again" and row["status"] == "ok"
+    assert "coreml" not in BACKENDS and not TARGETS["coreml"].times_here
