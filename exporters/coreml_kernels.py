@@ -120,6 +120,32 @@ def _clip(x, alpha, beta):
     return torch.clamp(_t(x), float(alpha), float(beta))
 
 
+@kernel("relu6")
+def _relu6(x):
+    return torch.clamp(_t(x), 0.0, 6.0)
+
+
+@kernel("elu")
+def _elu(x, alpha=1.0):
+    return F.elu(_t(x), float(alpha))
+
+
+@kernel("softplus")
+def _softplus(x):
+    return F.softplus(_t(x))
+
+
+@kernel("sigmoid_hard")
+def _sigmoid_hard(x, alpha=0.2, beta=0.5):
+    return torch.clamp(float(alpha) * _t(x) + float(beta), 0.0, 1.0)
+
+
+@kernel("thresholded_relu")
+def _thresholded_relu(x, alpha=1.0):
+    x = _t(x)
+    return torch.where(x > float(alpha), x, torch.zeros_like(x))
+
+
 @kernel("gelu")
 def _gelu(x, mode="EXACT"):
     x = _t(x)
