@@ -216,8 +216,10 @@ def swap_rule_heads(attention: str, dim: int) -> int | None:
         from mobattn.describe import default_attention_kwargs
 
         data["heads"][remembered] = default_attention_kwargs(attention, dim, None).get("num_heads")
-        if _loaded.get("path") is not None and "file" in _loaded:
-            _write(_loaded["path"], data)
+        kept = _loaded.get("file")  # the file this process read: its other answers kept too
+        if kept is not None and _loaded.get("path") is not None:
+            kept["heads"][remembered] = data["heads"][remembered]
+            _write(_loaded["path"], kept)
     return data["heads"][remembered]
 
 

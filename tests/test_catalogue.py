@@ -106,3 +106,21 @@ def test_a_model_registered_in_this_process_is_planned_from_the_registry(cli, tm
         del _MODELS["catalogue_probe"]
         catalogue._loaded.pop("live", None)
     assert_one_line_error(cli("bench --model catalogue_probe"), "unknown model")
+
+
+@pytest.mark.slow
+def test_heads_asked_in_several_commands_are_all_remembered(tmp_path):
+    """Each command that asks the swap rule for a new width adds it to the file, keeping
+    what earlier commands added (a miss imports the registries once)."""
+    env = {**os.environ, "MOBATTN_CACHE": str(tmp_path)}
+    ask = "import sys; from mobattn import catalogue as c; print(c.swap_rule_heads('mhsa', int(sys.argv[1])))"
+    answers = [
+        subprocess.run(
+            [sys.executable, "-c", ask, str(dim)], capture_output=True, text=True, env=env, check=True
+        )
+        for dim in (64, 128, 96)
+    ]
+    (path,) = (tmp_path / "catalogue").glob("*.json")
+    heads = json.loads(path.read_text())["heads"]
+    assert set(heads) == {"mhsa:64", "mhsa:128", "mhsa:96"}
+    assert [heads[f"mhsa:{d}"] for d in (64, 128, 96)] == [int(a.stdout) for a in answers]
