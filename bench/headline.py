@@ -15,6 +15,8 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
+from mobattn.parsing import listed
+
 from .fit import fit_exponents
 from .results import read_rows
 from .row import Row, latest
@@ -92,7 +94,7 @@ def headline_markdown(folder: Path = Path("results/benchmarks")) -> str:
         f"MHSA costs {mhsa14 / eaa14:.1f}x EAA ({mhsa14:.3f} vs {eaa14:.3f} ms, dim 64, onnxruntime), "
         f"at 128x128 {mhsa128 / eaa128:.0f}x ({mhsa128:.0f} vs {eaa128:.1f} ms), with fitted exponents "
         f"k of latency ~ N^k of {fits['mhsa']:.2f} for MHSA, {fits['hilo']:.2f} for HiLo and "
-        f"{min(linear_k):.2f}-{max(linear_k):.2f} for {_listed([NAMES[a] for a in linear])} "
+        f"{min(linear_k):.2f}-{max(linear_k):.2f} for {listed([NAMES[a] for a in linear], 'and')} "
         f"({machine_of(scaling)}). ExecuTorch's XNNPACK runs every mechanism's deployable form at "
         f"{et_lo:.2f}-{et_hi:.2f}x onnxruntime's latency (dims 64 and 128, {sizes[0]}x{sizes[0]} to "
         f"{sizes[-1]}x{sizes[-1]} tokens; the worst {_where(et_worst)}), and the "
@@ -105,10 +107,6 @@ def headline_markdown(folder: Path = Path("results/benchmarks")) -> str:
         break_long_words=False,
         break_on_hyphens=False,
     )
-
-
-def _listed(names: list[str]) -> str:
-    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
 
 
 def with_headline(readme: str, folder: Path = Path("results/benchmarks")) -> str:

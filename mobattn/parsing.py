@@ -166,6 +166,12 @@ def check_whole_number(text: str, option: str, low: int = 0, high: int | None = 
     return number
 
 
+def listed(items, conjunction: str = "or") -> str:
+    """``a, b or c``: a list in a sentence."""
+    items = list(items)
+    return ", ".join(items[:-1]) + f" {conjunction} {items[-1]}" if len(items) > 1 else "".join(items)
+
+
 def plural(count: int, noun: str) -> str:
     """``1 configuration``, ``2 configurations``."""
     return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from mobattn.errors import MobattnError
-from mobattn.parsing import LIMITS_HELP, MAX_BATCH, MAX_DIM, check_int, parse_hw
+from mobattn.parsing import LIMITS_HELP, MAX_BATCH, MAX_DIM, check_int, listed, parse_hw
 
 from .console import err_console
 
@@ -38,12 +38,6 @@ def subject_options(func: Callable) -> Callable:
     for option in reversed(options):
         func = option(func)
     return func
-
-
-def listed(items) -> str:
-    """``a, b or c``: a list in a sentence."""
-    items = list(items)
-    return ", ".join(items[:-1]) + f" or {items[-1]}" if len(items) > 1 else "".join(items)
 
 
 def file_kinds(runnable: bool = False) -> str:

@@ -9,7 +9,7 @@ import click
 from rich.text import Text
 
 from mobattn.exporters.formats import PRECISIONS, TARGETS, check_options_apply, get_target
-from mobattn.parsing import parse_csv, parse_resolution, plural
+from mobattn.parsing import listed, parse_csv, parse_resolution, plural
 
 from .common import CONTEXT, build_subject, json_option, own_resolution, subject_options, with_limits
 from .console import console, err_console, make_table, print_json, print_status_line, print_warning
@@ -159,8 +159,7 @@ def _targets_named() -> str:
     """The targets as the help says them, from the table of formats (never a hand list)."""
     from mobattn.exporters.formats import TARGETS
 
-    *rest, last = (f"{t.name} ({t.suffix})" for t in TARGETS.values())
-    return f"{', '.join(rest)} or {last}"
+    return listed(f"{t.name} ({t.suffix})" for t in TARGETS.values())
 
 
 command.help = with_limits(command.help.replace("TARGETS", _targets_named()))
