@@ -34,10 +34,17 @@ def file_precision(path: Path) -> str:
     except Exception as exc:  # noqa: BLE001 - an unreadable program is a corrupt artifact
         raise MobattnError(f"cannot read {path}: {first_line(exc)}") from None
     program = getattr(program, "program", program)
-    graphs = [_delegate_graph_json(program, d) for d in program.execution_plan[0].delegates]
+    graphs = [_delegate_graph_json(program, d) for d in forward_plan(program).delegates]
     if any(_QUANTIZED.search(g) for g in graphs):
         return "int8"
     return "fp16" if any(_HALF in g for g in graphs) else "fp32"
+
+
+def forward_plan(program):
+    """The ``forward`` method's execution plan (a program also holds mobattn's metadata
+    method, and the plans' order is the emitter's)."""
+    plans = {plan.name: plan for plan in program.execution_plan}
+    return plans.get("forward", program.execution_plan[0])
 
 
 def _delegate_graph_json(program, delegate) -> bytes:

@@ -35,6 +35,7 @@ class Inspection:
     mobile_usability: dict | None = None  # onnxruntime's verdict, for ONNX
     delegation: dict | None = None  # for ExecuTorch
     compute_plan: dict | None = None  # Core ML's own placement (macOS, --compute-plan)
+    metadata: dict = field(default_factory=dict)  # what the file says of itself (mobattn's exports: subject)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,7 +50,10 @@ def inspect_artifact(path: str | Path, compute_plan: bool = False) -> Inspection
     check_file(path, target)  # a regular file (never a FIFO), not empty, the right header
     if compute_plan and target.name != "coreml":
         raise MobattnError("--compute-plan applies to Core ML packages (.mlpackage)")
-    return target.implementation().inspect(path, compute_plan=compute_plan)
+    implementation = target.implementation()
+    result = implementation.inspect(path, compute_plan=compute_plan)
+    result.metadata = implementation.file_metadata(path)
+    return result
 
 
 def rank_histogram(ranks: list[int]) -> dict[str, int]:

@@ -89,6 +89,18 @@ class Subject:
         return "-".join(parts)
 
 
+def artifact_metadata(subject: Subject, precision: str, form: str, **facts) -> dict[str, str]:
+    """The key/value metadata every mobattn export carries (ONNX metadata_props, Core ML's
+    user-defined metadata, a .tflite's ``mobattn`` metadata buffer, a .pte's
+    ``mobattn_metadata`` constant method): its subject, so ``validate FILE`` needs nothing
+    restated, and what the export was. Editable text: never the criterion of a check."""
+    from mobattn import __version__
+
+    props = {**subject.metadata, "precision": precision, "form": form, **facts}
+    props["mobattn_version"] = __version__
+    return {key: str(value) for key, value in props.items()}
+
+
 def check_exported_from(name: str, metadata: dict, subject: dict) -> None:
     """Refuse a file whose metadata names another model or attention than ``subject``
     (a subject's metadata): a wrong description, not a failed validation."""
@@ -194,3 +206,12 @@ def described_by(metadata: dict) -> dict | None:
     except (KeyError, ValueError):
         return None
     return None
+
+
+def in_words(said: dict) -> str:
+    """What :func:`described_by` found, as ``validate`` and ``inspect`` say it."""
+    if said.get("model"):
+        h, w = said["resolution"]
+        return f"model {said['model']} ({said['attention']}) at {h}x{w}"
+    heads = f", {said['heads']} heads" if said["heads"] else ""
+    return f"{said['attention']} dim {said['dim']} at {said['hw']}{heads}"

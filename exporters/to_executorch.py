@@ -13,6 +13,7 @@ ExecuTorch is an optional dependency: ``pip install 'mobattn[executorch]'``.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -26,18 +27,19 @@ from mobattn.errors import MobattnError, first_line
 from .agreement import Agreement, agreement_on
 from .calibration import validation_inputs
 from .deploy import deployable
-from .executorch_content import INSTALL_HINT, file_precision
+from .executorch_content import INSTALL_HINT, file_precision, forward_plan
 from .executorch_profile import executorch_op_profile
 from .fold import fold_for_inference
 from .int8_recipe import DEFAULT_RECIPE, check_recipe
 from .pt2e_int8 import calibration_inputs, described_inputs, quantize_int8
 from .record import ExportResult, Runner, check_runtime_options
 from .silence import quiet, quiet_native_stderr
-from .subject import Subject
+from .subject import Subject, artifact_metadata
 
 FORM = "xnnpack"  # every program is lowered from the deployable form (see exporters.deploy)
 
 RUNTIME_OPTIONS: dict = {}  # what a benchmark backend may set for its runner: nothing yet
+METADATA_METHOD = "mobattn_metadata"  # a constant method returning the export's metadata as JSON
 
 
 def require_executorch() -> None:
@@ -143,7 +145,11 @@ def export(
             inputs = calibration_inputs(subject, calibration)
             module, quantization = quantize_int8(module, example, inputs, int8_recipe or DEFAULT_RECIPE)
         program = torch.export.export(module, (example,))
-        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        edge = to_edge_transform_and_lower(
+            program,
+            partitioner=[XnnpackPartitioner()],
+            constant_methods={METADATA_METHOD: json.dumps(artifact_metadata(subject, precision, FORM))},
+        )
         report = delegation(edge.exported_program().graph_module)
         path.write_bytes(edge.to_executorch().buffer)
     seconds = time.perf_counter() - start
@@ -165,7 +171,7 @@ def load_runner(path: Path, threads: int = 1, device: str = "cpu", **options) ->
     if device != "cpu":
         raise MobattnError(f"ExecuTorch runs on cpu here, not {device}")
     require_executorch()
-    with quiet_native_stderr():
+    with quiet(), quiet_native_stderr():  # its log line goes to Python's stderr or fd 2
         set_threads(threads)  # before loading: the delegate takes the pool it finds
     try:
         method = load_method(path)
@@ -193,7 +199,7 @@ def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -
     """An existing .pte against ``subject`` (``mobattn validate``), judged as what its
     delegates compute in unless ``precision`` says otherwise."""
     runner = load_runner(path)
-    subject.check_artifact(path, runner.input_shape, {})
+    subject.check_artifact(path, runner.input_shape, file_metadata(path))
     content = file_precision(path)
     criterion = precision or content
     facts = {"criterion": criterion, "content": content}
@@ -215,7 +221,7 @@ def inspect(path: Path, compute_plan: bool = False):
     except Exception as exc:  # noqa: BLE001
         raise MobattnError(f"cannot read {path}: {first_line(exc)}") from None
     program = getattr(program, "program", program)
-    plan = program.execution_plan[0]
+    plan = forward_plan(program)
     calls: Counter = Counter()
     portable: Counter = Counter()
     for chain in plan.chains:
@@ -240,6 +246,18 @@ def inspect(path: Path, compute_plan: bool = False):
 
 
 def file_metadata(path: Path) -> dict:
-    """Nothing: an ExecuTorch program as mobattn writes it carries no metadata of mobattn's (its
-    subject is given on the command line)."""
-    return {}
+    """The pairs mobattn wrote as the program's ``mobattn_metadata`` constant method (a
+    method that returns one string: the slot a .pte has for a producer's facts); {} for a
+    program without one."""
+    require_executorch()
+    with quiet(), quiet_native_stderr():
+        from executorch.runtime import Runtime
+    try:
+        with quiet(), quiet_native_stderr():
+            program = Runtime.get().load_program(str(path))
+            if METADATA_METHOD not in program.method_names:
+                return {}
+            said = json.loads(program.load_method(METADATA_METHOD).execute([])[0])
+    except Exception as exc:  # noqa: BLE001 - an unreadable program is a corrupt artifact
+        raise MobattnError(f"cannot read {path}'s metadata: {first_line(exc)}") from None
+    return {str(k): str(v) for k, v in said.items()} if isinstance(said, dict) else {}

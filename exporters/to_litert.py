@@ -27,10 +27,11 @@ from .calibration import validation_inputs
 from .deploy import deployable
 from .fold import fold_for_inference
 from .int8_recipe import DEFAULT_RECIPE, check_recipe
+from .litert_metadata import read_metadata, write_metadata
 from .pt2e_int8 import calibration_inputs, described_inputs, quantize_int8
 from .record import ExportResult, Runner, check_runtime_options
 from .silence import quiet, quiet_native_stderr
-from .subject import Subject
+from .subject import Subject, artifact_metadata
 
 INSTALL_HINT = "LiteRT export needs litert-torch and ai-edge-litert: pip install 'mobattn[litert]'"
 FORM = "litert"
@@ -218,6 +219,7 @@ def export(
             )
         edge = litert_torch.convert(module, (example,), **options)
         edge.export(str(path))
+        write_metadata(path, artifact_metadata(subject, precision, FORM))
     seconds = time.perf_counter() - start
     loaded = interpreter(path)
     report = delegation(loaded)
@@ -281,7 +283,7 @@ def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -
     """An existing .tflite against ``subject`` (``mobattn validate``), judged as what its
     tensors are unless ``precision`` says otherwise."""
     runner = load_runner(path)
-    subject.check_artifact(path, runner.input_shape, {})
+    subject.check_artifact(path, runner.input_shape, read_metadata(path))
     content = precision_of(runner.keep[0])
     criterion = precision or content
     agreement = validate_tflite(path, subject, criterion, inputs=inputs, run=runner.run)
@@ -305,6 +307,5 @@ def inspect(path: Path, compute_plan: bool = False):
 
 
 def file_metadata(path: Path) -> dict:
-    """Nothing: a LiteRT flatbuffer as mobattn writes it carries no metadata of mobattn's (its
-    subject is given on the command line)."""
-    return {}
+    """The pairs mobattn wrote into the flatbuffer's ``mobattn`` metadata entry (its subject)."""
+    return read_metadata(path)

@@ -32,7 +32,7 @@ from .onnx_profile import onnxruntime_op_profile
 from .onnx_session import RUNTIME_OPTIONS, ort_session, providers_for  # noqa: F401  (re-exported)
 from .record import ExportResult, Runner, check_runtime_options
 from .silence import quiet
-from .subject import Subject
+from .subject import Subject, artifact_metadata
 
 DEFAULT_OPSET = 20
 MODEL_VERSION = 1  # ONNX's integer model_version: bumped when an export of the same subject changes
@@ -122,13 +122,7 @@ def drop_unused_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
 def _add_metadata(
     model: onnx.ModelProto, subject: Subject, precision: str, dynamic: bool, form: str = "reference"
 ) -> None:
-    props = {
-        **subject.metadata,
-        "precision": precision,
-        "dynamic": str(dynamic),
-        "form": form,
-        "mobattn_version": __version__,
-    }
+    props = artifact_metadata(subject, precision, form, dynamic=dynamic)
     del model.metadata_props[:]
     for key, value in props.items():
         entry = model.metadata_props.add()

@@ -54,3 +54,29 @@ def test_eval_takes_the_model_from_the_metadata_and_refuses_a_bare_mechanisms_fi
     bare, _ = exported
     assert_one_line_error(cli(f"eval --artifact {bare} --data {tmp_path}"), "bare attention's export")
     assert_one_line_error(cli(f"eval --data {tmp_path}"), "give --model")
+
+
+def _other_targets():
+    from mobattn.exporters.formats import TARGETS
+
+    return [name for name in TARGETS if name != "onnx"]  # onnx: the fixture above
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", _other_targets())
+def test_every_targets_file_names_its_subject(cli, target, tmp_path):
+    """Each target writes mobattn's metadata where its format keeps a producer's facts
+    (a .tflite metadata entry, a .pte constant method, Core ML's user metadata), so
+    ``validate FILE`` needs nothing restated whatever the file."""
+    from mobattn.exporters import attention_subject, export
+    from mobattn.exporters.formats import get_target
+
+    if not get_target(target).installed():
+        pytest.skip(f"{target} needs mobattn[{get_target(target).extra}]")
+    record = export(attention_subject("hilo", 16, (4, 4)), target, tmp_path)
+    assert record.status in ("ok", "unvalidated"), record.reason
+    result = cli(f"validate {record.path} --json")
+    assert result.code == 0, result.err
+    assert "metadata: hilo dim 16 at 4x4, 2 heads" in result.err, result.err
+    wrong = cli(f"validate {record.path} --attention mhsa --dim 16 --hw 4x4")
+    assert_one_line_error(wrong, "is an export of attention hilo")

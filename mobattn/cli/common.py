@@ -221,7 +221,7 @@ def subject_from_file(
     names none, or one exported from a checkpoint not given again, is one line."""
     from mobattn.exporters.formats import target_for_file
     from mobattn.exporters.probe import probe_file
-    from mobattn.exporters.subject import described_by
+    from mobattn.exporters.subject import described_by, in_words
 
     from .console import err_console
 
@@ -240,12 +240,8 @@ def subject_from_file(
         raise MobattnError(
             f"{artifact.name} was exported from a local checkpoint: give it again with --weights"
         )
+    err_console.print(f"subject from {artifact.name}'s metadata: {in_words(said)}", **PLAIN)
     if said.get("model"):
         h, w = said["resolution"]
-        shown = f"model {said['model']} ({said['attention']}) at {h}x{w}"
-        err_console.print(f"subject from {artifact.name}'s metadata: {shown}", **PLAIN)
         return said["model"], said["attention"], None, None, None, resolution or f"{h}x{w}"
-    heads = f", {said['heads']} heads" if said["heads"] else ""
-    shown = f"{said['attention']} dim {said['dim']} at {said['hw']}{heads}"
-    err_console.print(f"subject from {artifact.name}'s metadata: {shown}", **PLAIN)
     return None, said["attention"], said["dim"], said["hw"], said["heads"], resolution

@@ -44,9 +44,14 @@ command.help = command.help.replace("{FILES}", file_kinds())  # the suffixes, fr
 
 
 def render(result) -> None:
+    from mobattn.exporters.subject import described_by, in_words
+
     ops = ", ".join(f"{k} {v}" for k, v in result.op_histogram.items())
     ranks = ", ".join(f"rank {k}: {v}" for k, v in result.ranks.items()) or "n/a"
     console.print(f"[bold]{result.path}[/bold] ({result.format}): {result.ops_total} ops")
+    said = described_by(result.metadata)
+    if said:
+        console.print(f"subject (the file's metadata): {in_words(said)}, weights: {said['weights']}")
     console.print(f"ops: {ops}")
     console.print(f"output ranks: {ranks}")
     if result.ane:

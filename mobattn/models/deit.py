@@ -114,7 +114,7 @@ class VisionTransformer(nn.Module):
         return self.head(x[:, 0])
 
 
-FAMILY = Family("DeiT", "deit_", "DeiT-", "tab:green", 2)
+FAMILY = Family("DeiT", "deit_", "DeiT-", "tab:green", 2, in_presets=True)
 
 
 def _config(top1: float, params_m: float) -> ModelConfig:
@@ -142,7 +142,7 @@ def deit_tiny(attention: str | None = None, **kwargs) -> VisionTransformer:
 
 # Google's AugReg ViT-Ti/16 (ImageNet-21k, fine-tuned on 1k): DeiT-tiny's module, its own
 # preprocessing. The figures are timm's evaluation of these weights, not a paper's table.
-VIT = Family("ViT", "vit_", "ViT-", "tab:olive", 5, in_presets=False)  # deit_tiny's cost, measured there
+VIT = Family("ViT", "vit_", "ViT-", "tab:olive", 5)  # deit_tiny's cost, measured there
 AUGREG_SOURCE = (
     "timm's results/results-imagenet.csv (huggingface/pytorch-image-models), "
     "vit_tiny_patch16_224.augreg_in21k_ft_in1k"

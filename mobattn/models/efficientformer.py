@@ -213,7 +213,7 @@ class EfficientFormer(nn.Module):
         return distilled_heads(self, self.forward_features(x).mean(-2))
 
 
-FAMILY = Family("EfficientFormer", "efficientformer_", "EF-", "tab:orange", 1)
+FAMILY = Family("EfficientFormer", "efficientformer_", "EF-", "tab:orange", 1, in_presets=True)
 
 
 def _config(top1: float, latency_ms: float | None) -> ModelConfig:

@@ -248,8 +248,8 @@ def _v1(channels, dims, final_chs: int, attention, num_classes: int = 1000) -> M
     return MobileViT(16, _stages(16, plan, MobileVitBlock), channels[4], final_chs, num_classes, "mobilevit")
 
 
-MOBILEVIT = Family("MobileViT", "mobilevit_", "MViT-", "tab:red", 3)
-MOBILEVITV2 = Family("MobileViTv2", "mobilevitv2_", "MViTv2-", "tab:purple", 4)
+MOBILEVIT = Family("MobileViT", "mobilevit_", "MViT-", "tab:red", 3, in_presets=True)
+MOBILEVITV2 = Family("MobileViTv2", "mobilevitv2_", "MViTv2-", "tab:purple", 4, in_presets=True)
 
 
 def _config(

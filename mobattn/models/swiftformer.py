@@ -179,7 +179,7 @@ class SwiftFormer(nn.Module):
         return distilled_heads(self, self.forward_features(x).flatten(2).mean(-1))
 
 
-FAMILY = Family("SwiftFormer", "swiftformer_", "SF-", "tab:blue", 0)
+FAMILY = Family("SwiftFormer", "swiftformer_", "SF-", "tab:blue", 0, in_presets=True)
 
 
 def _config(top1: float, params_m: float, gmacs: float, latency_ms: float) -> ModelConfig:
