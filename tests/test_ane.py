@@ -13,7 +13,16 @@ from mobattn.exporters.deploy.ane import FP16_TINY
 from mobattn.exporters.fold import fold_for_inference
 
 
-@pytest.mark.parametrize("attention", mobattn.list_attentions())
+def _with_ane_twin(wanted: bool) -> list[str]:
+    """The mechanisms that have (or lack) a Neural Engine twin: the twin is optional, so a
+    new mechanism without one is tested by the refusal below, not failed here."""
+    from mobattn.attention import get_attention_class
+    from mobattn.exporters.deploy.ops import TWINS
+
+    return [a for a in mobattn.list_attentions() if (get_attention_class(a) in TWINS["ane"]) == wanted]
+
+
+@pytest.mark.parametrize("attention", _with_ane_twin(True))
 @pytest.mark.parametrize("resolution", [(224, 224), (96, 160)])  # 7x7 and 3x5 last maps: HiLo pads
 def test_ane_layout_computes_the_reference_model(attention, resolution):
     subject = model_subject("swiftformer_xs", attention=attention, resolution=resolution)
@@ -24,6 +33,13 @@ def test_ane_layout_computes_the_reference_model(attention, resolution):
     derived = (".conv_weight", ".conv_bias", ".w_g_conv")  # export-time views of the same weights
     keys = {k.replace(".attn.ref.", ".attn.") for k in ane.state_dict() if not k.endswith(derived)}
     assert keys <= set(subject.module.state_dict())
+
+
+@pytest.mark.parametrize("attention", _with_ane_twin(False) or [pytest.param(None, marks=pytest.mark.skip)])
+def test_a_mechanism_without_an_ane_twin_is_refused_in_one_line(cli, attention):
+    result = cli(f"export --model swiftformer_xs --attention {attention} --to coreml --layout ane --out x")
+    said = f"{attention} has no Neural Engine form yet"
+    assert_one_line_error(result, said, f"exporters/deploy/{attention}.py")
 
 
 def test_ane_epsilons_are_fp16_normals():

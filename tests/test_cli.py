@@ -94,7 +94,10 @@ def test_readme_table_of_targets_is_the_one_the_cli_reads():
     from mobattn.exporters.formats import markdown_table
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    assert markdown_table() in readme
+    assert markdown_table() in readme, (
+        "README's table of targets is stale: replace it with the output of python -c "
+        "'from mobattn.exporters.formats import markdown_table; print(markdown_table())'"
+    )
 
 
 def test_list_targets_and_backends_json(cli):
