@@ -154,6 +154,13 @@ def export(
 def _tolerance_message(a) -> str:
     if not np.isfinite(a.max_rel):
         return f"{a.note}; nothing written"
+    if a.criterion == "top1_agreement":
+        low, high = a.top1_interval
+        return (
+            f"top-1 agrees with torch on {a.top1_agreement:.1%} of {a.images} held-out images "
+            f"(95% interval {low:.1%}-{high:.1%}) < {a.tolerance:.0%} (--min-agreement); cosine "
+            f"{a.cosine:.4f}; nothing written"
+        )
     if a.criterion == "cosine":
         return f"cosine similarity with torch {a.cosine:.4f} < {a.tolerance}; nothing written"
     bound = f"tolerance {a.tolerance:.0e}"

@@ -24,8 +24,8 @@ import torch
 
 from mobattn.errors import MobattnError, first_line
 
-from .agreement import Agreement, agreement_on
-from .calibration import validation_inputs
+from .agreement import Agreement, agreement_on, judged_as
+from .calibration import validation_inputs, validation_note
 from .deploy import deployable
 from .executorch_content import INSTALL_HINT, file_precision, forward_plan
 from .executorch_profile import executorch_op_profile
@@ -107,8 +107,9 @@ def validate_pte(
         def run(x):
             return method.execute([x])[0].numpy()
 
+    criterion = judged_as(precision, bool(inputs))
     inputs = inputs or [subject.example_input(seed=100 + seed) for seed in range(3)]
-    agreement = agreement_on(run, subject.module, inputs, precision, "executorch")
+    agreement = agreement_on(run, subject.module, inputs, criterion, "executorch")
     agreement.add_note("ExecuTorch runtime (XNNPACK) vs torch")
     return agreement
 
@@ -128,6 +129,7 @@ def export(
     precision: str = "fp32",
     calibration: Iterable[np.ndarray] | None = None,
     int8_recipe: str | None = None,
+    validation_images: list[np.ndarray] | None = None,
 ) -> ExportResult:
     """Write ``path`` (.pte) and return the facts of the export."""
     check_options(subject, precision, calibration=calibration, int8_recipe=int8_recipe)
@@ -153,10 +155,10 @@ def export(
         report = delegation(edge.exported_program().graph_module)
         path.write_bytes(edge.to_executorch().buffer)
     seconds = time.perf_counter() - start
-    images = validation_inputs(subject, calibration) if precision == "int8" else None
+    images = validation_inputs(subject, calibration, validation_images) if precision == "int8" else None
     agreement = validate_pte(path, subject, precision, images)
     if images:
-        agreement.add_note(f"on {len(images)} of the calibration images")
+        agreement.add_note(validation_note(images, validation_images))
     histogram = {"delegated": report["delegated_ops"], **report["not_delegated"]}
     details = {"backend": "XNNPACK", "form": FORM, **report}
     if quantization:

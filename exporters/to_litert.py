@@ -22,8 +22,8 @@ import torch
 
 from mobattn.errors import MobattnError, first_line
 
-from .agreement import Agreement, agreement_on
-from .calibration import validation_inputs
+from .agreement import Agreement, agreement_on, judged_as
+from .calibration import validation_inputs, validation_note
 from .deploy import deployable
 from .fold import fold_for_inference
 from .int8_recipe import DEFAULT_RECIPE, check_recipe
@@ -151,8 +151,9 @@ def validate_tflite(
     """LiteRT's interpreter (XNNPACK) against torch on random inputs (or ``inputs``)."""
     if run is None:
         run = _run_function(interpreter(path))
+    criterion = judged_as(precision, bool(inputs))
     inputs = inputs or [subject.example_input(seed=100 + seed) for seed in range(VALIDATION_INPUTS)]
-    agreement = agreement_on(lambda x: run(x.numpy()), subject.module, inputs, precision, "litert")
+    agreement = agreement_on(lambda x: run(x.numpy()), subject.module, inputs, criterion, "litert")
     agreement.add_note("LiteRT interpreter (XNNPACK) vs torch")
     return agreement
 
@@ -200,6 +201,7 @@ def export(
     precision: str = "fp32",
     calibration: Iterable[np.ndarray] | None = None,
     int8_recipe: str | None = None,
+    validation_images: list[np.ndarray] | None = None,
 ) -> ExportResult:
     """Write ``path`` (.tflite) and return the facts of the export. int8 is full integer:
     its input and output are int8 too, quantized and dequantized by the runner."""
@@ -223,10 +225,10 @@ def export(
     seconds = time.perf_counter() - start
     loaded = interpreter(path)
     report = delegation(loaded)
-    images = validation_inputs(subject, calibration) if precision == "int8" else None
+    images = validation_inputs(subject, calibration, validation_images) if precision == "int8" else None
     agreement = validate_tflite(path, subject, precision, images, run=_run_function(loaded))
     if images:
-        agreement.add_note(f"on {len(images)} of the calibration images")
+        agreement.add_note(validation_note(images, validation_images))
     histogram = {"delegated": report["delegated_ops"], **report["not_delegated"]}
     details = {"backend": "XNNPACK", "form": FORM, **report}
     if quantization:

@@ -22,8 +22,8 @@ import torch
 from mobattn import __version__
 from mobattn.errors import MobattnError, first_line
 
-from .agreement import Agreement, agreement_on
-from .calibration import validation_inputs
+from .agreement import Agreement, agreement_on, judged_as
+from .calibration import validation_inputs, validation_note
 from .deploy import deployable
 from .fold import fold_for_inference
 from .int8_recipe import DEFAULT_RECIPE, check_recipe
@@ -150,12 +150,13 @@ def validate_onnx(
         def run(x):
             return session.run(None, {name: x.numpy()})[0]
 
+    criterion = judged_as(precision, inputs is not None)
     if inputs is None:
         shapes = [subject.input_shape] * VALIDATION_INPUTS
         if dynamic:
             shapes.append(second_input_shape(subject))
         inputs = [subject.example_input(seed=100 + seed, shape=shape) for seed, shape in enumerate(shapes)]
-    agreement = agreement_on(run, module, inputs, precision, "onnxruntime")
+    agreement = agreement_on(run, module, inputs, criterion, "onnxruntime")
     shapes = dict.fromkeys(tuple(x.shape) for x in inputs)
     agreement.add_note("shapes: " + ", ".join("x".join(map(str, s)) for s in shapes))
     return agreement
@@ -174,6 +175,7 @@ def check_options(
     calibration=None,
     form: str = "reference",
     int8_recipe: str | None = None,
+    validation_images=None,
 ) -> None:
     if form not in FORMS:
         raise MobattnError(f"--form must be {' or '.join(FORMS)} for ONNX, got '{form}'")
@@ -194,6 +196,7 @@ def export(
     calibration: list[np.ndarray] | None = None,
     form: str = "reference",
     int8_recipe: str | None = None,
+    validation_images: list[np.ndarray] | None = None,
 ) -> ExportResult:
     """Write ``path`` and return the facts of the export (the caller stages the path).
 
@@ -236,10 +239,10 @@ def export(
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
     seconds = time.perf_counter() - start
-    inputs = validation_inputs(subject, calibration) if precision == "int8" else None
+    inputs = validation_inputs(subject, calibration, validation_images) if precision == "int8" else None
     agreement = validate_onnx(path, subject.module, subject, precision, dynamic, inputs)
     if inputs:
-        agreement.add_note(f"on {len(inputs)} of the calibration images")
+        agreement.add_note(validation_note(inputs, validation_images))
     histogram = op_histogram(model)
     return ExportResult(
         seconds,

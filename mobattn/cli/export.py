@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from rich.text import Text
 
+from mobattn.errors import MobattnError
 from mobattn.exporters.formats import PRECISIONS, TARGETS, check_options_apply, get_target
 from mobattn.parsing import listed, parse_csv, parse_resolution, plural
 
@@ -57,12 +58,24 @@ from .console import console, err_console, make_table, print_json, print_status_
     "(default: random inputs).",
 )
 @click.option(
+    "--validation-images",
+    type=click.Path(),
+    help="int8 with --calibration: held-out images to judge its predictions on (default: the "
+    "calibration source minus the images it calibrates on).",
+)
+@click.option(
     "--int8-recipe",
     help="int8 (ONNX, ExecuTorch, LiteRT): outlier-aware (default: matmul-like layers only, "
     "outlier-dominated inputs kept in float) or all-ops (every op the quantizer knows).",
 )
 @click.option("--rtol", type=float, help="Judge by allclose with this relative tolerance (Optimum's rule).")
 @click.option("--atol", type=float, help="Judge by allclose with this absolute tolerance.")
+@click.option(
+    "--min-agreement",
+    type=click.FloatRange(0, 1),
+    help="int8 judged on images: the share of held-out images whose top-1 must match the float "
+    "model's (default 0.90).",
+)
 @json_option
 def command(
     model,
@@ -79,6 +92,7 @@ def command(
     force,
     rtol,
     atol,
+    min_agreement,
     json_out,
     **options,
 ) -> int:
@@ -91,7 +105,9 @@ def command(
       mobattn export --model swiftformer_s --to executorch --precision int8
 
     Every artifact is executed and compared with torch before it is kept (Core ML: by
-    Core ML on macOS, by mobattn's ML Program reference executor elsewhere). Exit code 0 if
+    Core ML on macOS, by mobattn's ML Program reference executor elsewhere). An int8
+    calibrated on images is judged by its predictions on held-out images: top-1 agreement
+    with the float model of at least 0.90 (--min-agreement), cosine reported. Exit code 0 if
     every artifact validates, 1 if one fails (nothing is kept for it); an artifact nothing
     here can execute is kept with status `unvalidated` and a warning.
     An option that none of the targets takes is an error.
@@ -102,7 +118,7 @@ def command(
     check_options_apply(target_list, options)  # the options, from the table alone: no torch yet
     from mobattn.exporters import export
     from mobattn.exporters.agreement import user_tolerance
-    from mobattn.exporters.calibration import calibration_images
+    from mobattn.exporters.calibration import split_images
     from mobattn.exporters.export import ExportRequest
 
     size = parse_resolution(resolution or own_resolution(model))
@@ -117,13 +133,22 @@ def command(
         size,
     )
     if options.get("calibration"):
-        options["calibration"] = calibration_images(subject, options["calibration"])
+        options["calibration"], held_out = split_images(
+            subject, options["calibration"], options.get("validation_images")
+        )
+        options["validation_images"] = held_out or None
+    elif options.get("validation_images"):
+        raise MobattnError("--validation-images judges an int8 calibrated on images: give --calibration too")
+    if min_agreement is not None and not (precision == "int8" and options.get("calibration")):
+        raise MobattnError(
+            "--min-agreement judges an int8 calibrated on images: --precision int8 --calibration"
+        )
     # every target's request checked, once, before the first file is written
     requests = [ExportRequest.checked(subject, target, precision, **options) for target in target_list]
     records = []
     for number, request in enumerate(requests, 1):
         with err_console.status(export_status(subject, request, number, len(requests))):
-            with user_tolerance(rtol, atol):
+            with user_tolerance(rtol, atol, min_agreement):
                 records.append(export(subject, request, Path(out_dir), force=force))
     for record in records:
         if record.status == "unvalidated":
@@ -186,4 +211,8 @@ def _validation_text(v: dict) -> str:
         return "n/a" if value is None else format(value, spec)
 
     kept = "; kept under a user tolerance" if v.get("kept_under_user_tolerance") else ""
+    if v.get("criterion") == "top1_agreement":
+        low, high = v["top1_interval"]
+        agree = f"top-1 agrees {v['top1_agreement']:.1%} [{low:.1%}, {high:.1%}] of {v['images']} held-out"
+        return f"{v['executor']}: {agree}, cos {fmt(v['cosine'], '.4f')}{kept}"
     return f"{v['executor']}: max rel {fmt(v['max_rel'], '.1e')}, cos {fmt(v['cosine'], '.6f')}{kept}"

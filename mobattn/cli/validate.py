@@ -45,6 +45,11 @@ from .console import console, err_console, make_table, print_json, print_status_
 )
 @click.option("--rtol", type=float, help="Judge by allclose with this relative tolerance (Optimum's rule).")
 @click.option("--atol", type=float, help="Judge by allclose with this absolute tolerance.")
+@click.option(
+    "--min-agreement",
+    type=click.FloatRange(0, 1),
+    help="An int8 judged on --images: the share whose top-1 must match the float model's (default 0.90).",
+)
 @json_option
 def command(
     artifact,
@@ -60,6 +65,7 @@ def command(
     divergence,
     rtol,
     atol,
+    min_agreement,
     json_out,
 ) -> int:
     """Run an artifact ({FILES}) against torch on random inputs (and images) and
@@ -80,17 +86,17 @@ def command(
     executor elsewhere.
     """
     from mobattn.exporters.agreement import user_tolerance
-    from mobattn.exporters.calibration import calibration_images
+    from mobattn.exporters.calibration import MAX_HELD_OUT_IMAGES, calibration_images
     from mobattn.exporters.validate import validate_artifact
 
     if model is None and attention is None and dim is None and hw is None and heads is None:
         model, attention, dim, hw, heads, resolution = subject_from_file(Path(artifact), weights, resolution)
     size = parse_resolution(resolution or own_resolution(model))
     subject = build_subject(model, attention, dim, hw, heads, 1, weights, size)
-    image_arrays = calibration_images(subject, images, option="--images") if images else None
+    image_arrays = calibration_images(subject, images, "--images", MAX_HELD_OUT_IMAGES) if images else None
     if divergence:
         check_divergence_applies(Path(artifact))
-    with user_tolerance(rtol, atol):
+    with user_tolerance(rtol, atol, min_agreement):
         agreement, facts = validate_artifact(artifact, subject, precision, image_arrays)
     record = {"artifact": artifact, **agreement.to_dict(), **facts}
     report = None
@@ -116,6 +122,8 @@ def command(
                 "max_rel",
                 "cosine",
                 "top1_agreement",
+                "top1_interval",
+                "images",
                 "tolerance",
                 "inputs",
                 "passed",

@@ -1,0 +1,124 @@
+"""int8 that a trained network can ship is judged by its predictions (issue 36): an int8
+calibrated on images is validated on held-out images by top-1 agreement with the float
+model (floor 0.90, ``--min-agreement``), with its interval; a user floor that keeps what
+the default refuses is recorded as kept under a user tolerance, never as a plain pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import assert_one_line_error
+from mobattn.exporters.agreement import AGREEMENT_FLOOR, compare, judged_as, user_tolerance, wilson_interval
+
+
+def _logits(agreeing: int, total: int, classes: int = 10):
+    """Float logits, and an int8's that pick the same class on ``agreeing`` of ``total``."""
+    rng = np.random.default_rng(0)
+    references, outputs = [], []
+    for i in range(total):
+        ref = rng.normal(size=(1, classes)).astype(np.float32)
+        out = ref + rng.normal(scale=0.01, size=ref.shape).astype(np.float32)
+        if i >= agreeing:  # another class wins
+            out[0, (int(np.argmax(ref)) + 1) % classes] = ref.max() + 1.0
+        references.append(ref)
+        outputs.append(out)
+    return outputs, references
+
+
+def test_an_int8_on_images_is_judged_by_top1_agreement_with_its_interval():
+    outputs, references = _logits(19, 20)
+    agreement = compare(outputs, references, judged_as("int8", on_images=True))
+    assert agreement.criterion == "top1_agreement" and agreement.tolerance == AGREEMENT_FLOOR["int8-images"]
+    assert agreement.passed and agreement.top1_agreement == 0.95 and agreement.images == 20
+    low, high = agreement.top1_interval
+    assert low < 0.95 < high and (low, high) == wilson_interval(19, 20)
+    refused = compare(*_logits(16, 20), "int8-images")
+    assert not refused.passed and refused.top1_agreement == 0.80
+
+
+def test_a_user_floor_that_keeps_what_the_default_refuses_is_recorded():
+    outputs, references = _logits(16, 20)
+    with user_tolerance(None, None, min_agreement=0.75):
+        kept = compare(outputs, references, "int8-images")
+    assert kept.passed and kept.kept_under_user_tolerance and kept.tolerance == 0.75
+    assert "kept under a user tolerance" in kept.note and "top1_agreement at least 0.9" in kept.note
+    with user_tolerance(None, None, min_agreement=0.75):
+        plain = compare(*_logits(20, 20), "int8-images")  # the default keeps it too: a plain pass
+    assert plain.passed and not plain.kept_under_user_tolerance
+
+
+def test_random_inputs_and_bare_mechanisms_keep_the_cosine_floor():
+    assert judged_as("int8", on_images=False) == "int8" and judged_as("fp32", on_images=True) == "fp32"
+    tokens = [np.ones((1, 4, 8), np.float32)]  # no logits: judged by direction
+    agreement = compare(tokens, tokens, "int8-images")
+    assert agreement.criterion == "cosine" and agreement.passed and agreement.top1_agreement is None
+
+
+def test_wilson_interval_is_sound_at_the_edges():
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    low, high = wilson_interval(25, 25)
+    assert high == 1.0 and 0.85 < low < 0.9  # all 25 agree: still not proof of 100%
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and 0.25 < high < 0.35
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("images")
+    for folder, count in (("calib", 40), ("few", 10), ("val", 6)):
+        (root / folder / "a").mkdir(parents=True)
+        for i in range(count):
+            pixels = np.random.default_rng(i + 100 * len(folder)).integers(
+                0, 256, (24, 24, 3), dtype=np.uint8
+            )
+            Image.fromarray(pixels).save(root / folder / "a" / f"{i}.png")
+    return root
+
+
+def test_held_out_images_are_never_ones_it_calibrated_on(images):
+    from mobattn.errors import MobattnError
+    from mobattn.exporters import model_subject
+    from mobattn.exporters.calibration import split_images
+
+    subject = model_subject("swiftformer_xs", resolution=(32, 32))
+    calibration, held_out = split_images(subject, str(images / "calib"))
+    assert (len(calibration), len(held_out)) == (30, 10)  # a quarter held out
+    assert not any(any(np.array_equal(h, c) for c in calibration) for h in held_out)
+    calibration, held_out = split_images(subject, str(images / "few"))
+    assert (len(calibration), len(held_out)) == (10, 0)  # too few to hold any out
+    calibration, held_out = split_images(subject, str(images / "calib"), str(images / "val"))
+    assert (len(calibration), len(held_out)) == (40, 6)
+    with pytest.raises(MobattnError, match="only images --calibration calibrates on"):
+        split_images(subject, str(images / "calib"), str(images / "calib"))
+
+
+def test_the_options_are_refused_where_they_judge_nothing(cli, images):
+    assert_one_line_error(
+        cli("export --model swiftformer_xs --resolution 32 --to onnx --min-agreement 0.8 --out x"),
+        "--min-agreement judges an int8 calibrated on images",
+    )
+    assert_one_line_error(
+        cli(f"export --model swiftformer_xs --to onnx --precision int8 --validation-images {images} --out x"),
+        "give --calibration too",
+    )
+    assert cli("export --model swiftformer_xs --to onnx --min-agreement 1.5 --out x").code == 2
+
+
+@pytest.mark.slow
+def test_an_int8_export_calibrated_on_images_says_what_judged_it(cli, images, tmp_path):
+    command = (
+        f"export --model swiftformer_xs --resolution 32 --to onnx --precision int8 --calibration "
+        f"{images / 'calib'} --out {tmp_path} --json"
+    )
+    result = cli(command)
+    assert result.code == 0, result.err
+    validation = result.json()[0]["validation"]
+    assert validation["criterion"] == "top1_agreement" and validation["images"] == 10
+    assert "judged on 10 held-out images" in validation["note"] and validation["cosine"] is not None
+    again = cli(f"{command} --force --min-agreement 0.5")  # the default keeps it too: a plain pass
+    assert again.code == 0, again.err
+    validation = again.json()[0]["validation"]
+    assert validation["tolerance"] == 0.5 and not validation["kept_under_user_tolerance"]
