@@ -134,7 +134,7 @@ def export(
             record.size_bytes = files.size_bytes(tmp)
     except _OutsideToleranceError as exc:
         record.status = "failed"
-        record.reason = _tolerance_message(exc.agreement)
+        record.reason = refusal_reason(exc.agreement)
         return record
     except MobattnError:
         raise
@@ -151,7 +151,8 @@ def export(
     return record
 
 
-def _tolerance_message(a) -> str:
+def refusal_reason(a) -> str:
+    """Why an export's validation refused it, in one line (the record's reason)."""
     if not np.isfinite(a.max_rel):
         return f"{a.note}; nothing written"
     if a.criterion == "top1_agreement":

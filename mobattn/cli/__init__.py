@@ -31,6 +31,7 @@ COMMANDS = {
     "merge": "merge",
     "machines": "machines_cmd",
     "eval": "eval_cmd",
+    "fidelity": "fidelity_cmd",
     "table": "table",
     "report": "report",
     "cache": "cache_cmd",

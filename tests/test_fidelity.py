@@ -1,0 +1,76 @@
+"""``mobattn fidelity``: accuracy after conversion as a command (issue 36): every artifact
+exported as ``export`` would, run on the images whatever its verdict, one row each."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import assert_one_line_error
+from mobattn.bench.fidelity import paired_delta, variants
+
+
+def test_the_paired_top1_change_and_its_interval():
+    torch_right = np.array([True] * 80 + [False] * 20)
+    same = paired_delta(torch_right.copy(), torch_right)
+    assert same == (0.0, (0.0, 0.0))  # no discordant pair: no change, no doubt
+    artifact_right = torch_right.copy()
+    artifact_right[:5] = False  # five lost
+    delta, (low, high) = paired_delta(artifact_right, torch_right)
+    assert delta == -0.05 and low < -0.05 < high < 0
+
+
+def test_variants_are_what_each_target_takes_and_the_rest_is_said():
+    chosen, skipped = variants(["onnx", "executorch"], ["fp16", "int8"])
+    assert [v.name for v in chosen] == ["onnx fp16", "onnx int8", "executorch int8"]
+    assert skipped == ["executorch fp16: executorch takes fp32, int8"]
+    chosen, _ = variants(["coreml"], None)
+    assert [v.name for v in chosen] == ["coreml fp16"]  # the target's own default
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("fidelity")
+    lines = []
+    for i in range(12):
+        pixels = np.random.default_rng(i).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"{i}.png")
+        lines.append(f"{root / f'{i}.png'} {i % 3}")
+    (root / "labels.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_bad_requests_are_one_line(cli, labelled, tmp_path):
+    base = (
+        f"fidelity --model swiftformer_xs --data {labelled / 'labels.txt'} --results {tmp_path / 'f.jsonl'}"
+    )
+    assert_one_line_error(cli(f"{base} --to executorch --precision fp16"), "no target takes")
+    assert_one_line_error(cli(f"{base} --limit 0"), "--limit must be positive")
+    assert_one_line_error(cli(f"{base} --to tflite"), "export target")
+    assert_one_line_error(cli(f"{base} --validation-images {labelled}"), "give --calibration too")
+    assert not (tmp_path / "f.jsonl").exists()  # nothing half-written
+
+
+@pytest.mark.slow
+def test_every_artifact_gets_a_row_with_its_verdict(cli, labelled, tmp_path):
+    results = tmp_path / "fidelity.jsonl"
+    result = cli(
+        f"fidelity --model swiftformer_xs --resolution 32 --data {labelled / 'labels.txt'} --to onnx "
+        f"--precision fp32,int8 --calibration {labelled} --results {results} --json"
+    )
+    assert result.code == 0, result.err
+    rows = result.json()
+    assert [(r["target"], r["precision"]) for r in rows] == [("onnx", "fp32"), ("onnx", "int8")]
+    fp32, int8 = rows
+    assert fp32["agreement"] == 1.0 and fp32["kept"] is True and fp32["verdict"] == "kept"
+    assert fp32["images"] == 12 and fp32["top1_delta"] == 0.0 and fp32["cosine_mean"] > 0.9999
+    assert int8["size_ratio"] < 0.5 * fp32["size_ratio"] and int8["calibration"].startswith("12 images")
+    assert 0 <= int8["agreement"] <= 1 and int8["top1"] is not None
+    low, high = int8["agreement_interval"]
+    assert low <= int8["agreement"] <= high
+    stored = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [r["kind"] for r in stored] == ["fidelity", "fidelity"] and stored[1]["precision"] == "int8"
