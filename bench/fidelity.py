@@ -131,7 +131,7 @@ def measure(
     subject,
     variant: Variant,
     evaluation: Evaluation,
-    calibration: dict,
+    calibration: dict,  # int8's options: calibration, validation_images, int8_recipe, int8_target
     folder: Path,
     on_image: Callable[[], None] = lambda: None,
 ) -> FidelityRow:
@@ -139,7 +139,8 @@ def measure(
     from mobattn.exporters.export import refusal_reason
 
     spec = TARGETS[variant.target]
-    options = dict(calibration) if variant.precision == "int8" else {}
+    wanted = dict(calibration) if variant.precision == "int8" else {}
+    options = {k: v for k, v in wanted.items() if k in spec.options}  # what this target takes
     path = folder / f"{variant.target}-{variant.precision}{spec.suffix}"
     start = time.perf_counter()
     result = spec.implementation().export(subject, path, precision=variant.precision, **options)

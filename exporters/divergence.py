@@ -100,8 +100,11 @@ class _Gap:
         return outlier_ratio(self.samples)
 
 
-def divergence(reference: Path, candidate: Path, inputs: list[np.ndarray]) -> DivergenceReport:
-    """Compare every float tensor the two graphs share on ``inputs`` (batches the graphs take)."""
+def divergence(
+    reference: Path, candidate: Path, inputs: list[np.ndarray], top: int | None = TOP
+) -> DivergenceReport:
+    """Compare every float tensor the two graphs share on ``inputs`` (batches the graphs
+    take); ``largest_losses`` holds the ``top`` nodes by cosine lost (None: every one)."""
     ref_model, cand_model = onnx.load(str(reference)), onnx.load(str(candidate))
     produced = {o for n in cand_model.graph.node for o in n.output}
     shared = {o for n in ref_model.graph.node for o in n.output if o in produced}
@@ -142,32 +145,6 @@ def divergence(reference: Path, candidate: Path, inputs: list[np.ndarray]) -> Di
         compared=len(running),
         inputs=len(inputs),
         first_diverged=first,
-        largest_losses=sorted(gaps, key=lambda g: -g.loss)[:TOP],
+        largest_losses=sorted(gaps, key=lambda g: -g.loss)[:top],
         output_cosine=cosines.get(ref_model.graph.output[0].name, float("nan")),
     )
-
-
-def divergence_of_file(path: Path, subject, images: list[np.ndarray] | None) -> DivergenceReport:
-    """``path`` (an .onnx export of ``subject``) against a float twin exported here, in the
-    same form, on ``images`` (else on random inputs): ``mobattn validate --divergence``."""
-    import tempfile
-
-    from mobattn.errors import MobattnError
-
-    from . import to_onnx
-
-    path = Path(path)
-    if path.suffix.lower() != ".onnx":
-        raise MobattnError(
-            f"--divergence compares ONNX graphs layer by layer; {path.name} is not an .onnx file"
-        )
-    metadata = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    form = metadata.get("form", "reference")
-    if images:
-        inputs = [np.stack([image]).astype(np.float32) for image in images[:DIVERGENCE_INPUTS]]
-    else:
-        inputs = [subject.example_input(seed=100 + i).numpy() for i in range(3)]
-    with tempfile.TemporaryDirectory(prefix="mobattn-divergence-") as tmp:
-        twin = Path(tmp) / "fp32.onnx"
-        to_onnx.export(subject, twin, precision="fp32", form=form if form in to_onnx.FORMS else "reference")
-        return divergence(twin, path, inputs)

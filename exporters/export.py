@@ -159,8 +159,8 @@ def refusal_reason(a) -> str:
         low, high = a.top1_interval
         return (
             f"top-1 agrees with torch on {a.top1_agreement:.1%} of {a.images} held-out images "
-            f"(95% interval {low:.1%}-{high:.1%}) < {a.tolerance:.0%} (--min-agreement); cosine "
-            f"{a.cosine:.4f}; nothing written"
+            f"(95% interval {low:.1%}-{high:.1%}, wholly under the {a.tolerance:.0%} floor, "
+            f"--min-agreement); cosine {a.cosine:.4f}; nothing written"
         )
     if a.criterion == "cosine":
         return f"cosine similarity with torch {a.cosine:.4f} < {a.tolerance}; nothing written"

@@ -47,6 +47,7 @@ OPTION_FLAGS = {
     "form": "--form",
     "layout": "--layout",
     "int8_recipe": "--int8-recipe",
+    "int8_target": "--int8-target",
 }
 
 
@@ -108,7 +109,8 @@ TARGETS: dict[str, Target] = {
             ".onnx",
             ("fp32", "fp16", "int8"),
             "fp32",
-            ("dynamic", "simplify", "opset", "calibration", "validation_images", "int8_recipe", "form"),
+            ("dynamic", "simplify", "opset", "calibration", "validation_images", "int8_recipe", "int8_target")
+            + ("form",),
             "onnxruntime (CPU)",
             "ONNX, torch's dynamo exporter, folded and simplified",
             "mobattn.exporters.to_onnx",

@@ -79,8 +79,10 @@ def quantize_int8(
     images: list[np.ndarray] | None,
     workdir: Path,
     recipe: str = DEFAULT_RECIPE,
+    exclude: list[str] = (),
 ) -> tuple[onnx.ModelProto, dict]:
-    """The QDQ int8 model and the facts of its quantization."""
+    """The QDQ int8 model and the facts of its quantization; the nodes producing the
+    tensors ``exclude`` names stay in float (the mixed-precision search's choice)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -113,6 +115,8 @@ def quantize_int8(
                     "nodes_to_exclude": list(kept_float),
                     "extra_options": {"OpTypesToExcludeOutputQuantization": list(FLOAT_OUTPUT_OPS)},
                 }
+            if exclude:
+                chosen["nodes_to_exclude"] = [*chosen.get("nodes_to_exclude", []), *_touching(pre, exclude)]
             quantize_static(
                 str(pre),
                 str(out),
@@ -135,6 +139,13 @@ def quantize_int8(
         "op_types_with_int8_inputs": _quantized_op_types(quantized),
     }
     return quantized, facts
+
+
+def _touching(model_path: Path, tensors: list[str]) -> list[str]:
+    """The nodes that produce or read ``tensors``: excluding all of them keeps each tensor
+    float (in QDQ a tensor is quantized when any node beside it is)."""
+    wanted = set(tensors)
+    return [n.name for n in onnx.load(str(model_path)).graph.node if wanted & (set(n.output) | set(n.input))]
 
 
 def _quantized_op_types(model: onnx.ModelProto) -> dict[str, int]:

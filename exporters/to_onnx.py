@@ -27,6 +27,7 @@ from .calibration import validation_inputs, validation_note
 from .deploy import deployable
 from .fold import fold_for_inference
 from .int8_recipe import DEFAULT_RECIPE, check_recipe
+from .int8_search import check_target, search
 from .mobile_check import mobile_usability
 from .onnx_profile import onnxruntime_op_profile
 from .onnx_session import RUNTIME_OPTIONS, ort_session, providers_for  # noqa: F401  (re-exported)
@@ -176,12 +177,14 @@ def check_options(
     form: str = "reference",
     int8_recipe: str | None = None,
     validation_images=None,
+    int8_target: float | None = None,
 ) -> None:
     if form not in FORMS:
         raise MobattnError(f"--form must be {' or '.join(FORMS)} for ONNX, got '{form}'")
     if precision == "int8" and dynamic:
         raise MobattnError("--precision int8 calibrates at one input shape; drop --dynamic")
     check_recipe(precision, calibration, int8_recipe)
+    check_target(precision, calibration, int8_target)
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise MobattnError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
 
@@ -197,6 +200,7 @@ def export(
     form: str = "reference",
     int8_recipe: str | None = None,
     validation_images: list[np.ndarray] | None = None,
+    int8_target: float | None = None,
 ) -> ExportResult:
     """Write ``path`` and return the facts of the export (the caller stages the path).
 
@@ -234,7 +238,13 @@ def export(
         from .quantize_onnx import quantize_int8
 
         recipe = int8_recipe or DEFAULT_RECIPE
-        model, quantization = quantize_int8(model, subject, calibration, path.parent, recipe)
+        if int8_target is None:
+            model, quantization = quantize_int8(model, subject, calibration, path.parent, recipe)
+        else:
+            held_out = validation_images
+            model, quantization = search(
+                model, subject, calibration, held_out, path.parent, recipe, int8_target
+            )
     _add_metadata(model, subject, precision, dynamic, form)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))

@@ -68,13 +68,19 @@ from .console import console, err_console, make_table, print_json, print_status_
     help="int8 (ONNX, ExecuTorch, LiteRT): outlier-aware (default: matmul-like layers only, "
     "outlier-dominated inputs kept in float) or all-ops (every op the quantizer knows).",
 )
+@click.option(
+    "--int8-target",
+    type=float,
+    help="int8 (ONNX) with --calibration: keep the most harmful layers in float until this share of "
+    "held-out images keeps the float model's top-1 (e.g. 0.985); the record lists them.",
+)
 @click.option("--rtol", type=float, help="Judge by allclose with this relative tolerance (Optimum's rule).")
 @click.option("--atol", type=float, help="Judge by allclose with this absolute tolerance.")
 @click.option(
     "--min-agreement",
     type=click.FloatRange(0, 1),
-    help="int8 judged on images: the share of held-out images whose top-1 must match the float "
-    "model's (default 0.90).",
+    help="int8 judged on images: refused when the 95% interval of the share of held-out images "
+    "keeping the float model's top-1 lies under this (default 0.90).",
 )
 @json_option
 def command(
@@ -106,8 +112,9 @@ def command(
 
     Every artifact is executed and compared with torch before it is kept (Core ML: by
     Core ML on macOS, by mobattn's ML Program reference executor elsewhere). An int8
-    calibrated on images is judged by its predictions on held-out images: top-1 agreement
-    with the float model of at least 0.90 (--min-agreement), cosine reported. Exit code 0 if
+    calibrated on images is judged by its predictions on held-out images: refused when
+    the 95% interval of its top-1 agreement with the float model lies under 0.90
+    (--min-agreement); cosine reported. Exit code 0 if
     every artifact validates, 1 if one fails (nothing is kept for it); an artifact nothing
     here can execute is kept with status `unvalidated` and a warning.
     An option that none of the targets takes is an error.

@@ -36,6 +36,12 @@ from .console import console, err_console, make_table, print_json, print_warning
 @click.option(
     "--validation-images", type=click.Path(), help="int8: held-out images to judge it on (as `export`)."
 )
+@click.option("--int8-recipe", help="int8: outlier-aware (default) or all-ops (as `export`).")
+@click.option(
+    "--int8-target",
+    type=float,
+    help="int8 (ONNX): keep harmful layers in float until this share agrees (as `export`).",
+)
 @click.option(
     "--results",
     default="results/fidelity.jsonl",
@@ -56,6 +62,8 @@ def command(
     precisions,
     calibration,
     validation_images,
+    int8_recipe,
+    int8_target,
     results,
     json_out,
 ) -> int:
@@ -87,8 +95,16 @@ def command(
         raise MobattnError(f"weights file not found: {weights}")
     if limit is not None and limit <= 0:
         raise MobattnError(f"--limit must be positive, got {limit}")
+    from mobattn.exporters.int8_recipe import check_recipe
+    from mobattn.exporters.int8_search import check_target
+
+    check_recipe("int8", calibration, int8_recipe)  # before any image is read
+    check_target("int8", calibration, int8_target)
     subject, evaluation, calibration_options = _prepare(
         model, attention, resolution, weights, data, files, limit, calibration, validation_images
+    )
+    calibration_options.update(
+        {k: v for k, v in (("int8_recipe", int8_recipe), ("int8_target", int8_target)) if v}
     )
     for line in skipped:
         print_warning(f"not measured: {line}")

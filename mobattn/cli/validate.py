@@ -48,7 +48,8 @@ from .console import console, err_console, make_table, print_json, print_status_
 @click.option(
     "--min-agreement",
     type=click.FloatRange(0, 1),
-    help="An int8 judged on --images: the share whose top-1 must match the float model's (default 0.90).",
+    help="An int8 judged on --images: refused when the 95% interval of the share keeping the float "
+    "model's top-1 lies under this (default 0.90).",
 )
 @json_option
 def command(
@@ -101,7 +102,7 @@ def command(
     record = {"artifact": artifact, **agreement.to_dict(), **facts}
     report = None
     if divergence:
-        from mobattn.exporters.divergence import divergence_of_file
+        from mobattn.exporters.divergence_file import divergence_of_file
 
         with err_console.status("comparing every layer with a float twin..."):
             report = divergence_of_file(Path(artifact), subject, image_arrays)
