@@ -251,3 +251,23 @@ def measure_all(subject, chosen: list[Variant], evaluation: Evaluation, calibrat
                 continue
             out.append((variant, row))
     return out
+
+
+def markdown(rows: list[FidelityRow]) -> str:
+    """The rows as the benchmark page's table (``mobattn fidelity --format md``)."""
+    lines = [
+        "| artifact | top-1 agreement [95%] | top-1 here (Δ points [95%]) | cosine mean (p1) "
+        "| size / fp32 weights | `mobattn export` |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        low, high = r.agreement_interval
+        top1 = "n/a (unlabelled)"
+        if r.top1 is not None:
+            d_low, d_high = r.top1_delta_interval
+            top1 = f"{r.top1:.2%} ({r.top1_delta * 100:+.2f} [{d_low * 100:+.2f}, {d_high * 100:+.2f}])"
+        lines.append(
+            f"| {r.target} {r.precision} | {r.agreement:.2%} [{low:.1%}, {high:.1%}] | {top1} | "
+            f"{r.cosine_mean:.4f} ({r.cosine_p1:.4f}) | {r.size_ratio:.2f}x | {r.verdict} |"
+        )
+    return "\n".join(lines) + "\n"

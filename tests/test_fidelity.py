@@ -74,3 +74,45 @@ def test_every_artifact_gets_a_row_with_its_verdict(cli, labelled, tmp_path):
     assert low <= int8["agreement"] <= high
     stored = [json.loads(line) for line in results.read_text().splitlines()]
     assert [r["kind"] for r in stored] == ["fidelity", "fidelity"] and stored[1]["precision"] == "int8"
+
+
+def test_the_page_table_says_what_each_row_measured():
+    from mobattn.bench.fidelity import FidelityRow, markdown
+
+    common = dict(model="m", attention=None, weights="w", images=100, cosine_mean=0.99, cosine_p1=0.95)
+    rows = [
+        FidelityRow(
+            **common,
+            target="onnx",
+            precision="int8",
+            agreement=0.95,
+            agreement_interval=(0.89, 0.98),
+            size_bytes=3,
+            size_ratio=0.3,
+            kept=True,
+            verdict="kept",
+            calibration="75 images",
+            top1=0.80,
+            top1_torch=0.81,
+            top1_delta=-0.01,
+            top1_delta_interval=(-0.03, 0.01),
+        ),
+        FidelityRow(
+            **common,
+            target="litert",
+            precision="int8",
+            agreement=0.17,
+            agreement_interval=(0.1, 0.26),
+            size_bytes=3,
+            size_ratio=0.33,
+            kept=False,
+            verdict="top-1 agrees on 17%",
+            calibration="random",
+        ),
+    ]
+    table = markdown(rows).splitlines()
+    assert table[2] == (
+        "| onnx int8 | 95.00% [89.0%, 98.0%] | 80.00% (-1.00 [-3.00, +1.00]) | 0.9900 (0.9500) "
+        "| 0.30x | kept |"
+    )
+    assert "n/a (unlabelled)" in table[3] and table[3].endswith("top-1 agrees on 17% |")

@@ -49,6 +49,14 @@ from .console import console, err_console, make_table, print_json, print_warning
     type=click.Path(dir_okay=False),
     help="Append a row per artifact here.",
 )
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "md"]),
+    default="table",
+    show_default=True,
+    help="md: the rows as a Markdown table (the benchmark page's).",
+)
 @json_option
 def command(
     model,
@@ -65,6 +73,7 @@ def command(
     int8_recipe,
     int8_target,
     results,
+    fmt,
     json_out,
 ) -> int:
     """Accuracy after conversion: each artifact run on real images against torch fp32.
@@ -125,6 +134,10 @@ def command(
             print_warning(f"{variant.name}: not measured: {reason}")
     if json_out:
         print_json([row.to_dict() for row in rows])
+    elif fmt == "md":
+        from mobattn.bench.fidelity import markdown
+
+        click.echo(markdown(rows), nl=False)
     else:
         print_table(rows, evaluation)
     return 0 if len(rows) == len(measured) else 1
