@@ -115,6 +115,18 @@ def user_tolerance(
             var.reset(token)
 
 
+def user_tolerance_in_force() -> str | None:
+    """The user's tolerance in force, in words (an export writes it into the file's
+    metadata, so the file itself says it may have been kept under it); None: defaults."""
+    said = []
+    override, floor = _OVERRIDE.get(), _MIN_AGREEMENT.get()
+    if override is not None:
+        said.append(f"--rtol {override[0]:g} --atol {override[1]:g}")
+    if floor is not None:
+        said.append(f"--min-agreement {floor:g}")
+    return " ".join(said) or None
+
+
 def compare(outputs: list[np.ndarray], references: list[np.ndarray], precision: str) -> Agreement:
     """Worst case over several (output, reference) pairs, judged for ``precision``.
 

@@ -96,7 +96,11 @@ def artifact_metadata(subject: Subject, precision: str, form: str, **facts) -> d
     restated, and what the export was. Editable text: never the criterion of a check."""
     from mobattn import __version__
 
+    from .agreement import user_tolerance_in_force
+
     props = {**subject.metadata, "precision": precision, "form": form, **facts}
+    if user_tolerance_in_force():  # the record says whether the default would have refused it
+        props["user_tolerance"] = user_tolerance_in_force()
     props["mobattn_version"] = __version__
     return {key: str(value) for key, value in props.items()}
 

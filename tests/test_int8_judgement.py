@@ -125,6 +125,13 @@ def test_an_int8_export_calibrated_on_images_says_what_judged_it(cli, images, tm
     assert again.code == 0, again.err
     validation = again.json()[0]["validation"]
     assert validation["tolerance"] == 0.5 and not validation["kept_under_user_tolerance"]
+    import onnx
+
+    path = again.json()[0]["path"]
+    said = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert said["user_tolerance"] == "--min-agreement 0.5"  # the file says what it was judged by
+    validated = cli(f"validate {path}")
+    assert "exported under a user tolerance (--min-agreement 0.5)" in validated.err
 
 
 @pytest.fixture(scope="module")

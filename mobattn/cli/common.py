@@ -228,7 +228,12 @@ def subject_from_file(
     artifact = Path(artifact)
     target = target_for_file(artifact, action)
     probe_file(artifact, action)  # what the file is, and that reading it cannot crash this process
-    said = described_by(target.implementation().file_metadata(artifact))
+    metadata = target.implementation().file_metadata(artifact)
+    said = described_by(metadata)
+    if metadata.get("user_tolerance"):
+        from .console import print_warning
+
+        print_warning(f"{artifact.name} was exported under a user tolerance ({metadata['user_tolerance']})")
     if said is None:
         raise MobattnError(
             f"{artifact.name} does not name its subject (no mobattn metadata in it): "

@@ -52,6 +52,10 @@ def render(result) -> None:
     said = described_by(result.metadata)
     if said:
         console.print(f"subject (the file's metadata): {in_words(said)}, weights: {said['weights']}")
+    if result.metadata.get("user_tolerance"):
+        print_warning(
+            f"exported under a user tolerance ({result.metadata['user_tolerance']}): see its record"
+        )
     console.print(f"ops: {ops}")
     console.print(f"output ranks: {ranks}")
     if result.ane:
