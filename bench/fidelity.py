@@ -271,3 +271,15 @@ def markdown(rows: list[FidelityRow]) -> str:
             f"{r.cosine_mean:.4f} ({r.cosine_p1:.4f}) | {r.size_ratio:.2f}x | {r.verdict} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def rows_of(records: list[dict]) -> list[FidelityRow]:
+    """The fidelity rows among a results file's records (``mobattn report`` shows them)."""
+    from dataclasses import fields
+
+    names = {f.name for f in fields(FidelityRow)}
+    return [
+        FidelityRow(**{k: v for k, v in record.items() if k in names})
+        for record in records
+        if record.get("kind") == "fidelity"
+    ]

@@ -105,6 +105,7 @@ def write_report(
     sources: list[Path],
     page: Path | None,
     force: bool = False,
+    fidelity: list | None = None,
 ) -> list[Path]:
     """Render the plots, report.md and (optionally) the page, then write them all.
 
@@ -130,6 +131,15 @@ def write_report(
     if precision:
         sections += ["## Precision: what int8 buys or costs"]
         sections += [part for t, c, b in precision for part in (f"### {t}", markdown_table(c, b))]
+    if fidelity:
+        from .fidelity import markdown
+
+        for source in dict.fromkeys(r.source for r in fidelity):
+            mine = [r for r in fidelity if r.source == source]
+            sections += [
+                f"## Accuracy after conversion ({mine[0].model}, {mine[0].images} images of {source})"
+            ]
+            sections += [markdown(mine)]
     for title, columns, body in latency_tables(rows):
         sections += [f"### {title}", markdown_table(columns, body)]
     if any(cell.endswith(" ~") for _, _, body in latency_tables(rows) for line in body for cell in line):

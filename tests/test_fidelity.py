@@ -116,3 +116,39 @@ def test_the_page_table_says_what_each_row_measured():
         "| 0.30x | kept |"
     )
     assert "n/a (unlabelled)" in table[3] and table[3].endswith("top-1 agrees on 17% |")
+
+
+@pytest.mark.slow
+def test_report_shows_accuracy_after_conversion(cli, tmp_path):
+    from dataclasses import replace
+
+    from test_guarantees import write_results
+
+    from mobattn.bench.fidelity import FidelityRow
+
+    row = FidelityRow(
+        model="vit",
+        attention=None,
+        weights="w",
+        target="onnx",
+        precision="int8",
+        images=40,
+        agreement=0.95,
+        agreement_interval=(0.83, 0.99),
+        cosine_mean=0.99,
+        cosine_p1=0.97,
+        size_bytes=3,
+        size_ratio=0.3,
+        kept=True,
+        verdict="kept",
+        calibration="75 images",
+        source="eval.txt",
+    )
+    fidelity = tmp_path / "fidelity.jsonl"
+    fidelity.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in (row, replace(row, target="litert"))))
+    results = write_results(tmp_path / "r.jsonl")
+    result = cli(f"report {results} --out {tmp_path / 'out'} --fidelity {fidelity}")
+    assert result.code == 0, result.err
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Accuracy after conversion (vit, 40 images of eval.txt)" in report
+    assert "| onnx int8 | 95.00% [83.0%, 99.0%]" in report and "| litert int8 |" in report

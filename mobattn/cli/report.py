@@ -25,10 +25,17 @@ from .console import console, err_console, print_json
 @click.option(
     "--accuracy", default="results/accuracy.jsonl", show_default=True, type=click.Path(dir_okay=False)
 )
+@click.option(
+    "--fidelity",
+    default="results/fidelity.jsonl",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="`mobattn fidelity`'s rows: an 'Accuracy after conversion' section (skipped if absent).",
+)
 @click.option("--page", type=click.Path(dir_okay=False), help="Also write a benchmark page (BENCHMARKS.md).")
 @click.option("--force", is_flag=True, help="Replace existing outputs (else an existing one is refused).")
 @json_option
-def command(results, out_dir, accuracy, page, force, json_out) -> None:
+def command(results, out_dir, accuracy, fidelity, page, force, json_out) -> None:
     """Tables and plots from results files: latency and memory against tokens (with the
     fitted exponents) and the speed–accuracy plane with its Pareto front.
 
@@ -42,9 +49,18 @@ def command(results, out_dir, accuracy, page, force, json_out) -> None:
     if not rows:
         raise MobattnError("the results files hold no rows")
     evals = read_records(Path(accuracy))
+    from mobattn.bench.fidelity import rows_of
+
+    converted = rows_of(read_records(Path(fidelity)))
     with err_console.status(f"plotting and tabulating {len(rows)} rows..."):
         written = write_report(
-            rows, Path(out_dir), evals, [Path(p) for p in results], Path(page) if page else None, force
+            rows,
+            Path(out_dir),
+            evals,
+            [Path(p) for p in results],
+            Path(page) if page else None,
+            force,
+            converted,
         )
     if json_out:
         return print_json([{"written": [str(p) for p in written], "rows": len(rows)}])
