@@ -61,8 +61,8 @@ def main() -> int:
         median = float(np.median(times[path]))
         low, high = min(rounds[path]), max(rounds[path])
         print(
-            f"| {path.parent.name}/{path.name} | {median:.3f} | {low:.3f}-{high:.3f} | {median / first:.2f} | "
-            f"{size_bytes(path) / 1e6:.2f} |"
+            f"| {path.parent.name}/{path.name} | {median:.3f} | {low:.3f}-{high:.3f} "
+            f"| {median / first:.2f} | {size_bytes(path) / 1e6:.2f} |"
         )
     return 0
 
