@@ -8,7 +8,8 @@ cosine each one *loses* against the float graph on the calibration images (:mod:
 the same per-layer comparison ``validate --divergence`` prints) and keep the worst 1, then
 2, 4, 8, ... more in float (a kept tensor: its producer and every reader), re-quantizing
 and ranking again each time (a repaired layer unmasks the next), until the target is met,
-no layer is left or :data:`MAX_STEPS` is reached. A layer kept in float keeps its
+no layer is left or :data:`MAX_STEPS` is reached; a last step that overshot is bisected
+back to the fewest float layers that still meet the target. A layer kept in float keeps its
 activation inputs float too: an outlier tensor's own cosine stays near 1 (its largest
 values dominate it), so the loss shows at its reader. The record lists the float layers,
 each with the cosine it lost, and every step.
@@ -28,7 +29,8 @@ from .calibration import stack_batches
 from .divergence import divergence
 
 SENSITIVITY_INPUTS = 16  # calibration images the layer ranking compares on
-MAX_STEPS = 8  # re-quantizations at most (1, 2, 4, ... layers kept in float)
+MAX_STEPS = 8  # rankings at most (1, then 2, 4, ... more layers kept in float)
+MAX_REFINEMENTS = 4  # bisections back from an overshooting last step
 
 
 def check_target(precision: str, calibration, target: float | None) -> None:
@@ -70,17 +72,24 @@ def search(
     session = ort.InferenceSession(float_model.SerializeToString(), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     reference = [session.run(None, {name: batch})[0] for batch in batches]
-    quantized, facts = quantize_int8(float_model, subject, images, workdir, recipe)
-    steps = [{"float_layers": 0, "agreement": agreement(quantized, batches, reference)}]
-    fallen: list = []
     initializers = {t.name for t in float_model.graph.initializer}
     inputs_of = {
         out: [i for i in node.input if i and i not in initializers]
         for node in float_model.graph.node
         for out in node.output
     }
+
+    def trial(layers: list) -> tuple:
+        """Quantized with ``layers`` (and their activation inputs) kept float, and its agreement."""
+        kept = [t for g in layers for t in (g.tensor, *inputs_of.get(g.tensor, ()))]
+        model, facts = quantize_int8(float_model, subject, images, workdir, recipe, exclude=kept)
+        return model, facts, agreement(model, batches, reference)
+
+    quantized, facts, share = trial([])
+    steps = [{"float_layers": 0, "agreement": share}]
+    fallen: list = []
     count = 1
-    while steps[-1]["agreement"] < target and len(steps) <= MAX_STEPS:
+    while share < target and len(steps) <= MAX_STEPS:
         # ranked again on the graph as it now is: a repaired layer unmasks the next one
         known = {g.tensor for g in fallen}
         ranked = _ranked(float_model, quantized, subject, images, workdir)
@@ -88,13 +97,26 @@ def search(
         if not ranked:
             break
         fallen += ranked[:count]
-        kept = [t for g in fallen for t in (g.tensor, *inputs_of.get(g.tensor, ()))]
-        quantized, facts = quantize_int8(float_model, subject, images, workdir, recipe, exclude=kept)
-        steps.append({"float_layers": len(fallen), "agreement": agreement(quantized, batches, reference)})
+        quantized, facts, share = trial(fallen)
+        steps.append({"float_layers": len(fallen), "agreement": share})
         count *= 2
+    if share >= target and len(steps) > 2:  # the last doubling overshot: bisect back
+        low, high = steps[-2]["float_layers"], len(fallen)
+        for _ in range(MAX_REFINEMENTS):
+            if high - low <= 1:
+                break
+            middle = (low + high) // 2
+            candidate, candidate_facts, candidate_share = trial(fallen[:middle])
+            steps.append({"float_layers": middle, "agreement": candidate_share, "bisecting": True})
+            if candidate_share >= target:
+                high, quantized, facts, share = middle, candidate, candidate_facts, candidate_share
+            else:
+                low = middle
+        fallen = fallen[:high]
     facts["mixed_precision"] = {
         "target": target,
-        "met": steps[-1]["agreement"] >= target,
+        "met": share >= target,
+        "agreement": share,
         "judged_on": f"{len(judged_on)} {'held-out' if held_out else 'calibration'} images",
         "steps": steps,
         "float_layers": {g.node: f"{g.op_type}, lost cosine {g.loss:.4f}" for g in fallen},
