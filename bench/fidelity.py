@@ -63,6 +63,7 @@ class FidelityRow:
     top1_torch: float | None = None
     top1_delta: float | None = None  # top1 - top1_torch
     top1_delta_interval: tuple[float, float] | None = None
+    float_layers: int | None = None  # int8 layers --int8-target kept in float
     export_s: float = 0.0
     run_s: float = 0.0
     source: str = ""  # the images measured on
@@ -160,9 +161,11 @@ def measure(
         logits.append(np.asarray(run(image[None]), np.float32).reshape(1, -1))
         on_image()
     run_s = time.perf_counter() - start
-    return _row(
-        subject, variant, evaluation, np.concatenate(logits), path, kept, verdict, options, export_s, run_s
-    )
+    logits = np.concatenate(logits)
+    row = _row(subject, variant, evaluation, logits, path, kept, verdict, options, export_s, run_s)
+    search = (result.details.get("quantization") or {}).get("mixed_precision")
+    row.float_layers = len(search["float_layers"]) if search else None
+    return row
 
 
 def _row(subject, variant, evaluation, logits, path, kept, verdict, options, export_s, run_s) -> FidelityRow:
@@ -266,8 +269,9 @@ def markdown(rows: list[FidelityRow]) -> str:
         if r.top1 is not None:
             d_low, d_high = r.top1_delta_interval
             top1 = f"{r.top1:.2%} ({r.top1_delta * 100:+.2f} [{d_low * 100:+.2f}, {d_high * 100:+.2f}])"
+        mixed = f", {r.float_layers} layers float" if r.float_layers else ""
         lines.append(
-            f"| {r.target} {r.precision} | {r.agreement:.2%} [{low:.1%}, {high:.1%}] | {top1} | "
+            f"| {r.target} {r.precision}{mixed} | {r.agreement:.2%} [{low:.1%}, {high:.1%}] | {top1} | "
             f"{r.cosine_mean:.4f} ({r.cosine_p1:.4f}) | {r.size_ratio:.2f}x | {r.verdict} |"
         )
     return "\n".join(lines) + "\n"
