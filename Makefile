@@ -80,6 +80,7 @@ benchmarks: venv
 	$(BIN)/python bench/scripts/coreml_agreement.py > $(BENCH)/coreml_agreement.md
 	$(BIN)/python bench/scripts/int8_recipe_speed.py > $(BENCH)/int8_recipe_speed.md
 	$(BIN)/python bench/scripts/real_fidelity.py ../shared/real --results $(BENCH)/real_fidelity.jsonl > $(BENCH)/real_fidelity.md
+	$(BIN)/mobattn fidelity --model vit_tiny_patch16_224 --weights ../shared/real/vit_tiny_augreg/vit_tiny_patch16_224.augreg_in21k_ft_in1k.pth --data ../shared/real/ilsvrc2012-val-1300/labels.csv --files ../shared/real/ilsvrc2012-val-1300/evaluation.txt --to onnx,executorch,litert,coreml --precision fp32,fp16,int8 --calibration ../shared/real/ilsvrc2012-val-1300/calibration.txt --results $(BENCH)/fidelity-vit.jsonl --format md > $(BENCH)/accuracy_after_conversion.md
 	$(BIN)/python bench/scripts/runtime_parity.py > $(BENCH)/runtime_parity.md
 	$(BIN)/mobattn sweep --preset litert-parity --results $(BENCH)/litert-parity.jsonl
 	$(BIN)/python bench/scripts/litert_parity.py > $(BENCH)/litert_parity.md

@@ -39,6 +39,13 @@ BENCHMARK_COMMANDS = [
     # the trained network and real images of ../shared/real (never copied into the repository)
     f"python bench/scripts/real_fidelity.py ../shared/real --results {R}/real_fidelity.jsonl "
     f"> {R}/real_fidelity.md",
+    "mobattn fidelity --model vit_tiny_patch16_224 --weights "
+    "../shared/real/vit_tiny_augreg/vit_tiny_patch16_224.augreg_in21k_ft_in1k.pth "
+    "--data ../shared/real/ilsvrc2012-val-1300/labels.csv "
+    "--files ../shared/real/ilsvrc2012-val-1300/evaluation.txt "
+    "--to onnx,executorch,litert,coreml --precision fp32,fp16,int8 "
+    "--calibration ../shared/real/ilsvrc2012-val-1300/calibration.txt "
+    f"--results {R}/fidelity-vit.jsonl --format md > {R}/accuracy_after_conversion.md",
     f"python bench/scripts/runtime_parity.py > {R}/runtime_parity.md",
     f"mobattn sweep --preset litert-parity --results {R}/litert-parity.jsonl",
     f"python bench/scripts/litert_parity.py > {R}/litert_parity.md",
@@ -60,6 +67,7 @@ BENCHMARK_COMMANDS = [
 
 NOTES = ("export_speed.txt", "fidelity.txt")  # benchmark outputs shown verbatim when present
 SECTIONS = {  # markdown outputs of bench/scripts, shown as sections in this order
+    "accuracy_after_conversion.md": "Accuracy after conversion: what `export` ships of a trained network",
     "real_fidelity.md": "A trained network on real images: what each format, precision and compression moves",
     "int8_recipe_speed.md": "What the int8 recipes cost in latency, per runtime",
     "command_overhead.md": "One configuration per command: what it costs beyond its measurement",
