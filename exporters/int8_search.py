@@ -12,7 +12,8 @@ no layer is left or :data:`MAX_STEPS` is reached; a last step that overshot is b
 back to the fewest float layers that still meet the target. A layer kept in float keeps its
 activation inputs float too: an outlier tensor's own cosine stays near 1 (its largest
 values dominate it), so the loss shows at its reader. The record lists the float layers,
-each with the cosine it lost, and every step.
+each with the cosine it lost, and every step. A float layer's weights stay int8
+(:mod:`.weight_only`): its activations are what a per-tensor range could not hold.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from mobattn.errors import MobattnError
 
 from .calibration import stack_batches
 from .divergence import divergence
+from .weight_only import weight_only_int8
 
 SENSITIVITY_INPUTS = 16  # calibration images the layer ranking compares on
 MAX_STEPS = 8  # rankings at most (1, then 2, 4, ... more layers kept in float)
@@ -83,6 +85,7 @@ def search(
         """Quantized with ``layers`` (and their activation inputs) kept float, and its agreement."""
         kept = [t for g in layers for t in (g.tensor, *inputs_of.get(g.tensor, ()))]
         model, facts = quantize_int8(float_model, subject, images, workdir, recipe, exclude=kept)
+        model, facts["weight_only_int8_layers"] = weight_only_int8(model, {g.tensor for g in layers})
         return model, facts, agreement(model, batches, reference)
 
     quantized, facts, share = trial([])

@@ -182,3 +182,33 @@ def test_the_search_keeps_the_harmful_layers_in_float_until_the_target_is_met(cl
     assert all("lost cosine" in why for why in floats.values())
     assert record["validation"]["passed"] and record["validation"]["criterion"] == "top1_agreement"
     assert_one_line_error(cli(f"{base} --int8-target 1.5"), "--int8-target is a share of images")
+
+
+def test_a_float_layers_weights_stay_int8():
+    """Mixed precision keeps a layer's activations float, not its weights: they are stored
+    int8 per output channel behind a DequantizeLinear, and the graph computes nearly the same."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mobattn.exporters.weight_only import weight_only_int8
+
+    weight = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
+    x = np.random.default_rng(1).normal(size=(2, 16)).astype(np.float32)
+    model, count = weight_only_int8(model, {"y"})
+    stored = {i.name: i.data_type for i in model.graph.initializer}
+    assert count == 1 and stored["w_w8"] == TensorProto.INT8 and "w" not in stored
+    onnx.checker.check_model(model)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = session.run(None, {"x": x})[0]
+    assert np.abs(y - x @ weight).max() < 0.02 * np.abs(x @ weight).max()
+    _, none = weight_only_int8(model, {"other"})
+    assert none == 0
