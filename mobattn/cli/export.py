@@ -184,6 +184,8 @@ def export_status(subject, request, number: int, count: int) -> str:
         images = request.kwargs.get("calibration")
         source = plural(len(images), "image") if images is not None else "random inputs"
         line += f": int8, calibrating on {source}, then validating; this can take minutes"
+        if request.kwargs.get("int8_target"):
+            line = line.replace(", then validating", ", searching for the layers to keep in float")
     return line + "..."
 
 
