@@ -257,8 +257,10 @@ def measure_all(subject, chosen: list[Variant], evaluation: Evaluation, calibrat
 
 
 def markdown(rows: list[FidelityRow]) -> str:
-    """The rows as the benchmark page's table (``mobattn fidelity --format md``)."""
-    lines = [
+    """The rows as the benchmark page's table (``mobattn fidelity --format md``), after a
+    line saying what measured them."""
+    lines = [_provenance(rows), ""] if rows else []
+    lines += [
         "| artifact | top-1 agreement [95%] | top-1 here (Δ points [95%]) | cosine mean (p1) "
         "| size / fp32 weights | `mobattn export` |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -287,3 +289,22 @@ def rows_of(records: list[dict]) -> list[FidelityRow]:
         for record in records
         if record.get("kind") == "fidelity"
     ]
+
+
+def _provenance(rows: list[FidelityRow]) -> str:
+    first, env = rows[0], rows[0].environment or {}
+    keys = ("torch", "onnxruntime", "executorch", "ai-edge-litert", "coremltools")
+    versions = ", ".join(f"{k} {env[k]}" for k in keys if k in env)
+    machine = f"{env.get('cpu', 'an unnamed CPU')}, {env.get('cores', '?')} cores"
+    line = (
+        f"Measured by `mobattn fidelity` on {machine} ({versions}): {first.model} "
+        f"({first.weights}), {first.images} images of {first.source}."
+    )
+    int8 = next((r for r in rows if r.precision == "int8"), None)
+    if int8 is not None:
+        line += f" int8 calibrated on {int8.calibration}."
+    if first.top1_torch is not None:
+        line += (
+            f" torch fp32's top-1 on these images: {first.top1_torch:.2%} (a subset's, not the dataset's)."
+        )
+    return line

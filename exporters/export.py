@@ -39,6 +39,8 @@ def artifact_tags(target: str, precision: str, options: dict) -> list[str]:
         tags.append(f"{options['layout']}")
     if options.get("int8_recipe") not in (None, DEFAULT_RECIPE):
         tags.append(options["int8_recipe"])
+    if options.get("int8_target") is not None:  # mixed precision: another file than plain int8
+        tags.append(f"target{options['int8_target']:g}")
     if options.get("form") not in (None, "reference"):
         tags.append(options["form"])
     if options.get("simplify") is False:

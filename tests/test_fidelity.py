@@ -110,7 +110,12 @@ def test_the_page_table_says_what_each_row_measured():
             calibration="random",
         ),
     ]
-    table = markdown(rows).splitlines()
+    text = markdown(rows)
+    assert (
+        text.startswith("Measured by `mobattn fidelity` on an unnamed CPU")
+        and "int8 calibrated on 75" in text
+    )
+    table = text.splitlines()[2:]  # after the provenance line
     assert table[2] == (
         "| onnx int8 | 95.00% [89.0%, 98.0%] | 80.00% (-1.00 [-3.00, +1.00]) | 0.9900 (0.9500) "
         "| 0.30x | kept |"
