@@ -89,7 +89,8 @@ def command(
     with its interval (labelled images; a subset's top-1, never a dataset's), the logits'
     cosine (mean and 1st percentile), the size against the float weights, and whether
     `export` keeps it and why not. Rows are appended to --results. Exit 0 when every
-    artifact was measured, 1 when one could not be made.
+    artifact was measured and stored, 1 when one could not be made (or the rows could not
+    be stored: they are printed anyway).
     """
     from mobattn.bench.fidelity import measure_all, variants
     from mobattn.exporters.formats import get_target
@@ -109,6 +110,7 @@ def command(
 
     check_recipe("int8", calibration, int8_recipe)  # before any image is read
     check_target("int8", calibration, int8_target)
+    _check_appendable(Path(results))  # before minutes of measuring, not after
     subject, evaluation, calibration_options = _prepare(
         model, attention, resolution, weights, data, files, limit, calibration, validation_images
     )
@@ -128,7 +130,12 @@ def command(
             on_image=lambda: progress.advance(task),
         )
     rows = [row for _, row in measured if not isinstance(row, str)]
-    _append(rows, Path(results))
+    try:
+        _append(rows, Path(results))
+        appended = True
+    except MobattnError as exc:  # the figures are still printed below: minutes of work kept
+        print_warning(f"{exc}; the rows are printed but not stored")
+        appended = False
     for variant, reason in measured:
         if isinstance(reason, str):
             print_warning(f"{variant.name}: not measured: {reason}")
@@ -140,7 +147,7 @@ def command(
         click.echo(markdown(rows), nl=False)
     else:
         print_table(rows, evaluation)
-    return 0 if len(rows) == len(measured) else 1
+    return 0 if appended and len(rows) == len(measured) else 1
 
 
 def _prepare(model, attention, resolution, weights, data, files, limit, calibration, validation_images):
@@ -178,6 +185,16 @@ def _prepare(model, attention, resolution, weights, data, files, limit, calibrat
     elif validation_images:
         raise MobattnError("--validation-images judges an int8 calibrated on images: give --calibration too")
     return subject, evaluation, options
+
+
+def _check_appendable(results: Path) -> None:
+    import os
+
+    folder = next((p for p in (results.parent, *results.parent.parents) if p.exists()), Path("."))
+    if results.exists() and not results.is_file():
+        raise MobattnError(f"--results {results} is not a file")
+    if not os.access(results if results.exists() else folder, os.W_OK):
+        raise MobattnError(f"--results {results}: cannot write there")
 
 
 def _append(rows, results: Path) -> None:
