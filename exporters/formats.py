@@ -14,6 +14,9 @@ module (in the manner of Ultralytics' ``export_formats()``), which implements:
   file against the subject it claims to be (``mobattn validate``);
 - ``file_precision(path) -> str``: what the file computes in (fp32, fp16, int8), read
   from its content (``bench FILE`` records it; a contradicting ``--precision`` is refused);
+- ``file_metadata(path) -> dict``: the key/value pairs mobattn wrote into the file
+  (:func:`.subject.artifact_metadata`: its subject, so ``validate FILE`` needs nothing
+  restated), {} for another tool's file;
 - ``inspect(path) -> Inspection``: op histogram and what keeps it off the fast path;
 - ``load_runner(path, threads, device) -> Runner``: the file loaded in its runtime, for
   ``bench``, ``eval`` and ``validate`` (a target with no runtime here raises MobattnError);
