@@ -76,40 +76,23 @@ def test_every_artifact_gets_a_row_with_its_verdict(cli, labelled, tmp_path):
     assert [r["kind"] for r in stored] == ["fidelity", "fidelity"] and stored[1]["precision"] == "int8"
 
 
-def test_the_page_table_says_what_each_row_measured():
-    from mobattn.bench.fidelity import FidelityRow, markdown
+def _row(**measured):
+    """A fidelity row as ``mobattn fidelity`` appends it, with ``measured`` over defaults."""
+    from mobattn.bench.fidelity import FidelityRow
 
-    common = dict(model="m", attention=None, weights="w", images=100, cosine_mean=0.99, cosine_p1=0.95)
-    rows = [
-        FidelityRow(
-            **common,
-            target="onnx",
-            precision="int8",
-            agreement=0.95,
-            agreement_interval=(0.89, 0.98),
-            size_bytes=3,
-            size_ratio=0.3,
-            kept=True,
-            verdict="kept",
-            calibration="75 images",
-            top1=0.80,
-            top1_torch=0.81,
-            top1_delta=-0.01,
-            top1_delta_interval=(-0.03, 0.01),
-        ),
-        FidelityRow(
-            **common,
-            target="litert",
-            precision="int8",
-            agreement=0.17,
-            agreement_interval=(0.1, 0.26),
-            size_bytes=3,
-            size_ratio=0.33,
-            kept=False,
-            verdict="top-1 agrees on 17%",
-            calibration="random",
-        ),
-    ]
+    defaults = dict(model="m", attention=None, weights="w", target="onnx", precision="int8", images=100)
+    defaults |= dict(agreement=0.95, agreement_interval=(0.89, 0.98), cosine_mean=0.99, cosine_p1=0.95)
+    defaults |= dict(size_bytes=3, size_ratio=0.3, kept=True, verdict="kept", calibration="75 images")
+    return FidelityRow(**(defaults | measured))
+
+
+def test_the_page_table_says_what_each_row_measured():
+    from mobattn.bench.fidelity import markdown
+
+    labelled = dict(top1=0.80, top1_torch=0.81, top1_delta=-0.01, top1_delta_interval=(-0.03, 0.01))
+    refused = dict(agreement=0.17, agreement_interval=(0.1, 0.26), kept=False, size_ratio=0.33)
+    refused |= dict(verdict="top-1 agrees on 17%", calibration="random")
+    rows = [_row(**labelled), _row(target="litert", **refused)]
     text = markdown(rows)
     assert (
         text.startswith("Measured by `mobattn fidelity` on an unnamed CPU")
@@ -129,26 +112,7 @@ def test_report_shows_accuracy_after_conversion(cli, tmp_path):
 
     from test_guarantees import write_results
 
-    from mobattn.bench.fidelity import FidelityRow
-
-    row = FidelityRow(
-        model="vit",
-        attention=None,
-        weights="w",
-        target="onnx",
-        precision="int8",
-        images=40,
-        agreement=0.95,
-        agreement_interval=(0.83, 0.99),
-        cosine_mean=0.99,
-        cosine_p1=0.97,
-        size_bytes=3,
-        size_ratio=0.3,
-        kept=True,
-        verdict="kept",
-        calibration="75 images",
-        source="eval.txt",
-    )
+    row = _row(model="vit", images=40, agreement_interval=(0.83, 0.99), cosine_p1=0.97, source="eval.txt")
     fidelity = tmp_path / "fidelity.jsonl"
     fidelity.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in (row, replace(row, target="litert"))))
     results = write_results(tmp_path / "r.jsonl")
