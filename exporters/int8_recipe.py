@@ -73,3 +73,17 @@ def check_recipe(precision: str, calibration, recipe: str | None) -> None:
         raise MobattnError("--int8-recipe applies to --precision int8")
     if recipe not in RECIPES:
         raise MobattnError(f"--int8-recipe must be {' or '.join(RECIPES)}, got '{recipe}'")
+
+
+def check_target(precision: str, calibration, target: float | None) -> None:
+    """Refuse a target the search cannot pursue, before anything is built."""
+    from mobattn.errors import MobattnError
+
+    if target is None:
+        return
+    if precision != "int8":
+        raise MobattnError("--int8-target applies to --precision int8")
+    if not calibration:
+        raise MobattnError("--int8-target searches on images: give --calibration")
+    if not 0 < target <= 1:
+        raise MobattnError(f"--int8-target is a share of images, in (0, 1], got {target}")

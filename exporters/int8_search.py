@@ -24,8 +24,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from mobattn.errors import MobattnError
-
 from .calibration import stack_batches
 from .divergence import divergence
 from .weight_only import weight_only_int8
@@ -33,18 +31,6 @@ from .weight_only import weight_only_int8
 SENSITIVITY_INPUTS = 16  # calibration images the layer ranking compares on
 MAX_STEPS = 8  # rankings at most (1, then 2, 4, ... more layers kept in float)
 MAX_REFINEMENTS = 4  # bisections back from an overshooting last step
-
-
-def check_target(precision: str, calibration, target: float | None) -> None:
-    """Refuse a target the search cannot pursue, before anything is built."""
-    if target is None:
-        return
-    if precision != "int8":
-        raise MobattnError("--int8-target applies to --precision int8")
-    if not calibration:
-        raise MobattnError("--int8-target searches on images: give --calibration")
-    if not 0 < target <= 1:
-        raise MobattnError(f"--int8-target is a share of images, in (0, 1], got {target}")
 
 
 def agreement(model: onnx.ModelProto, batches: list[np.ndarray], reference: list[np.ndarray]) -> float:

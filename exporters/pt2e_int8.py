@@ -34,10 +34,12 @@ def quantize_int8(
     calibration: list[torch.Tensor],
     recipe: str = DEFAULT_RECIPE,
     fold_weights: bool = True,
+    keep_float: set[str] = frozenset(),
 ) -> tuple[torch.nn.Module, dict]:
     """Post-training static int8 with the XNNPACK quantizer (pt2e flow), layers chosen by
     ``recipe`` (see :mod:`.int8_recipe`): the quantized module and the record's facts.
-    ``fold_weights=False`` keeps each weight's quantize op (LiteRT's converter reads them)."""
+    ``fold_weights=False`` keeps each weight's quantize op (LiteRT's converter reads them);
+    the modules ``keep_float`` names stay float (the mixed-precision search's choice)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -55,7 +57,9 @@ def quantize_int8(
         quantizer.SUPPORTED_PATTERNS = [
             p for p in XNNPACKQuantizer.SUPPORTED_PATTERNS if p.name.startswith(ARITHMETIC_PATTERNS)
         ]
-        quantizer.set_filter_function(lambda node: not _inside(node, kept_float))
+    if recipe != "all-ops" or keep_float:
+        skipped = {**kept_float, **dict.fromkeys(keep_float, 0.0)}
+        quantizer.set_filter_function(lambda node: not _inside(node, skipped))
     graph = torch.export.export(module, (example,)).module()
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():

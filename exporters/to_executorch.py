@@ -30,8 +30,9 @@ from .deploy import deployable
 from .executorch_content import INSTALL_HINT, file_precision, forward_plan
 from .executorch_profile import executorch_op_profile
 from .fold import fold_for_inference
-from .int8_recipe import DEFAULT_RECIPE, check_recipe
-from .pt2e_int8 import calibration_inputs, described_inputs, quantize_int8
+from .int8_recipe import DEFAULT_RECIPE, check_recipe, check_target
+from .pt2e_int8 import calibration_inputs, described_inputs
+from .pt2e_search import quantize_for_target
 from .record import ExportResult, Runner, check_runtime_options
 from .silence import quiet, quiet_native_stderr
 from .subject import Subject, artifact_metadata
@@ -115,12 +116,18 @@ def validate_pte(
 
 
 def check_options(
-    subject: Subject, precision: str, calibration=None, int8_recipe: str | None = None, **_
+    subject: Subject,
+    precision: str,
+    calibration=None,
+    int8_recipe: str | None = None,
+    int8_target: float | None = None,
+    **_,
 ) -> None:
     require_executorch()
     if precision not in ("fp32", "int8"):
         raise MobattnError(f"ExecuTorch precision must be fp32 or int8, got '{precision}'")
     check_recipe(precision, calibration, int8_recipe)
+    check_target(precision, calibration, int8_target)
 
 
 def export(
@@ -130,9 +137,12 @@ def export(
     calibration: Iterable[np.ndarray] | None = None,
     int8_recipe: str | None = None,
     validation_images: list[np.ndarray] | None = None,
+    int8_target: float | None = None,
 ) -> ExportResult:
     """Write ``path`` (.pte) and return the facts of the export."""
-    check_options(subject, precision, calibration=calibration, int8_recipe=int8_recipe)
+    check_options(
+        subject, precision, calibration=calibration, int8_recipe=int8_recipe, int8_target=int8_target
+    )
     calibration = list(calibration) if calibration is not None else None
     with quiet():  # torchao's and torch's import-time log lines are not the user's output
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -145,7 +155,11 @@ def export(
     with quiet(), torch.no_grad():
         if precision == "int8":
             inputs = calibration_inputs(subject, calibration)
-            module, quantization = quantize_int8(module, example, inputs, int8_recipe or DEFAULT_RECIPE)
+            held_out = calibration_inputs(subject, validation_images) if validation_images else None
+            recipe = int8_recipe or DEFAULT_RECIPE
+            module, quantization = quantize_for_target(
+                module, example, inputs, recipe, target=int8_target, held_out=held_out
+            )
         program = torch.export.export(module, (example,))
         edge = to_edge_transform_and_lower(
             program,

@@ -26,9 +26,10 @@ from .agreement import Agreement, agreement_on, judged_as
 from .calibration import validation_inputs, validation_note
 from .deploy import deployable
 from .fold import fold_for_inference
-from .int8_recipe import DEFAULT_RECIPE, check_recipe
+from .int8_recipe import DEFAULT_RECIPE, check_recipe, check_target
 from .litert_metadata import read_metadata, write_metadata
-from .pt2e_int8 import calibration_inputs, described_inputs, quantize_int8
+from .pt2e_int8 import calibration_inputs, described_inputs
+from .pt2e_search import quantize_for_target
 from .record import ExportResult, Runner, check_runtime_options
 from .silence import quiet, quiet_native_stderr
 from .subject import Subject, artifact_metadata
@@ -159,12 +160,18 @@ def validate_tflite(
 
 
 def check_options(
-    subject: Subject, precision: str, calibration=None, int8_recipe: str | None = None, **_
+    subject: Subject,
+    precision: str,
+    calibration=None,
+    int8_recipe: str | None = None,
+    int8_target: float | None = None,
+    **_,
 ) -> None:
     require_litert()
     if precision not in ("fp32", "int8"):
         raise MobattnError(f"--to litert takes --precision fp32 or int8, not '{precision}'")
     check_recipe(precision, calibration, int8_recipe)
+    check_target(precision, calibration, int8_target)
     if precision == "int8":
         try:
             import executorch.backends.xnnpack.quantizer  # noqa: F401
@@ -174,15 +181,16 @@ def check_options(
             ) from None
 
 
-def _quantized(module: torch.nn.Module, subject: Subject, calibration, recipe: str | None):
+def _quantized(module, subject: Subject, calibration, recipe: str | None, target=None, validation=None):
     """The module quantized in pt2e (:mod:`.pt2e_int8`, weights' quantize ops kept for the
     converter) and the converter's matching quant config (static, per-channel)."""
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
     from litert_torch.quantize.quant_config import QuantConfig
 
     inputs = calibration_inputs(subject, calibration)
-    quantized, facts = quantize_int8(
-        module, subject.example_input(), inputs, recipe or DEFAULT_RECIPE, fold_weights=False
+    held_out = calibration_inputs(subject, validation) if validation else None
+    quantized, facts = quantize_for_target(
+        module, subject.example_input(), inputs, recipe or DEFAULT_RECIPE, False, target, held_out
     )
     config = QuantConfig(
         pt2e_quantizer=PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
@@ -202,10 +210,13 @@ def export(
     calibration: Iterable[np.ndarray] | None = None,
     int8_recipe: str | None = None,
     validation_images: list[np.ndarray] | None = None,
+    int8_target: float | None = None,
 ) -> ExportResult:
     """Write ``path`` (.tflite) and return the facts of the export. int8 is full integer:
     its input and output are int8 too, quantized and dequantized by the runner."""
-    check_options(subject, precision, calibration=calibration, int8_recipe=int8_recipe)
+    check_options(
+        subject, precision, calibration=calibration, int8_recipe=int8_recipe, int8_target=int8_target
+    )
     calibration = list(calibration) if calibration is not None else None
     import litert_torch
 
@@ -217,7 +228,7 @@ def export(
         options = {}
         if precision == "int8":
             module, options["quant_config"], quantization = _quantized(
-                module, subject, calibration, int8_recipe
+                module, subject, calibration, int8_recipe, int8_target, validation_images
             )
         edge = litert_torch.convert(module, (example,), **options)
         edge.export(str(path))

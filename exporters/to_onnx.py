@@ -26,8 +26,8 @@ from .agreement import Agreement, agreement_on, judged_as
 from .calibration import validation_inputs, validation_note
 from .deploy import deployable
 from .fold import fold_for_inference
-from .int8_recipe import DEFAULT_RECIPE, check_recipe
-from .int8_search import check_target, search
+from .int8_recipe import DEFAULT_RECIPE, check_recipe, check_target
+from .int8_search import search
 from .mobile_check import mobile_usability
 from .onnx_profile import onnxruntime_op_profile
 from .onnx_session import RUNTIME_OPTIONS, ort_session, providers_for  # noqa: F401  (re-exported)

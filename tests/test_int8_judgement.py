@@ -212,3 +212,26 @@ def test_a_float_layers_weights_stay_int8():
     assert np.abs(y - x @ weight).max() < 0.02 * np.abs(x @ weight).max()
     _, none = weight_only_int8(model, {"other"})
     assert none == 0
+
+
+@pytest.mark.slow
+def test_the_pt2e_search_keeps_the_harmful_modules_in_float(images, planted):
+    """The same search on the pt2e path (ExecuTorch and LiteRT quantize this graph): the
+    planted MLPs' modules are kept float, each with the layer upstream of it."""
+    pytest.importorskip("executorch")
+    from mobattn.exporters import model_subject
+    from mobattn.exporters.calibration import split_images
+    from mobattn.exporters.deploy import deployable
+    from mobattn.exporters.fold import fold_for_inference
+    from mobattn.exporters.pt2e_int8 import calibration_inputs
+    from mobattn.exporters.pt2e_search import quantize_for_target
+
+    subject = model_subject("swiftformer_xs", resolution=(64, 64), weights=str(planted))
+    calibration, held_out = split_images(subject, str(images / "calib"))
+    module = deployable(fold_for_inference(subject.module), "xnnpack").eval()
+    inputs, judged = calibration_inputs(subject, calibration), calibration_inputs(subject, held_out)
+    _, facts = quantize_for_target(module, subject.example_input(), inputs, "all-ops", True, 0.7, judged)
+    search = facts["mixed_precision"]
+    assert search["met"] and search["steps"][0]["agreement"] < 0.7 <= search["agreement"], search
+    first = next(iter(search["float_layers"]))
+    assert first.endswith("linear.fc2") and "upstream" in search["float_layers"][first]

@@ -1,0 +1,196 @@
+"""Accuracy-aware mixed precision on the pt2e path (``--int8-target`` for ExecuTorch and
+LiteRT): the search of :mod:`.int8_search`, on a torch graph instead of an ONNX one.
+
+Quantize with the recipe (:func:`.pt2e_int8.quantize_int8`) and measure the quantized torch
+graph's top-1 agreement with the float module on the held-out images; while short, rank the
+quantized Linear and Conv modules by the cosine each *loses* on the calibration images (its
+output's cosine to the float module's against its input's), keep the worst 1, then 2, 4,
+... more in float, ranked again after each repair, and bisect an overshooting last step
+back. A layer kept float keeps the layer upstream of it float too: an outlier a layer's
+output carries keeps that output's cosine near 1 and shows as its reader's loss. The graph
+measured is the one ExecuTorch lowers and litert-torch converts, run in
+torch (its quantize/dequantize pairs emulated): XNNPACK's int8 kernels round alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .pt2e_int8 import ARITHMETIC_MODULES, quantize_int8
+
+MAX_STEPS = 8
+MAX_REFINEMENTS = 4
+SENSITIVITY_INPUTS = 16
+LAYER_OPS = ("aten.linear.default", "aten.conv2d.default", "aten.conv1d.default")
+
+
+def search(
+    module, example, calibration: list, held_out: list, recipe: str, target: float, fold_weights: bool
+):
+    """The quantized module meeting ``target`` with the fewest float layers found, and the
+    record's facts (``mixed_precision``: every step and each float layer)."""
+    judged_on = held_out or calibration
+    with torch.no_grad():
+        reference = [module(x).argmax(-1) for x in judged_on]
+
+    upstream: dict[str, str] = {}
+
+    def trial(layers: list) -> tuple:
+        names = {name for name, _ in layers} | {upstream[n] for n, _ in layers if n in upstream}
+        quantized, facts = quantize_int8(module, example, calibration, recipe, fold_weights, keep_float=names)
+        return quantized, facts, _agreement(quantized, judged_on, reference)
+
+    quantized, facts, share = trial([])
+    upstream = upstream_layers(quantized)
+    steps = [{"float_layers": 0, "agreement": share}]
+    fallen: list = []
+    count = 1
+    while share < target and len(steps) <= MAX_STEPS:
+        known = {name for name, _ in fallen}
+        ranked = [
+            r for r in _ranked(module, quantized, calibration[:SENSITIVITY_INPUTS]) if r[0] not in known
+        ]
+        if not ranked:
+            break
+        fallen += ranked[:count]
+        quantized, facts, share = trial(fallen)
+        steps.append({"float_layers": len(fallen), "agreement": share})
+        count *= 2
+    if share >= target and len(steps) > 2:  # the last doubling overshot: bisect back
+        low, high = steps[-2]["float_layers"], len(fallen)
+        for _ in range(MAX_REFINEMENTS):
+            if high - low <= 1:
+                break
+            middle = (low + high) // 2
+            candidate = trial(fallen[:middle])
+            steps.append({"float_layers": middle, "agreement": candidate[2], "bisecting": True})
+            if candidate[2] >= target:
+                high, (quantized, facts, share) = middle, candidate
+            else:
+                low = middle
+        fallen = fallen[:high]
+    facts["mixed_precision"] = {
+        "target": target,
+        "met": share >= target,
+        "agreement": share,
+        "judged_on": f"{sum(len(x) for x in judged_on)} {'held-out' if held_out else 'calibration'} images",
+        "steps": steps,
+        "float_layers": {
+            name: f"lost cosine {loss:.4f}"
+            + (f"; with {upstream[name]}, upstream" if name in upstream else "")
+            for name, loss in fallen
+        },
+    }
+    return quantized, facts
+
+
+def quantize_for_target(module, example, inputs, recipe, fold_weights=True, target=None, held_out=None):
+    """:func:`.pt2e_int8.quantize_int8`, or with ``target`` (``--int8-target``) the search
+    above, judged on ``held_out`` (image batches)."""
+    if target is None:
+        return quantize_int8(module, example, inputs, recipe, fold_weights)
+    return search(module, example, inputs, held_out or [], recipe, target, fold_weights)
+
+
+def _agreement(quantized, inputs: list, reference: list) -> float:
+    with torch.no_grad():
+        same = [quantized(x).argmax(-1) == ref for x, ref in zip(inputs, reference, strict=True)]
+    return float(torch.cat(same).float().mean())
+
+
+def _ranked(module, quantized, inputs: list) -> list[tuple[str, float]]:
+    """The quantized layers (module path, cosine lost), the most harmful first."""
+    floats = _float_values(module, inputs)
+    quantized_values = _graph_values(quantized, inputs)
+    losses = []
+    for name, (q_in, q_out) in quantized_values.items():
+        if name not in floats:
+            continue
+        f_in, f_out = floats[name]
+        loss = _cosine(q_in, f_in) - _cosine(q_out, f_out)
+        if loss > 0:
+            losses.append((name, loss))
+    return sorted(losses, key=lambda item: -item[1])
+
+
+def _cosine(a: list, b: list) -> float:
+    x = np.concatenate([t.ravel() for t in a]).astype(np.float64)
+    y = np.concatenate([t.ravel() for t in b]).astype(np.float64)
+    denominator = float(np.linalg.norm(x) * np.linalg.norm(y))
+    return float(x @ y) / denominator if denominator else 1.0
+
+
+def _float_values(module, inputs: list) -> dict[str, tuple[list, list]]:
+    """Each Linear/Conv module's input and output on ``inputs``, by module path."""
+    seen: dict[str, tuple[list, list]] = {}
+
+    def hook(name):
+        def record(_module, args, output):
+            ins, outs = seen.setdefault(name, ([], []))
+            ins.append(args[0].detach().numpy())
+            outs.append(output.detach().numpy())
+
+        return record
+
+    handles = [
+        layer.register_forward_hook(hook(name))
+        for name, layer in module.named_modules()
+        if isinstance(layer, ARITHMETIC_MODULES)
+    ]
+    try:
+        with torch.no_grad():
+            for x in inputs:
+                module(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
+
+
+def _path(node) -> str | None:
+    stack = list(node.meta.get("nn_module_stack", {}).values())
+    return stack[-1][0].removeprefix("L['self'].") if stack else None
+
+
+def upstream_layers(graph_module) -> dict[str, str]:
+    """Each layer's nearest layer upstream along its activation input (through quantize,
+    dequantize and elementwise nodes): an outlier a layer's output carries shows as the
+    loss of the layer that reads it, so both are kept float together."""
+    found = {}
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function" or str(node.target) not in LAYER_OPS or not _path(node):
+            continue
+        source = node.args[0]
+        for _ in range(64):  # a bounded walk back
+            if not isinstance(source, torch.fx.Node) or source.op != "call_function" or not source.args:
+                break
+            if str(source.target) in LAYER_OPS:
+                if _path(source):
+                    found[_path(node)] = _path(source)
+                break
+            source = source.args[0]
+    return found
+
+
+def _graph_values(graph_module, inputs: list) -> dict[str, tuple[list, list]]:
+    """Each layer node's (dequantized) input and output in the quantized graph, by the
+    module path it was traced in."""
+    seen: dict[str, tuple[list, list]] = {}
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, node):
+            result = super().run_node(node)
+            if node.op == "call_function" and str(node.target) in LAYER_OPS:
+                stack = list(node.meta.get("nn_module_stack", {}).values())
+                if stack:
+                    name = stack[-1][0].removeprefix("L['self'].")
+                    ins, outs = seen.setdefault(name, ([], []))
+                    ins.append(self.env[node.args[0]].detach().numpy())
+                    outs.append(result.detach().numpy())
+            return result
+
+    with torch.no_grad():
+        for x in inputs:
+            Recorder(graph_module).run(x)
+    return seen
