@@ -71,7 +71,7 @@ from .console import console, err_console, make_table, print_json, print_status_
 @click.option(
     "--int8-target",
     type=float,
-    help="int8 (ONNX) with --calibration: keep the most harmful layers in float until this share of "
+    help="int8 with --calibration: keep the most harmful layers in float until this share of "
     "held-out images keeps the float model's top-1 (e.g. 0.985); the record lists them.",
 )
 @click.option("--rtol", type=float, help="Judge by allclose with this relative tolerance (Optimum's rule).")

@@ -40,7 +40,7 @@ from .console import console, err_console, make_table, print_json, print_warning
 @click.option(
     "--int8-target",
     type=float,
-    help="int8 (ONNX): keep harmful layers in float until this share agrees (as `export`).",
+    help="int8: keep harmful layers in float until this share agrees (as `export`).",
 )
 @click.option(
     "--results",
