@@ -105,8 +105,7 @@ def command(
         raise MobattnError(f"weights file not found: {weights}")
     if limit is not None and limit <= 0:
         raise MobattnError(f"--limit must be positive, got {limit}")
-    from mobattn.exporters.int8_recipe import check_recipe
-    from mobattn.exporters.int8_search import check_target
+    from mobattn.exporters.int8_recipe import check_recipe, check_target
 
     check_recipe("int8", calibration, int8_recipe)  # before any image is read
     check_target("int8", calibration, int8_target)
