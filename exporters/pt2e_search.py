@@ -3,8 +3,8 @@ LiteRT): the search of :mod:`.int8_search`, on a torch graph instead of an ONNX 
 
 Quantize with the recipe (:func:`.pt2e_int8.quantize_int8`) and measure the quantized torch
 graph's top-1 agreement with the float module on the held-out images; while short, rank the
-quantized Linear and Conv modules by the cosine each *loses* on the calibration images (its
-output's cosine to the float module's against its input's), keep the worst 1, then 2, 4,
+quantized Linear and Conv modules by the cosine each one's input loses to its quantize and
+dequantize pair on the calibration images, keep the worst 1, then 2, 4,
 ... more in float, ranked again after each repair, and bisect an overshooting last step
 back. A layer kept float keeps the layer upstream of it float too: an outlier a layer's
 output carries keeps that output's cosine near 1 and shows as its reader's loss. The graph
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .pt2e_int8 import ARITHMETIC_MODULES, quantize_int8
+from .pt2e_int8 import quantize_int8
 
 MAX_STEPS = 8
 MAX_REFINEMENTS = 4
@@ -100,16 +100,13 @@ def _agreement(quantized, inputs: list, reference: list) -> float:
 
 
 def _ranked(module, quantized, inputs: list) -> list[tuple[str, float]]:
-    """The quantized layers (module path, cosine lost), the most harmful first."""
-    floats = _float_values(module, inputs)
-    quantized_values = _graph_values(quantized, inputs)
+    """The quantized layers (module path, cosine lost), the most harmful first: the cosine
+    a layer's input loses to its quantize/dequantize pair, measured in the quantized graph
+    (a tensor a per-tensor range cannot hold loses most; a float layer loses nothing)."""
     losses = []
-    for name, (q_in, q_out) in quantized_values.items():
-        if name not in floats:
-            continue
-        f_in, f_out = floats[name]
-        loss = _cosine(q_in, f_in) - _cosine(q_out, f_out)
-        if loss > 0:
+    for name, (before, after) in _graph_values(quantized, inputs).items():
+        loss = 1.0 - _cosine(after, before)
+        if loss > 1e-9:
             losses.append((name, loss))
     return sorted(losses, key=lambda item: -item[1])
 
@@ -119,33 +116,6 @@ def _cosine(a: list, b: list) -> float:
     y = np.concatenate([t.ravel() for t in b]).astype(np.float64)
     denominator = float(np.linalg.norm(x) * np.linalg.norm(y))
     return float(x @ y) / denominator if denominator else 1.0
-
-
-def _float_values(module, inputs: list) -> dict[str, tuple[list, list]]:
-    """Each Linear/Conv module's input and output on ``inputs``, by module path."""
-    seen: dict[str, tuple[list, list]] = {}
-
-    def hook(name):
-        def record(_module, args, output):
-            ins, outs = seen.setdefault(name, ([], []))
-            ins.append(args[0].detach().numpy())
-            outs.append(output.detach().numpy())
-
-        return record
-
-    handles = [
-        layer.register_forward_hook(hook(name))
-        for name, layer in module.named_modules()
-        if isinstance(layer, ARITHMETIC_MODULES)
-    ]
-    try:
-        with torch.no_grad():
-            for x in inputs:
-                module(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return seen
 
 
 def _path(node) -> str | None:
@@ -173,9 +143,17 @@ def upstream_layers(graph_module) -> dict[str, str]:
     return found
 
 
+def _before_quantization(node):
+    """The tensor a layer's input was before its quantize/dequantize pair: the layer's own
+    rounding of its input is part of what the layer loses."""
+    while isinstance(node, torch.fx.Node) and node.op == "call_function" and "quantize" in str(node.target):
+        node = node.args[0]
+    return node
+
+
 def _graph_values(graph_module, inputs: list) -> dict[str, tuple[list, list]]:
-    """Each layer node's (dequantized) input and output in the quantized graph, by the
-    module path it was traced in."""
+    """Each layer node's input before and after its quantize/dequantize pair, in the
+    quantized graph, by the module path it was traced in."""
     seen: dict[str, tuple[list, list]] = {}
 
     class Recorder(torch.fx.Interpreter):
@@ -185,12 +163,12 @@ def _graph_values(graph_module, inputs: list) -> dict[str, tuple[list, list]]:
                 stack = list(node.meta.get("nn_module_stack", {}).values())
                 if stack:
                     name = stack[-1][0].removeprefix("L['self'].")
-                    ins, outs = seen.setdefault(name, ([], []))
-                    ins.append(self.env[node.args[0]].detach().numpy())
-                    outs.append(result.detach().numpy())
+                    before, after = seen.setdefault(name, ([], []))
+                    before.append(self.env[_before_quantization(node.args[0])].detach().numpy())
+                    after.append(self.env[node.args[0]].detach().numpy())
             return result
 
     with torch.no_grad():
         for x in inputs:
-            Recorder(graph_module).run(x)
+            Recorder(graph_module, garbage_collect_values=False).run(x)
     return seen
