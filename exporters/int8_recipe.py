@@ -87,3 +87,40 @@ def check_target(precision: str, calibration, target: float | None) -> None:
         raise MobattnError("--int8-target searches on images: give --calibration")
     if not 0 < target <= 1:
         raise MobattnError(f"--int8-target is a share of images, in (0, 1], got {target}")
+
+
+def fall_back(trial, rank, key, target: float, max_steps: int = 8, max_refinements: int = 4):
+    """The mixed-precision loop both searches share (ONNX's :mod:`.int8_search`, the pt2e
+    path's :mod:`.pt2e_search`): ``trial(layers)`` quantizes with ``layers`` kept float and
+    returns (quantized, facts, agreement); ``rank(quantized)`` lists the layers that hurt,
+    most harmful first; ``key`` names a layer. While short of ``target``, keep the worst 1,
+    then 2, 4, ... more float, ranked again after each repair (a repaired layer unmasks the
+    next); then bisect an overshooting last step back. Returns the chosen (quantized, facts,
+    agreement), the float layers and every step."""
+    quantized, facts, share = trial([])
+    steps = [{"float_layers": 0, "agreement": share}]
+    fallen: list = []
+    count = 1
+    while share < target and len(steps) <= max_steps:
+        known = {key(layer) for layer in fallen}
+        ranked = [layer for layer in rank(quantized) if key(layer) not in known]
+        if not ranked:
+            break
+        fallen += ranked[:count]
+        quantized, facts, share = trial(fallen)
+        steps.append({"float_layers": len(fallen), "agreement": share})
+        count *= 2
+    if share >= target and len(steps) > 2:  # the last doubling overshot: bisect back
+        low, high = steps[-2]["float_layers"], len(fallen)
+        for _ in range(max_refinements):
+            if high - low <= 1:
+                break
+            middle = (low + high) // 2
+            candidate = trial(fallen[:middle])
+            steps.append({"float_layers": middle, "agreement": candidate[2], "bisecting": True})
+            if candidate[2] >= target:
+                high, (quantized, facts, share) = middle, candidate
+            else:
+                low = middle
+        fallen = fallen[:high]
+    return (quantized, facts, share), fallen, steps

@@ -26,6 +26,7 @@ import onnx
 
 from .calibration import stack_batches
 from .divergence import divergence
+from .int8_recipe import fall_back
 from .weight_only import weight_only_int8
 
 SENSITIVITY_INPUTS = 16  # calibration images the layer ranking compares on
@@ -74,34 +75,12 @@ def search(
         model, facts["weight_only_int8_layers"] = weight_only_int8(model, {g.tensor for g in layers})
         return model, facts, agreement(model, batches, reference)
 
-    quantized, facts, share = trial([])
-    steps = [{"float_layers": 0, "agreement": share}]
-    fallen: list = []
-    count = 1
-    while share < target and len(steps) <= MAX_STEPS:
-        # ranked again on the graph as it now is: a repaired layer unmasks the next one
-        known = {g.tensor for g in fallen}
-        ranked = _ranked(float_model, quantized, subject, images, workdir)
-        ranked = [g for g in ranked if g.tensor not in known]
-        if not ranked:
-            break
-        fallen += ranked[:count]
-        quantized, facts, share = trial(fallen)
-        steps.append({"float_layers": len(fallen), "agreement": share})
-        count *= 2
-    if share >= target and len(steps) > 2:  # the last doubling overshot: bisect back
-        low, high = steps[-2]["float_layers"], len(fallen)
-        for _ in range(MAX_REFINEMENTS):
-            if high - low <= 1:
-                break
-            middle = (low + high) // 2
-            candidate, candidate_facts, candidate_share = trial(fallen[:middle])
-            steps.append({"float_layers": middle, "agreement": candidate_share, "bisecting": True})
-            if candidate_share >= target:
-                high, quantized, facts, share = middle, candidate, candidate_facts, candidate_share
-            else:
-                low = middle
-        fallen = fallen[:high]
+    def rank(quantized) -> list:  # ranked again on the graph as it now is
+        return _ranked(float_model, quantized, subject, images, workdir)
+
+    (quantized, facts, share), fallen, steps = fall_back(
+        trial, rank, lambda g: g.tensor, target, MAX_STEPS, MAX_REFINEMENTS
+    )
     facts["mixed_precision"] = {
         "target": target,
         "met": share >= target,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .int8_recipe import fall_back
 from .pt2e_int8 import quantize_int8
 
 MAX_STEPS = 8
@@ -41,35 +42,14 @@ def search(
         quantized, facts = quantize_int8(module, example, calibration, recipe, fold_weights, keep_float=names)
         return quantized, facts, _agreement(quantized, judged_on, reference)
 
-    quantized, facts, share = trial([])
-    upstream = upstream_layers(quantized)
-    steps = [{"float_layers": 0, "agreement": share}]
-    fallen: list = []
-    count = 1
-    while share < target and len(steps) <= MAX_STEPS:
-        known = {name for name, _ in fallen}
-        ranked = [
-            r for r in _ranked(module, quantized, calibration[:SENSITIVITY_INPUTS]) if r[0] not in known
-        ]
-        if not ranked:
-            break
-        fallen += ranked[:count]
-        quantized, facts, share = trial(fallen)
-        steps.append({"float_layers": len(fallen), "agreement": share})
-        count *= 2
-    if share >= target and len(steps) > 2:  # the last doubling overshot: bisect back
-        low, high = steps[-2]["float_layers"], len(fallen)
-        for _ in range(MAX_REFINEMENTS):
-            if high - low <= 1:
-                break
-            middle = (low + high) // 2
-            candidate = trial(fallen[:middle])
-            steps.append({"float_layers": middle, "agreement": candidate[2], "bisecting": True})
-            if candidate[2] >= target:
-                high, (quantized, facts, share) = middle, candidate
-            else:
-                low = middle
-        fallen = fallen[:high]
+    def rank(quantized) -> list:
+        if not upstream:  # the graph's layers, read once from the first quantized graph
+            upstream.update(upstream_layers(quantized))
+        return _ranked(module, quantized, calibration[:SENSITIVITY_INPUTS])
+
+    (quantized, facts, share), fallen, steps = fall_back(
+        trial, rank, lambda layer: layer[0], target, MAX_STEPS, MAX_REFINEMENTS
+    )
     facts["mixed_precision"] = {
         "target": target,
         "met": share >= target,
