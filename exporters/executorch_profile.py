@@ -66,6 +66,7 @@ def summarise(events: list[tuple[str, float]], runs: int) -> dict:
     return {
         "runtime": "ExecuTorch ETDump (Inspector)",
         "inferences": inferences,
+        "op_ms": sum(per_node.values()) / inferences,
         "by_op_type": [
             {"op_type": op, "ms": ms / inferences, "share": ms / total}
             for op, ms in sorted(per_type.items(), key=lambda kv: -kv[1])[:TOP]

@@ -56,6 +56,7 @@ def summarise(events: list[dict], runs: int) -> dict:
     return {
         "runtime": "onnxruntime profiler",
         "inferences": inferences,
+        "op_ms": sum(ms for _, ms, _ in per_node.values()) / inferences,
         "by_op_type": by_type,
         "by_node": by_node,
     }

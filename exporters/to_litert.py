@@ -28,6 +28,7 @@ from .deploy import deployable
 from .fold import fold_for_inference
 from .int8_recipe import DEFAULT_RECIPE, check_recipe, check_target
 from .litert_metadata import read_metadata, write_metadata
+from .litert_profile import litert_op_profile
 from .pt2e_int8 import calibration_inputs, described_inputs
 from .pt2e_search import quantize_for_target
 from .record import ExportResult, Runner, check_runtime_options
@@ -37,15 +38,6 @@ from .subject import Subject, artifact_metadata
 INSTALL_HINT = "LiteRT export needs litert-torch and ai-edge-litert: pip install 'mobattn[litert]'"
 FORM = "litert"
 VALIDATION_INPUTS = 3
-# Why `bench --op-profile` has no LiteRT table (checked in ai-edge-litert 2.3.0): LiteRT's
-# per-op profiler is C++ (tflite::Profiler, benchmark_model --enable_op_profiling); the
-# Python Interpreter and CompiledModel expose no profiler and the pip package ships no
-# benchmark_model binary.
-NO_OP_PROFILE = (
-    "LiteRT's per-op profiler is native only (benchmark_model --enable_op_profiling); "
-    "ai-edge-litert's Python interpreter exposes none"
-)
-
 RUNTIME_OPTIONS: dict = {}  # what a benchmark backend may set for its runner: nothing yet
 
 
@@ -276,7 +268,7 @@ def load_runner(path: Path, threads: int = 1, device: str = "cpu", **options) ->
         run=run,
         details={"runtime": "LiteRT (XNNPACK)"},
         keep=[loaded],
-        op_profile=lambda _x: {"unavailable": NO_OP_PROFILE},
+        op_profile=lambda x: litert_op_profile(path, _to_input(detail, x), threads),
     )
 
 

@@ -91,8 +91,9 @@ def test_litert_forms_batch1_attention_is_the_same_attention():
     use: a HiLo whose Lo-Fi branch has one head, on one sample."""
     from mobattn.exporters.deploy.ops import attend, attend_split
 
-    q, k, v = torch.randn(1, 20, 16), torch.randn(1, 5, 16), torch.randn(1, 5, 16)
-    torch.testing.assert_close(attend_split(q, k, v, 0.25), attend(q, k, v, 0.25), rtol=1e-5, atol=1e-6)
+    for queries in (20, 21):  # split by rows (even), by channels (odd)
+        q, k, v = torch.randn(1, queries, 16), torch.randn(1, 5, 16), torch.randn(1, 5, 8)
+        torch.testing.assert_close(attend_split(q, k, v, 0.25), attend(q, k, v, 0.25), rtol=1e-5, atol=1e-6)
     mixer = mobattn.create_attention("hilo", 32, num_heads=2, alpha=0.5).eval()
     twin = deployable(mixer, "litert")
     x = torch.randn(1, 49, 32)

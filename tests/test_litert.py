@@ -62,7 +62,10 @@ def test_litert_file_benches_validates_and_inspects(tmp_path, cli):
     path = tmp_path / "mhsa-dim16-4x4.tflite"
     (row,) = cli(f"bench {path} --profile quick --op-profile --json").json()
     assert row["status"] == "ok" and row["backend"] == "litert" and row["median_ms"] > 0
-    assert "native only" in row["details"]["op_profile"]["unavailable"]  # says why there is none
+    profile = row["details"]["op_profile"]  # LiteRT's own profiler, through its C API
+    assert profile["runtime"].startswith("LiteRT profiler") and profile["inferences"] == 20
+    assert "Softmax (NC, F32)" in {e["op_type"] for e in profile["by_op_type"]}  # XNNPACK's own ops
+    assert all("(node" not in e["node"] for e in profile["by_node"])  # nothing off the delegate
     validated = cli(f"validate {path} {base} --json")
     assert validated.code == 0, validated.err
     assert validated.json()[0]["passed"] and validated.json()[0]["executor"] == "litert"
@@ -131,3 +134,17 @@ def test_ops_an_int8_export_leaves_off_xnnpack_are_said_not_only_recorded(cli, t
         assert f"{count} {op}" in result.err and "run outside XNNPACK" in result.err
     assert bool(left) == ("run outside XNNPACK" in result.err)
     assert "litert: int8 calibrated on random inputs" in result.err
+
+
+def test_litert_profile_counts_a_delegate_once():
+    """XNNPACK's operators are counted; the partition event that encloses them is not."""
+    from mobattn.exporters.litert_profile import summarise
+
+    events = [(2, "TfLiteXNNPackDelegate", 0, 3.0), (8, "Softmax (NC, F32)", 4, 1.0)]
+    events += [(8, "Fully Connected (NC, F32) GEMM", 1, 1.5), (2, "GELU", 7, 0.5)]
+    profile = summarise(events * 2, runs=2)
+    assert profile["op_ms"] == pytest.approx(3.0)  # 1 + 1.5 + 0.5 per inference
+    kinds = [e["op_type"] for e in profile["by_op_type"]]
+    assert kinds == ["Fully Connected (NC, F32) GEMM", "Softmax (NC, F32)", "GELU"]
+    assert profile["by_node"][-1]["node"] == "GELU (node 7)" and "note" not in profile
+    assert "one row" in summarise([(2, "TfLiteXNNPackDelegate", 0, 3.0)], runs=1)["note"]

@@ -53,7 +53,7 @@ class DeployHiLo(Twin):
         else:
             pooled = x.reshape(B, H * W, C)
         k, v = (split_heads(t, heads) for t in chunks_last(ref.l_kv(pooled), (ld, ld)))
-        split = self.split_batch1_bmm and q.shape[0] == 1 and q.shape[-1] % 2 == 0
+        split = self.split_batch1_bmm and q.shape[0] == 1 and (q.shape[1] % 2 == 0 or q.shape[-1] % 2 == 0)
         out = merge_heads((attend_split if split else attend)(q, k, v, ref.scale), heads)
         return ref.l_proj(out.reshape(B, H, W, ld))
 

@@ -82,10 +82,18 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> t
 
 
 def attend_split(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    """:func:`attend` for a batch of one, with ``q k^T`` as a batch-2 ``bmm`` over the two
-    halves of the channels, summed: the same scores. LiteRT's converter writes a batch-1
-    ``bmm`` as FULLY_CONNECTED with a computed weight, which its XNNPACK delegate leaves to
-    LiteRT's own kernels (HiLo's single-head Lo-Fi branch)."""
+    """:func:`attend` for a batch of one, written as batch-2 ``bmm``: LiteRT's converter
+    writes a batch-1 ``q k^T`` as FULLY_CONNECTED with a computed weight, which its XNNPACK
+    delegate leaves to LiteRT's own kernels (HiLo's single-head Lo-Fi branch).
+
+    An even number of queries is split in two rows of a batch against the same keys and
+    values (a free reshape, and a copy of the small pooled keys and values); otherwise the
+    channels are split in halves whose scores are summed, which costs a slice and an add
+    of the whole score map (measured 0.95 of 3.6 ms for HiLo dim 64 at 56x56)."""
+    if q.shape[1] % 2 == 0:
+        rows = q.shape[1] // 2
+        out = attend(q.reshape(2, rows, q.shape[-1]), torch.cat([k, k]), torch.cat([v, v]), scale)
+        return out.reshape(1, 2 * rows, v.shape[-1])
     half = q.shape[-1] // 2
     qs = torch.cat([q[..., :half], q[..., half:]], dim=0)
     ks = torch.cat([k[..., :half], k[..., half:]], dim=0)

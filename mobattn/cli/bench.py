@@ -69,7 +69,7 @@ from .console import console, make_table, print_json
     "--op-profile",
     is_flag=True,
     help="Time per op type and node (top 20), after timing: onnxruntime's profiler, ExecuTorch's "
-    "event tracer (ETDump).",
+    "event tracer (ETDump), LiteRT's profiler (its C API).",
 )
 @click.option(
     "--timeout",
