@@ -47,6 +47,7 @@ class Grid:
     timeout_s: float = 300.0
     memory_limit_mb: int | None = None
     breadth_first: bool = False  # see configs()
+    op_profile: bool = False  # each row also carries its per-op profile (details["op_profile"])
 
     def validate(self) -> None:
         """Every field, with the CLI's rules, before the first measurement."""
@@ -96,8 +97,9 @@ class Grid:
         for v in self.resolutions:
             check_resolution([v, v], "sweep: resolutions")
         check_timeout(self.timeout_s, "sweep: timeout_s")
-        if not isinstance(self.breadth_first, bool):
-            raise MobattnError(f"sweep: breadth_first must be true or false, got {self.breadth_first!r}")
+        for flag in ("breadth_first", "op_profile"):
+            if not isinstance(getattr(self, flag), bool):
+                raise MobattnError(f"sweep: {flag} must be true or false, got {getattr(self, flag)!r}")
         if self.memory_limit_mb is not None:
             check_int(self.memory_limit_mb, "sweep: memory_limit_mb", MIN_MEMORY_LIMIT_MB)
         if not (self.attentions and self.hws) and not self.models:
@@ -131,6 +133,7 @@ class Grid:
             profile=self.profile,
             timeout_s=self.timeout_s,
             memory_limit_mb=self.memory_limit_mb,
+            op_profile=self.op_profile,
         )
         bare = attention_configs(self.attentions, self.dims, self.hws, **settings) if self.hws else []
         if self.resolutions:
@@ -208,15 +211,19 @@ PRESETS = {
         threads=[1],
         timeout_s=600.0,
     ),
-    # LiteRT beside onnxruntime and ExecuTorch, measured in one sweep (quick profile: the
-    # 2-core machine's budget)
+    # LiteRT beside onnxruntime and ExecuTorch, measured in one sweep, each row with its
+    # per-op profile so a ratio between runtimes is attributed to op types (`mobattn
+    # report`); quick profile (the 2-core machine's budget), the smallest sizes first
     "litert-parity": Grid(
         attentions=["eaa", "external", "hilo", "mhsa", "separable", "ufo"],
         dims=[64, 128],
-        hws=_square([14, 28, 56, 128]),
+        hws=_square([14, 28, 56, 80, 112, 128]),
         backends=["onnxruntime", "executorch", "litert"],
         threads=[1],
         profile="quick",
+        timeout_s=600.0,
+        breadth_first=True,
+        op_profile=True,
     ),
     # every family at its own input size on the two mobile CPU runtimes
     "families": Grid(
