@@ -149,6 +149,7 @@ def write_report(
                 f"## Accuracy after conversion ({mine[0].model}, {mine[0].images} images of {source})"
             ]
             sections += [markdown(mine)]
+    sections += op_sections(rows)
     for title, columns, body in latency_tables(rows):
         sections += [f"### {title}", markdown_table(columns, body)]
     if any(cell.endswith(" ~") for _, _, body in latency_tables(rows) for line in body for cell in line):
@@ -241,3 +242,17 @@ def page_text(
     if notes:
         text += ["## Measurement checks", ""] + [f"```\n{n}\n```" for n in notes]
     return "\n".join(text).rstrip() + "\n"
+
+
+def op_sections(rows: list[Row], count: int = 3) -> list[str]:
+    """The ``count`` configurations where a runtime is furthest behind onnxruntime, each
+    with its op categories side by side (rows that carry per-op profiles only)."""
+    from .op_compare import SCALED, worst
+
+    found = worst(rows, count)
+    if not found:
+        return []
+    sections = ["## Why one runtime is slower, op by op", SCALED + "."]
+    for comparison in found:
+        sections += [f"### {comparison.subject}", markdown_table(*comparison.table())]
+    return sections

@@ -148,3 +148,11 @@ def test_litert_profile_counts_a_delegate_once():
     assert kinds == ["Fully Connected (NC, F32) GEMM", "Softmax (NC, F32)", "GELU"]
     assert profile["by_node"][-1]["node"] == "GELU (node 7)" and "note" not in profile
     assert "one row" in summarise([(2, "TfLiteXNNPackDelegate", 0, 3.0)], runs=1)["note"]
+
+
+@pytest.mark.slow  # measures in worker processes (seconds)
+def test_op_profiles_of_runtimes_side_by_side(cli):
+    result = cli("bench --attention hilo --dim 32 --hw 16x16 --backend onnxruntime,litert --runs 3 --op-profile")
+    assert result.code == 0, result.err
+    assert "op time by category across runtimes: hilo d32, 16x16 tokens" in result.out
+    assert "litert - onnxruntime" in result.out and "timed median" in result.out

@@ -201,9 +201,10 @@ def command(
         print_json([r.to_dict() for r in rows])
     else:
         print_bench_table(rows, cold_start=cold_start)
-        for row in rows:
-            if op_profile and row.ok:
-                print_op_profile(row)
+        if op_profile:
+            from .op_profiles import print_op_profiles
+
+            print_op_profiles(rows)
     return report_failures(rows)
 
 
@@ -372,20 +373,3 @@ def print_bench_table(rows, title: str = "latency (batch 1)", cold_start: bool =
             "[dim]≈: slower than the fastest row of its size by less than the run-to-run spread "
             "(--repeat): the difference may not be real[/dim]"
         )
-
-
-def print_op_profile(row) -> None:
-    profile = row.details.get("op_profile") or {}
-    if "unavailable" in profile:
-        console.print(f"[dim]{row.subject_label} {row.backend}: {profile['unavailable']}[/dim]")
-        return
-    label = f"{row.subject_label} ({row.backend}, {row.threads} thread(s))"
-    by_type = [[e["op_type"], f"{e['ms']:.3f}", f"{e['share']:.1%}"] for e in profile.get("by_op_type", [])]
-    console.print(
-        make_table(f"time by op type: {label}", ["op type", "ms", "share"], by_type, {"ms", "share"})
-    )
-    by_node = [
-        [e["node"], e["op_type"], f"{e['ms']:.3f}", f"{e['share']:.1%}"] for e in profile.get("by_node", [])
-    ]
-    cols = ["node", "op type", "ms", "share"]
-    console.print(make_table(f"top nodes: {label}", cols, by_node, {"ms", "share"}, fold={"node"}))
