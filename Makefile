@@ -73,8 +73,8 @@ benchmarks: venv
 	$(BIN)/mobattn sweep --preset families --results $(BENCH)/families.jsonl
 	$(BIN)/mobattn sweep --preset swap-experiment --results $(BENCH)/swap-experiment.jsonl
 	$(BIN)/mobattn sweep --preset precision --results $(BENCH)/precision.jsonl
-	$(BIN)/mobattn bench --model swiftformer_s --backend onnxruntime,executorch --precision fp32,int8 --results $(BENCH)/precision-models.jsonl
-	$(BIN)/mobattn table --models swiftformer_xs,swiftformer_s,swiftformer_l1,swiftformer_l3,efficientformer_l1,efficientformer_l3,efficientformer_l7,deit_tiny,deit_small,mobilevit_xs,mobilevit_s,mobilevitv2_100 --backend onnxruntime,executorch --results $(BENCH)/families.jsonl --out $(BENCH)/families.md --force
+	$(BIN)/mobattn bench --model swiftformer_s --backend onnxruntime,executorch,litert --precision fp32,int8 --results $(BENCH)/precision-models.jsonl
+	$(BIN)/mobattn table --models swiftformer_xs,swiftformer_s,swiftformer_l1,swiftformer_l3,efficientformer_l1,efficientformer_l3,efficientformer_l7,deit_tiny,deit_small,mobilevit_xs,mobilevit_s,mobilevitv2_100 --backend onnxruntime,executorch,litert --results $(BENCH)/families.jsonl --out $(BENCH)/families.md --force
 	$(BIN)/python bench/scripts/export_speed.py > $(BENCH)/export_speed.txt
 	$(BIN)/python bench/scripts/fidelity.py > $(BENCH)/fidelity.txt
 	$(BIN)/python bench/scripts/coreml_agreement.py > $(BENCH)/coreml_agreement.md
@@ -93,7 +93,7 @@ benchmarks: venv
 	$(BIN)/python bench/scripts/gpu_report.py --plots docs/benchmarks > $(BENCH)/gpu.md
 	$(BIN)/python bench/scripts/fleet_makespan.py > $(BENCH)/fleet_makespan.md
 	$(BIN)/python bench/scripts/fleet_run.py >> $(BENCH)/fleet_makespan.md
-	$(BIN)/mobattn report $(BENCH)/attention-scaling.jsonl $(BENCH)/precision.jsonl $(BENCH)/precision-models.jsonl $(BENCH)/runtime-parity.jsonl $(BENCH)/families.jsonl $(BENCH)/swap-experiment.jsonl --out docs/benchmarks --page BENCHMARKS.md --force
+	$(BIN)/mobattn report $(BENCH)/attention-scaling.jsonl $(BENCH)/precision.jsonl $(BENCH)/precision-models.jsonl $(BENCH)/runtime-parity.jsonl $(BENCH)/families.jsonl $(BENCH)/swap-experiment.jsonl $(BENCH)/litert-parity.jsonl --out docs/benchmarks --page BENCHMARKS.md --force
 
 # Wheels the GPU machine lacks (it has torch and no internet), for bench/scripts/gpu_sweep.sh:
 # carried to it as the ignored folder .gpu-wheels/.

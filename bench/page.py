@@ -28,9 +28,9 @@ BENCHMARK_COMMANDS = [
     f"mobattn sweep --preset families --results {R}/families.jsonl",
     f"mobattn sweep --preset swap-experiment --results {R}/swap-experiment.jsonl",
     f"mobattn sweep --preset precision --results {R}/precision.jsonl",
-    "mobattn bench --model swiftformer_s --backend onnxruntime,executorch --precision fp32,int8 "
+    "mobattn bench --model swiftformer_s --backend onnxruntime,executorch,litert --precision fp32,int8 "
     f"--results {R}/precision-models.jsonl",
-    "mobattn table --models " + ",".join(FAMILIES) + " --backend onnxruntime,executorch "
+    "mobattn table --models " + ",".join(FAMILIES) + " --backend onnxruntime,executorch,litert "
     f"--results {R}/families.jsonl --out {R}/families.md --force",
     f"python bench/scripts/export_speed.py > {R}/export_speed.txt",
     f"python bench/scripts/fidelity.py > {R}/fidelity.txt",
@@ -61,7 +61,7 @@ BENCHMARK_COMMANDS = [
     # later sources win where two measured the same point (runtime-parity's default profile
     # over precision's quick one)
     f"mobattn report {R}/attention-scaling.jsonl {R}/precision.jsonl {R}/precision-models.jsonl "
-    f"{R}/runtime-parity.jsonl {R}/families.jsonl {R}/swap-experiment.jsonl "
+    f"{R}/runtime-parity.jsonl {R}/families.jsonl {R}/swap-experiment.jsonl {R}/litert-parity.jsonl "
     "--out docs/benchmarks --page BENCHMARKS.md --force",
 ]
 

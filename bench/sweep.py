@@ -225,11 +225,11 @@ PRESETS = {
         breadth_first=True,
         op_profile=True,
     ),
-    # every family at its own input size on the two mobile CPU runtimes
+    # every family at its own input size on the three mobile CPU runtimes
     "families": Grid(
         models=FAMILIES,
         resolutions=[],
-        backends=["onnxruntime", "executorch"],
+        backends=["onnxruntime", "executorch", "litert"],
         threads=[1],
         timeout_s=600.0,
     ),
@@ -250,13 +250,13 @@ PRESETS = {
         backends=["onnxruntime", "torch"],
         threads=[1],
     ),
-    # what int8 buys or costs per mechanism, on the two mobile CPU runtimes (quick profile:
-    # a few runs each, so the largest grids finish in minutes)
+    # what int8 buys or costs per mechanism, on the three mobile CPU runtimes (quick
+    # profile: a few runs each, so the largest grids finish in minutes)
     "precision": Grid(
         attentions=["eaa", "external", "hilo", "mhsa", "ufo"],
         dims=[64],
         hws=_square([14, 56, 128]),
-        backends=["onnxruntime", "executorch"],
+        backends=["onnxruntime", "executorch", "litert"],
         precisions=["fp32", "int8"],
         threads=[1],
         profile="quick",

@@ -236,7 +236,10 @@ def test_presets_cover_what_they_promise():
         m.split("_")[0] for m in zoo
     }
     families = PRESETS["families"].configs()  # each model once per backend, at its own input size
-    assert len(families) == 2 * len(zoo)
+    assert PRESETS["families"].backends == ["onnxruntime", "executorch", "litert"]
+    assert len(families) == 3 * len(zoo)
+    litert = PRESETS["litert-parity"]  # the 1.15x goal's grid, every row with its op profile
+    assert litert.op_profile and litert.dims == [64, 128] and litert.hws[-1] == [128, 128]
     assert {tuple(c.resolution) for c in families if c.model.startswith("mobilevit")} == {(256, 256)}
     parity = PRESETS["runtime-parity"]
     assert parity.backends == ["onnxruntime", "executorch"] and parity.threads == [1]
