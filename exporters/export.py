@@ -27,6 +27,8 @@ def artifact_tags(target: str, precision: str, options: dict) -> list[str]:
     tags = [precision] if precision != TARGETS[target].default_precision else []
     if options.get("dynamic"):
         tags.append("dynamic")
+    if options.get("sizes"):  # one artifact for several sizes: all of them in its name
+        tags.append("sizes" + "-".join(map(str, sorted(options["sizes"]))))
     if options.get("image"):
         tags.append("image")
     if options.get("compress"):
@@ -55,6 +57,8 @@ def artifact_path(subject: Subject, target: str, out_dir: Path, precision: str, 
     stem = subject.stem("-".join(tags) or None)
     if options.get("dynamic") and subject.is_model:
         stem = stem.replace(f"-{subject.size}-dynamic", "-dynamic", 1)
+    elif options.get("sizes") and subject.is_model:
+        stem = stem.replace(f"-{subject.size}-sizes", "-sizes", 1)
     return out_dir / (stem + TARGETS[target].suffix)
 
 

@@ -40,6 +40,7 @@ from mobattn.errors import MobattnError, unknown_name_error
 # to a target that does not take it is an error, never silently ignored.
 OPTION_FLAGS = {
     "dynamic": "--dynamic",
+    "sizes": "--sizes",
     "simplify": "--no-simplify",
     "opset": "--opset",
     "min_target": "--min-target",
@@ -113,7 +114,7 @@ TARGETS: dict[str, Target] = {
             ("fp32", "fp16", "int8"),
             "fp32",
             ("dynamic", "simplify", "opset", "calibration", "validation_images", "int8_recipe", "int8_target")
-            + ("form",),
+            + ("form", "sizes"),
             "onnxruntime (CPU)",
             "ONNX, torch's dynamo exporter, folded and simplified",
             "mobattn.exporters.to_onnx",
@@ -135,7 +136,7 @@ TARGETS: dict[str, Target] = {
             ".pte",
             ("fp32", "int8"),
             "fp32",
-            ("calibration", "validation_images", "int8_recipe", "int8_target"),
+            ("calibration", "validation_images", "int8_recipe", "int8_target", "sizes"),
             "ExecuTorch runtime (XNNPACK)",
             "ExecuTorch program lowered to XNNPACK",
             "mobattn.exporters.to_executorch",
@@ -149,7 +150,7 @@ TARGETS: dict[str, Target] = {
             ".tflite",
             ("fp32", "int8"),
             "fp32",
-            ("calibration", "validation_images", "int8_recipe", "int8_target"),
+            ("calibration", "validation_images", "int8_recipe", "int8_target", "sizes"),
             "LiteRT interpreter (XNNPACK)",
             "LiteRT (TensorFlow Lite) flatbuffer through litert-torch",
             "mobattn.exporters.to_litert",

@@ -64,12 +64,15 @@ class _Event(ctypes.Structure):
 _NO_DESTRUCTOR = ctypes.CFUNCTYPE(None, c_void_p)(lambda _payload: None)
 
 
-def litert_op_profile(path: Path, x: np.ndarray, threads: int, runs: int = 20) -> dict:
+def litert_op_profile(
+    path: Path, x: np.ndarray, threads: int, runs: int = 20, signature_index: int = 0
+) -> dict:
     """Per op type and per node (top 20): mean milliseconds per inference and share of the
-    profiled op time, over ``runs`` inferences of ``x`` after ``runs`` unprofiled ones."""
+    profiled op time, over ``runs`` inferences of ``x`` (through the file's signature
+    ``signature_index``) after ``runs`` unprofiled ones."""
     try:
         with quiet_native_stderr():
-            events = _profiled_events(path, np.ascontiguousarray(x), threads, runs)
+            events = _profiled_events(path, np.ascontiguousarray(x), threads, runs, signature_index)
     except Exception as exc:  # noqa: BLE001 - a library without the C API this reads, say
         return {"unavailable": f"LiteRT's profiler could not profile this run: {first_line(exc)}"}
     return summarise(events, runs)
@@ -109,7 +112,7 @@ def summarise(events: list[tuple[int, str, int, float]], runs: int) -> dict:
     return result
 
 
-def _profiled_events(path: Path, x: np.ndarray, threads: int, runs: int) -> list:
+def _profiled_events(path: Path, x: np.ndarray, threads: int, runs: int, signature_index: int) -> list:
     lib = _library()
     with ExitStack() as owned:
         env = _made(lib.LiteRtCreateEnvironment, 0, None, step="environment")
@@ -119,10 +122,10 @@ def _profiled_events(path: Path, x: np.ndarray, threads: int, runs: int) -> list
         options = _options(lib, threads, owned)
         compiled = _made(lib.LiteRtCreateCompiledModel, env, model, options, step="compiled model")
         owned.callback(lib.LiteRtDestroyCompiledModel, compiled)
-        inputs = _buffers(lib, env, model, compiled, "Input", owned)
-        outputs = _buffers(lib, env, model, compiled, "Output", owned)
+        inputs = _buffers(lib, env, model, compiled, "Input", owned, signature_index)
+        outputs = _buffers(lib, env, model, compiled, "Output", owned, signature_index)
         _write(lib, inputs[0], x)
-        run = _runner(lib, compiled, inputs, outputs)
+        run = _runner(lib, compiled, inputs, outputs, signature_index)
         for _ in range(runs):  # warm: XNNPACK packs weights and sizes its workspace on the first run
             run()
         profiler = _made(lib.LiteRtCompiledModelGetProfiler, compiled, step="profiler")
@@ -182,10 +185,10 @@ def _keep_alive(*_held) -> None:
     """Nothing to do: the ExitStack callback holding its arguments is the point."""
 
 
-def _buffers(lib, env, model, compiled, kind: str, owned: ExitStack) -> list[c_void_p]:
-    """One managed tensor buffer per input (or output) of the first signature, made to the
+def _buffers(lib, env, model, compiled, kind: str, owned: ExitStack, signature_index: int) -> list[c_void_p]:
+    """One managed tensor buffer per input (or output) of the signature, made to the
     compiled model's requirements."""
-    signature = _made(lib.LiteRtGetModelSignature, model, c_size_t(0), step="signature")
+    signature = _made(lib.LiteRtGetModelSignature, model, c_size_t(signature_index), step="signature")
     count = c_size_t()
     _check(getattr(lib, f"LiteRtGetNumSignature{kind}s")(signature, byref(count)), f"{kind} count")
     buffers = []
@@ -197,7 +200,7 @@ def _buffers(lib, env, model, compiled, kind: str, owned: ExitStack) -> list[c_v
         requirements = _made(
             getattr(lib, f"LiteRtGetCompiledModel{kind}BufferRequirements"),
             compiled,
-            c_size_t(0),
+            c_size_t(signature_index),
             c_size_t(index),
             step=f"{kind} requirements",
         )
@@ -220,12 +223,12 @@ def _write(lib, buffer: c_void_p, x: np.ndarray) -> None:
     _check(lib.LiteRtUnlockTensorBuffer(buffer), "input unlock")
 
 
-def _runner(lib, compiled, inputs: list, outputs: list):
+def _runner(lib, compiled, inputs: list, outputs: list, signature_index: int):
     ins = (c_void_p * len(inputs))(*inputs)
     outs = (c_void_p * len(outputs))(*outputs)
 
     def run() -> None:
-        status = lib.LiteRtRunCompiledModel(compiled, c_size_t(0), len(ins), ins, len(outs), outs)
+        status = lib.LiteRtRunCompiledModel(compiled, signature_index, len(ins), ins, len(outs), outs)
         _check(status, "run")
 
     return run

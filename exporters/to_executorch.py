@@ -35,6 +35,16 @@ from .pt2e_int8 import calibration_inputs, described_inputs
 from .pt2e_search import quantize_for_target
 from .record import ExportResult, Runner, check_runtime_options
 from .silence import quiet, quiet_native_stderr
+from .sizes import (
+    check_sizes,
+    flexible_shape,
+    parse_metadata,
+    shapes_note,
+    text,
+    torch_dims,
+    validation_set,
+    with_sizes,
+)
 from .subject import Subject, artifact_metadata
 
 FORM = "xnnpack"  # every program is lowered from the deployable form (see exporters.deploy)
@@ -98,10 +108,16 @@ def input_shape(method) -> tuple[tuple[int, ...], torch.dtype]:
 
 
 def validate_pte(
-    path: Path, subject: Subject, precision: str, inputs: list[torch.Tensor] | None = None, run=None
+    path: Path,
+    subject: Subject,
+    precision: str,
+    inputs: list[torch.Tensor] | None = None,
+    run=None,
+    sizes: tuple[int, ...] | None = None,
 ) -> Agreement:
-    """ExecuTorch's runtime against torch on random inputs (or ``inputs``); ``run`` is an
-    already loaded program's (a Runner's ``run``), else the program is loaded here."""
+    """ExecuTorch's runtime against torch on random inputs at every promised size (or
+    ``inputs``); ``run`` is an already loaded program's (a Runner's ``run``), else the
+    program is loaded here."""
     if run is None:
         method = load_method(path)
 
@@ -109,9 +125,13 @@ def validate_pte(
             return method.execute([x])[0].numpy()
 
     criterion = judged_as(precision, bool(inputs))
-    inputs = inputs or [subject.example_input(seed=100 + seed) for seed in range(3)]
+    inputs = inputs or validation_set(subject, sizes)
     agreement = agreement_on(run, subject.module, inputs, criterion, "executorch")
     agreement.add_note("ExecuTorch runtime (XNNPACK) vs torch")
+    if sizes:
+        agreement.add_note(
+            f"{shapes_note(inputs)} (height and width dynamic between the sizes {text(sizes)})"
+        )
     return agreement
 
 
@@ -121,6 +141,7 @@ def check_options(
     calibration=None,
     int8_recipe: str | None = None,
     int8_target: float | None = None,
+    sizes: tuple[int, ...] | None = None,
     **_,
 ) -> None:
     require_executorch()
@@ -128,6 +149,9 @@ def check_options(
         raise MobattnError(f"ExecuTorch precision must be fp32 or int8, got '{precision}'")
     check_recipe(precision, calibration, int8_recipe)
     check_target(precision, calibration, int8_target)
+    if sizes and precision == "int8":
+        raise MobattnError("--precision int8 calibrates at one input shape; drop --sizes")
+    check_sizes(subject, sizes)
 
 
 def export(
@@ -138,11 +162,14 @@ def export(
     int8_recipe: str | None = None,
     validation_images: list[np.ndarray] | None = None,
     int8_target: float | None = None,
+    sizes: tuple[int, ...] | None = None,
 ) -> ExportResult:
-    """Write ``path`` (.pte) and return the facts of the export."""
-    check_options(
-        subject, precision, calibration=calibration, int8_recipe=int8_recipe, int8_target=int8_target
-    )
+    """Write ``path`` (.pte) and return the facts of the export; with ``sizes``, height
+    and width are dynamic between the smallest and the largest (:mod:`.sizes`)."""
+    options = dict(calibration=calibration, int8_recipe=int8_recipe, int8_target=int8_target, sizes=sizes)
+    check_options(subject, precision, **options)
+    sizes = check_sizes(subject, sizes)
+    metadata = artifact_metadata(subject, precision, FORM, **({"sizes": text(sizes)} if sizes else {}))
     calibration = list(calibration) if calibration is not None else None
     with quiet():  # torchao's and torch's import-time log lines are not the user's output
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -160,24 +187,37 @@ def export(
             module, quantization = quantize_for_target(
                 module, example, inputs, recipe, target=int8_target, held_out=held_out
             )
-        program = torch.export.export(module, (example,))
+        program = _exported(module, example, sizes)
         edge = to_edge_transform_and_lower(
             program,
             partitioner=[XnnpackPartitioner()],
-            constant_methods={METADATA_METHOD: json.dumps(artifact_metadata(subject, precision, FORM))},
+            constant_methods={METADATA_METHOD: json.dumps(metadata)},
         )
         report = delegation(edge.exported_program().graph_module)
         path.write_bytes(edge.to_executorch().buffer)
     seconds = time.perf_counter() - start
     images = validation_inputs(subject, calibration, validation_images) if precision == "int8" else None
-    agreement = validate_pte(path, subject, precision, images)
+    agreement = validate_pte(path, subject, precision, images, sizes=sizes)
     if images:
         agreement.add_note(validation_note(images, validation_images))
     histogram = {"delegated": report["delegated_ops"], **report["not_delegated"]}
     details = {"backend": "XNNPACK", "form": FORM, **report}
+    if sizes:
+        details["sizes"] = list(sizes)
     if quantization:
         details["quantization"] = {"calibration": described_inputs(calibration, inputs), **quantization}
     return ExportResult(seconds, histogram, agreement, details)
+
+
+def _exported(module: torch.nn.Module, example: torch.Tensor, sizes: tuple[int, ...] | None):
+    """``torch.export`` of the module, height and width symbolic when ``sizes`` are given;
+    a module that cannot take them is one line saying where."""
+    if not sizes:
+        return torch.export.export(module, (example,))
+    try:
+        return torch.export.export(module, (example,), dynamic_shapes=(torch_dims(sizes),))
+    except Exception as exc:  # noqa: BLE001 - a shape the module fixes: say which
+        raise MobattnError(f"cannot export with symbolic height and width: {first_line(exc)}") from None
 
 
 def load_runner(path: Path, threads: int = 1, device: str = "cpu", **options) -> Runner:
@@ -194,6 +234,8 @@ def load_runner(path: Path, threads: int = 1, device: str = "cpu", **options) ->
         shape, dtype = input_shape(method)
     except Exception as exc:  # noqa: BLE001 - any load failure is a corrupt artifact
         raise MobattnError(f"{path} is not a valid ExecuTorch program: {first_line(exc)}") from None
+    metadata = file_metadata(path)
+    sizes = parse_metadata(metadata.get("sizes"))
 
     def bind(x):
         tensor = torch.as_tensor(x).to(dtype)
@@ -201,11 +243,12 @@ def load_runner(path: Path, threads: int = 1, device: str = "cpu", **options) ->
 
     return Runner(
         input_name="input",
-        input_shape=list(shape),
+        input_shape=flexible_shape(list(shape), sizes),
         input_dtype=str(dtype).removeprefix("torch."),
         bind=bind,
         run=lambda x: method.execute([torch.as_tensor(x).to(dtype)])[0].numpy(),
-        details={"runtime": "ExecuTorch (XNNPACK)", "input_shape": list(shape)},
+        details={"runtime": "ExecuTorch (XNNPACK)", "input_shape": flexible_shape(list(shape), sizes)},
+        metadata=metadata,
         keep=[method],
         op_profile=lambda x: executorch_op_profile(path, torch.as_tensor(x).to(dtype)),
     )
@@ -215,11 +258,13 @@ def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -
     """An existing .pte against ``subject`` (``mobattn validate``), judged as what its
     delegates compute in unless ``precision`` says otherwise."""
     runner = load_runner(path)
-    subject.check_artifact(path, runner.input_shape, file_metadata(path))
+    subject.check_artifact(path, runner.input_shape, runner.metadata)
     content = file_precision(path)
     criterion = precision or content
     facts = {"criterion": criterion, "content": content}
-    return validate_pte(path, subject, criterion, inputs=inputs, run=runner.run), facts
+    sizes = parse_metadata(runner.metadata.get("sizes"))
+    inputs = with_sizes(subject, inputs, sizes)
+    return validate_pte(path, subject, criterion, inputs=inputs, run=runner.run, sizes=sizes), facts
 
 
 def inspect(path: Path, compute_plan: bool = False):

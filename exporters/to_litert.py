@@ -33,6 +33,16 @@ from .pt2e_int8 import calibration_inputs, described_inputs
 from .pt2e_search import quantize_for_target
 from .record import ExportResult, Runner, check_runtime_options
 from .silence import quiet, quiet_native_stderr
+from .sizes import (
+    check_sizes,
+    flexible_shape,
+    parse_metadata,
+    shapes_note,
+    signature,
+    text,
+    validation_set,
+    with_sizes,
+)
 from .subject import Subject, artifact_metadata
 
 INSTALL_HINT = "LiteRT export needs litert-torch and ai-edge-litert: pip install 'mobattn[litert]'"
@@ -138,16 +148,49 @@ def _run_function(loaded):
     return run
 
 
+def _signature_runners(loaded, sizes: tuple[int, ...]) -> dict[int, tuple]:
+    """A file of several sizes: per size, its signature's runner and input name."""
+    runners = {}
+    for size in sizes:
+        runner = loaded.get_signature_runner(signature(size))
+        runners[size] = (runner, next(iter(runner.get_input_details())))
+    return runners
+
+
+def _sized_run_function(loaded, sizes: tuple[int, ...]):
+    """Input -> first output through the signature of the input's size; an input of
+    another size is one line naming the sizes the file takes."""
+    runners = _signature_runners(loaded, sizes)
+
+    def bind(x):
+        size = np.shape(x)[-1]
+        if size not in runners:
+            raise MobattnError(f"this file takes sizes {text(sizes)}, not {size}")
+        runner, name = runners[size]
+        feed = {name: np.ascontiguousarray(np.asarray(x, dtype=np.float32))}
+        return lambda: next(iter(runner(**feed).values()))
+
+    return bind, lambda x: bind(x)()
+
+
 def validate_tflite(
-    path: Path, subject: Subject, precision: str, inputs: list[torch.Tensor] | None = None, run=None
+    path: Path,
+    subject: Subject,
+    precision: str,
+    inputs: list[torch.Tensor] | None = None,
+    run=None,
+    sizes: tuple[int, ...] | None = None,
 ) -> Agreement:
-    """LiteRT's interpreter (XNNPACK) against torch on random inputs (or ``inputs``)."""
+    """LiteRT's interpreter (XNNPACK) against torch on random inputs at every promised
+    size (or ``inputs``)."""
     if run is None:
         run = _run_function(interpreter(path))
     criterion = judged_as(precision, bool(inputs))
-    inputs = inputs or [subject.example_input(seed=100 + seed) for seed in range(VALIDATION_INPUTS)]
+    inputs = inputs or validation_set(subject, sizes, VALIDATION_INPUTS)
     agreement = agreement_on(lambda x: run(x.numpy()), subject.module, inputs, criterion, "litert")
     agreement.add_note("LiteRT interpreter (XNNPACK) vs torch")
+    if sizes:
+        agreement.add_note(f"{shapes_note(inputs)} (one signature per size)")
     return agreement
 
 
@@ -157,6 +200,7 @@ def check_options(
     calibration=None,
     int8_recipe: str | None = None,
     int8_target: float | None = None,
+    sizes: tuple[int, ...] | None = None,
     **_,
 ) -> None:
     require_litert()
@@ -164,6 +208,9 @@ def check_options(
         raise MobattnError(f"--to litert takes --precision fp32 or int8, not '{precision}'")
     check_recipe(precision, calibration, int8_recipe)
     check_target(precision, calibration, int8_target)
+    if sizes and precision == "int8":
+        raise MobattnError("--precision int8 calibrates at one input shape; drop --sizes")
+    check_sizes(subject, sizes)
     if precision == "int8":
         try:
             import executorch.backends.xnnpack.quantizer  # noqa: F401
@@ -203,12 +250,14 @@ def export(
     int8_recipe: str | None = None,
     validation_images: list[np.ndarray] | None = None,
     int8_target: float | None = None,
+    sizes: tuple[int, ...] | None = None,
 ) -> ExportResult:
     """Write ``path`` (.tflite) and return the facts of the export. int8 is full integer:
-    its input and output are int8 too, quantized and dequantized by the runner."""
-    check_options(
-        subject, precision, calibration=calibration, int8_recipe=int8_recipe, int8_target=int8_target
-    )
+    its input and output are int8 too, quantized and dequantized by the runner. With
+    ``sizes``, one signature per size (:mod:`.sizes`)."""
+    options = dict(calibration=calibration, int8_recipe=int8_recipe, int8_target=int8_target, sizes=sizes)
+    check_options(subject, precision, **options)
+    sizes = check_sizes(subject, sizes)
     calibration = list(calibration) if calibration is not None else None
     import litert_torch
 
@@ -222,21 +271,35 @@ def export(
             module, options["quant_config"], quantization = _quantized(
                 module, subject, calibration, int8_recipe, int8_target, validation_images
             )
-        edge = litert_torch.convert(module, (example,), **options)
+        edge = _signatures(litert_torch, module, subject, sizes) if sizes else None
+        edge = edge or litert_torch.convert(module, (example,), **options)
         edge.export(str(path))
-        write_metadata(path, artifact_metadata(subject, precision, FORM))
+        flexible = {"sizes": text(sizes)} if sizes else {}
+        write_metadata(path, artifact_metadata(subject, precision, FORM, **flexible))
     seconds = time.perf_counter() - start
     loaded = interpreter(path)
-    report = delegation(loaded)
+    report = delegation(loaded)  # of the first signature, where a file has several
     images = validation_inputs(subject, calibration, validation_images) if precision == "int8" else None
-    agreement = validate_tflite(path, subject, precision, images, run=_run_function(loaded))
+    run = _sized_run_function(loaded, sizes)[1] if sizes else _run_function(loaded)
+    agreement = validate_tflite(path, subject, precision, images, run=run, sizes=sizes)
     if images:
         agreement.add_note(validation_note(images, validation_images))
     histogram = {"delegated": report["delegated_ops"], **report["not_delegated"]}
     details = {"backend": "XNNPACK", "form": FORM, **report}
+    if sizes:
+        details["sizes"] = list(sizes)
     if quantization:
         details["quantization"] = quantization
     return ExportResult(seconds, histogram, agreement, details)
+
+
+def _signatures(litert_torch, module, subject: Subject, sizes: tuple[int, ...]):
+    """One signature per size, converted together (the weights are stored once)."""
+    converter = litert_torch
+    for size in sizes:
+        x = subject.example_input(shape=(*subject.input_shape[:2], size, size))
+        converter = converter.signature(signature(size), module, (x,))
+    return converter.convert()
 
 
 def load_runner(path: Path, threads: int = 1, device: str = "cpu", **options) -> Runner:
@@ -247,6 +310,8 @@ def load_runner(path: Path, threads: int = 1, device: str = "cpu", **options) ->
         raise MobattnError(f"LiteRT runs on cpu here, not {device}")
     loaded = interpreter(path, threads)
     detail = loaded.get_input_details()[0]
+    metadata = read_metadata(path)
+    sizes = parse_metadata(metadata.get("sizes"))
     run = _run_function(loaded)
 
     def bind(x):
@@ -260,15 +325,22 @@ def load_runner(path: Path, threads: int = 1, device: str = "cpu", **options) ->
 
         return call
 
+    def op_profile(x):
+        at = sizes.index(np.shape(x)[-1]) if sizes and np.shape(x)[-1] in sizes else 0
+        return litert_op_profile(path, _to_input(detail, x), threads, signature_index=at)
+
+    if sizes:  # a signature per size: the input's size picks it
+        bind, run = _sized_run_function(loaded, sizes)
     return Runner(
         input_name=detail["name"],
-        input_shape=[int(d) for d in detail["shape"]],
+        input_shape=flexible_shape([int(d) for d in detail["shape"]], sizes),
         input_dtype=np.dtype(detail["dtype"]).name,
         bind=bind,
         run=run,
         details={"runtime": "LiteRT (XNNPACK)"},
+        metadata=metadata,
         keep=[loaded],
-        op_profile=lambda x: litert_op_profile(path, _to_input(detail, x), threads),
+        op_profile=op_profile,
     )
 
 
@@ -288,10 +360,12 @@ def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -
     """An existing .tflite against ``subject`` (``mobattn validate``), judged as what its
     tensors are unless ``precision`` says otherwise."""
     runner = load_runner(path)
-    subject.check_artifact(path, runner.input_shape, read_metadata(path))
+    subject.check_artifact(path, runner.input_shape, runner.metadata)
     content = precision_of(runner.keep[0])
     criterion = precision or content
-    agreement = validate_tflite(path, subject, criterion, inputs=inputs, run=runner.run)
+    sizes = parse_metadata(runner.metadata.get("sizes"))
+    inputs = with_sizes(subject, inputs, sizes)
+    agreement = validate_tflite(path, subject, criterion, inputs=inputs, run=runner.run, sizes=sizes)
     facts = {"criterion": criterion, "content": content, "delegation": delegation(runner.keep[0])}
     return agreement, facts
 

@@ -33,6 +33,7 @@ from .onnx_profile import onnxruntime_op_profile
 from .onnx_session import RUNTIME_OPTIONS, ort_session, providers_for  # noqa: F401  (re-exported)
 from .record import ExportResult, Runner, check_runtime_options
 from .silence import quiet
+from .sizes import check_sizes, parse_metadata, shapes_note, text, torch_dims, validation_set, with_sizes
 from .subject import Subject, artifact_metadata
 
 DEFAULT_OPSET = 20
@@ -41,13 +42,18 @@ VALIDATION_INPUTS = 3
 FORMS = ("reference", "mobile")  # see exporters.deploy
 
 
-def dynamic_shapes(subject: Subject) -> tuple[dict, ...]:
-    """Batch always; H and W too for models (a bare mixer's grid is fixed)."""
-    dims = {0: torch.export.Dim("batch", min=1, max=1024)}
-    if subject.is_model:
-        dims[2] = torch.export.Dim("height", min=32, max=4096)
-        dims[3] = torch.export.Dim("width", min=32, max=4096)
-    return (dims,)
+def dynamic_shapes(subject: Subject, dynamic: bool, sizes: tuple[int, ...] | None = None) -> tuple | None:
+    """``--dynamic``: batch always, and H and W too for models (a bare mixer's grid is
+    fixed); ``--sizes``: H and W bounded by the smallest and largest size."""
+    dims = {}
+    if dynamic:
+        dims[0] = torch.export.Dim("batch", min=1, max=1024)
+        if subject.is_model:
+            dims[2] = torch.export.Dim("height", min=32, max=4096)
+            dims[3] = torch.export.Dim("width", min=32, max=4096)
+    if sizes:
+        dims.update(torch_dims(sizes))
+    return (dims,) if dims else None
 
 
 def second_input_shape(subject: Subject) -> tuple[int, ...]:
@@ -64,7 +70,9 @@ def op_histogram(model: onnx.ModelProto) -> dict[str, int]:
     return dict(Counter(node.op_type for node in model.graph.node).most_common())
 
 
-def _torch_export(module: torch.nn.Module, subject: Subject, path: Path, opset: int, dynamic: bool) -> None:
+def _torch_export(
+    module: torch.nn.Module, subject: Subject, path: Path, opset: int, dynamic: bool, sizes=None
+) -> None:
     example = subject.example_input()
     if dynamic and example.shape[0] == 1:  # batch 1 would be specialised by torch.export
         example = subject.example_input(shape=(2, *subject.input_shape[1:]))
@@ -77,7 +85,7 @@ def _torch_export(module: torch.nn.Module, subject: Subject, path: Path, opset: 
             opset_version=opset,
             input_names=[subject.input_name],
             output_names=[subject.output_name],
-            dynamic_shapes=dynamic_shapes(subject) if dynamic else None,
+            dynamic_shapes=dynamic_shapes(subject, dynamic, sizes),
             optimize=True,
             external_data=False,
         )
@@ -121,9 +129,16 @@ def drop_unused_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _add_metadata(
-    model: onnx.ModelProto, subject: Subject, precision: str, dynamic: bool, form: str = "reference"
+    model: onnx.ModelProto,
+    subject: Subject,
+    precision: str,
+    dynamic: bool,
+    form: str = "reference",
+    sizes=None,
 ) -> None:
-    props = artifact_metadata(subject, precision, form, dynamic=dynamic)
+    props = artifact_metadata(
+        subject, precision, form, dynamic=dynamic, **({"sizes": text(sizes)} if sizes else {})
+    )
     del model.metadata_props[:]
     for key, value in props.items():
         entry = model.metadata_props.add()
@@ -141,6 +156,7 @@ def validate_onnx(
     dynamic: bool = False,
     inputs: list[torch.Tensor] | None = None,
     run=None,
+    sizes: tuple[int, ...] | None = None,
 ) -> Agreement:
     """onnxruntime against torch on random inputs (and, if dynamic, a second shape);
     ``run`` is an already loaded session's (a Runner's ``run``), else one is made here."""
@@ -153,13 +169,11 @@ def validate_onnx(
 
     criterion = judged_as(precision, inputs is not None)
     if inputs is None:
-        shapes = [subject.input_shape] * VALIDATION_INPUTS
+        inputs = validation_set(subject, sizes, VALIDATION_INPUTS)
         if dynamic:
-            shapes.append(second_input_shape(subject))
-        inputs = [subject.example_input(seed=100 + seed, shape=shape) for seed, shape in enumerate(shapes)]
+            inputs.append(subject.example_input(seed=150, shape=second_input_shape(subject)))
     agreement = agreement_on(run, module, inputs, criterion, "onnxruntime")
-    shapes = dict.fromkeys(tuple(x.shape) for x in inputs)
-    agreement.add_note("shapes: " + ", ".join("x".join(map(str, s)) for s in shapes))
+    agreement.add_note(shapes_note(inputs))
     return agreement
 
 
@@ -178,11 +192,15 @@ def check_options(
     int8_recipe: str | None = None,
     validation_images=None,
     int8_target: float | None = None,
+    sizes: tuple[int, ...] | None = None,
 ) -> None:
     if form not in FORMS:
         raise MobattnError(f"--form must be {' or '.join(FORMS)} for ONNX, got '{form}'")
     if precision == "int8" and dynamic:
         raise MobattnError("--precision int8 calibrates at one input shape; drop --dynamic")
+    if precision == "int8" and sizes:
+        raise MobattnError("--precision int8 calibrates at one input shape; drop --sizes")
+    check_sizes(subject, sizes)
     check_recipe(precision, calibration, int8_recipe)
     check_target(precision, calibration, int8_target)
     if not MIN_OPSET <= opset <= MAX_OPSET:
@@ -201,6 +219,7 @@ def export(
     int8_recipe: str | None = None,
     validation_images: list[np.ndarray] | None = None,
     int8_target: float | None = None,
+    sizes: tuple[int, ...] | None = None,
 ) -> ExportResult:
     """Write ``path`` and return the facts of the export (the caller stages the path).
 
@@ -215,11 +234,13 @@ def export(
         calibration=calibration,
         form=form,
         int8_recipe=int8_recipe,
+        sizes=sizes,
     )
+    sizes = check_sizes(subject, sizes)
     start = time.perf_counter()
     module = deployable(fold_for_inference(subject.module), form)
     raw = path.with_suffix(".raw.onnx")
-    _torch_export(module, subject, raw, opset, dynamic)
+    _torch_export(module, subject, raw, opset, dynamic, sizes)
     model = onnx.load(str(raw))
     raw.unlink()
     written_opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
@@ -245,12 +266,12 @@ def export(
             model, quantization = search(
                 model, subject, calibration, held_out, path.parent, recipe, int8_target
             )
-    _add_metadata(model, subject, precision, dynamic, form)
+    _add_metadata(model, subject, precision, dynamic, form, sizes)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
     seconds = time.perf_counter() - start
     inputs = validation_inputs(subject, calibration, validation_images) if precision == "int8" else None
-    agreement = validate_onnx(path, subject.module, subject, precision, dynamic, inputs)
+    agreement = validate_onnx(path, subject.module, subject, precision, dynamic, inputs, sizes=sizes)
     if inputs:
         agreement.add_note(validation_note(inputs, validation_images))
     histogram = op_histogram(model)
@@ -264,6 +285,7 @@ def export(
             "opset": written_opset,
             "simplified": simplify,
             "dynamic": dynamic,
+            **({"sizes": list(sizes)} if sizes else {}),
             "nodes_before_simplify": nodes_before,
             **({"quantization": quantization} if quantization else {}),
         },
@@ -351,7 +373,10 @@ def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -
     claimed = runner.metadata.get("precision")
     if claimed is not None and claimed != content:
         facts["claim_disagrees"] = f"its metadata says {claimed!r}, its graph is {content}"
-    return validate_onnx(path, subject.module, subject, criterion, inputs=inputs, run=runner.run), facts
+    sizes = parse_metadata(runner.metadata.get("sizes"))
+    inputs, run = with_sizes(subject, inputs, sizes), runner.run
+    agreement = validate_onnx(path, subject.module, subject, criterion, inputs=inputs, run=run, sizes=sizes)
+    return agreement, facts
 
 
 def inspect(path: Path, compute_plan: bool = False):

@@ -152,7 +152,8 @@ def test_litert_profile_counts_a_delegate_once():
 
 @pytest.mark.slow  # measures in worker processes (seconds)
 def test_op_profiles_of_runtimes_side_by_side(cli):
-    result = cli("bench --attention hilo --dim 32 --hw 16x16 --backend onnxruntime,litert --runs 3 --op-profile")
+    base = "bench --attention hilo --dim 32 --hw 16x16"
+    result = cli(f"{base} --backend onnxruntime,litert --runs 3 --op-profile")
     assert result.code == 0, result.err
     assert "op time by category across runtimes: hilo d32, 16x16 tokens" in result.out
     assert "litert - onnxruntime" in result.out and "timed median" in result.out

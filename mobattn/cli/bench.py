@@ -181,8 +181,9 @@ def command(
             backend = _file_backend(artifact, backend, parse_csv(backends, "--backend"))
         check_backend(backend, device)
         precision = file_precision(artifact, facts["precision"], precision and precisions)
-        sizes = parse_resolutions(resolution) if resolution else [None]
-        check_file_sizes(artifact, facts["input_shape"], sizes)
+        promised = promised_sizes(facts)
+        sizes = parse_resolutions(resolution) if resolution else ([(s, s) for s in promised] or [None])
+        check_file_sizes(artifact, facts["input_shape"], sizes, promised)
         configs = api.file_configs(artifact, backend, sizes, thread_list, precision, device, **common)
     else:
         backend_list = parse_csv(backends or "torch", "--backend")
@@ -248,13 +249,27 @@ def file_precision(artifact: str, content: str, stated: list[str] | None) -> str
     return content
 
 
-def check_file_sizes(artifact: str, input_shape: list, sizes: list) -> None:
+def promised_sizes(facts: dict) -> list[int]:
+    """The sizes a file of several sizes (``export --sizes``) was validated at, from its
+    metadata; [] for any other file."""
+    from mobattn.exporters.sizes import parse_metadata
+
+    return list(parse_metadata((facts.get("metadata") or {}).get("sizes")) or ())
+
+
+def check_file_sizes(artifact: str, input_shape: list, sizes: list, promised: list[int] = ()) -> None:
     """--resolution fills a file's dynamic height and width; a fixed one cannot change,
-    so a row would name a size that was not measured."""
+    so a row would name a size that was not measured. A file of several sizes is timed
+    at the sizes it was validated at, no other."""
     fixed = [d for d in input_shape[2:4] if isinstance(d, int)] if len(input_shape) == 4 else []
     for size in sizes:
         if size is None:
             continue
+        if promised and (size[0] != size[1] or size[0] not in promised):
+            raise MobattnError(
+                f"{Path(artifact).name} takes sizes {','.join(map(str, promised))}; "
+                f"--resolution {size[0]}x{size[1]} is not one of them"
+            )
         if len(input_shape) != 4:
             raise MobattnError(f"{Path(artifact).name} takes tokens, not images: --resolution does not apply")
         if fixed and list(size) != [

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from mobattn.errors import MobattnError
 from mobattn.exporters.formats import PRECISIONS, TARGETS, check_options_apply, get_target
-from mobattn.parsing import listed, parse_csv, parse_resolution, plural
+from mobattn.parsing import MAX_RESOLUTION, listed, parse_csv, parse_ints, parse_resolution, plural
 
 from .common import CONTEXT, build_subject, json_option, own_resolution, subject_options, with_limits
 from .console import console, err_console, make_table, print_json, print_status_line, print_warning
@@ -34,6 +34,11 @@ from .console import console, err_console, make_table, print_json, print_status_
 )
 @click.option("--force", is_flag=True, help="Replace an existing artifact.")
 @click.option("--dynamic", is_flag=True, default=None, help="ONNX: dynamic batch (and H, W for models).")
+@click.option(
+    "--sizes",
+    help="Models: one artifact for these input sizes, e.g. 224,256,320, validated at each (ONNX, "
+    "ExecuTorch: H and W dynamic between the smallest and largest; LiteRT: a signature per size).",
+)
 @click.option("--no-simplify", "simplify", flag_value=False, default=None, help="ONNX: skip onnxsim.")
 @click.option("--opset", type=int, help="ONNX opset, 17..23 (default 20).")
 @click.option(
@@ -109,6 +114,7 @@ def command(
       mobattn export --model swiftformer_xs --attention hilo --to onnx --dynamic
       mobattn export --attention ufo --dim 64 --hw 14x14 --to onnx,coreml
       mobattn export --model swiftformer_s --to executorch --precision int8
+      mobattn export --model swiftformer_xs --to onnx,executorch,litert --sizes 224,256,320
 
     Every artifact is executed and compared with torch before it is kept (Core ML: by
     Core ML on macOS, by mobattn's ML Program reference executor elsewhere). An int8
@@ -128,7 +134,9 @@ def command(
     from mobattn.exporters.calibration import split_images
     from mobattn.exporters.export import ExportRequest
 
-    size = parse_resolution(resolution or own_resolution(model))
+    if options.get("sizes") is not None:
+        options["sizes"] = tuple(sorted(set(parse_ints(options["sizes"], "--sizes", MAX_RESOLUTION))))
+    size = parse_resolution(resolution or _example_resolution(model, options.get("sizes")))
     subject = build_subject(
         model,
         attention,
@@ -173,6 +181,13 @@ def command(
     else:
         print_export_table(records)
     return 0 if all(r.status in ("ok", "unvalidated") for r in records) else 1
+
+
+def _example_resolution(model: str | None, sizes: tuple[int, ...] | None) -> str:
+    """What the artifact is traced at: the model's own size, or with --sizes that do not
+    include it, the smallest of them."""
+    own = own_resolution(model)
+    return str(sizes[0]) if sizes and all(own != f"{s}x{s}" for s in sizes) else own
 
 
 def export_status(subject, request, number: int, count: int) -> str:
