@@ -84,6 +84,7 @@ benchmarks: venv
 	$(BIN)/python bench/scripts/runtime_parity.py > $(BENCH)/runtime_parity.md
 	$(BIN)/mobattn sweep --preset litert-parity --results $(BENCH)/litert-parity.jsonl
 	$(BIN)/python bench/scripts/litert_parity.py > $(BENCH)/litert_parity.md
+	$(BIN)/python bench/scripts/flexible_cost.py --out /tmp/mobattn-flexible --results $(BENCH)/flexible.jsonl > $(BENCH)/flexible_cost.md
 	$(BIN)/python bench/scripts/litert_coverage.py > $(BENCH)/litert_coverage.md
 	$(BIN)/python bench/scripts/mobile_usability.py > $(BENCH)/mobile_usability.md
 	$(BIN)/python bench/scripts/ane_layout.py > $(BENCH)/ane_layout.md

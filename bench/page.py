@@ -49,6 +49,8 @@ BENCHMARK_COMMANDS = [
     f"python bench/scripts/runtime_parity.py > {R}/runtime_parity.md",
     f"mobattn sweep --preset litert-parity --results {R}/litert-parity.jsonl",
     f"python bench/scripts/litert_parity.py > {R}/litert_parity.md",
+    f"python bench/scripts/flexible_cost.py --out /tmp/mobattn-flexible --results {R}/flexible.jsonl "
+    f"> {R}/flexible_cost.md",
     f"python bench/scripts/litert_coverage.py > {R}/litert_coverage.md",
     f"python bench/scripts/mobile_usability.py > {R}/mobile_usability.md",
     f"python bench/scripts/ane_layout.py > {R}/ane_layout.md",
@@ -78,6 +80,7 @@ SECTIONS = {  # markdown outputs of bench/scripts, shown as sections in this ord
     "fleet_makespan.md": "A sweep over many machines: makespan by how the grid is split, and a real fleet",
     "litert_coverage.md": "LiteRT: every mechanism and model, executed, and what XNNPACK took",
     "litert_parity.md": "LiteRT and ExecuTorch against onnxruntime, per mechanism",
+    "flexible_cost.md": "What flexibility costs: one artifact for several sizes against fixed-size exports",
     "runtime_parity.md": "ExecuTorch against onnxruntime, each in its fastest faithful form",
     "mobile_usability.md": "onnxruntime's mobile providers: default and --form mobile",
     "ane_layout.md": "The Neural Engine layout: --layout ane",
