@@ -12,7 +12,8 @@ one fixed export per size; every file is validated against torch by ``export``. 
 is then timed on the fixed file and on the flexible one, one after the other (quick
 profile, 1 thread, batch 1); the rows go to ``--results``. Core ML is validation only
 here (no Core ML runtime off Apple's OSes): it is not exported with several sizes yet, and
-the section says so. ``--export-only`` writes the files; ``--measure-only`` times them.
+the section says so. ``--export-only`` writes the files; ``--measure-only`` times them;
+``--report-only`` prints the table from the rows already in ``--results``.
 A script beside the package, not installed.
 """
 
@@ -123,8 +124,14 @@ def report(made: dict, rows: list[Row], sizes: list[int]) -> None:
     for target, (ratio, attention, size) in worst.items():
         print(f"- worst on {BACKEND[target]}: {attention} at {size}, flexible {ratio:.2f}x fixed")
     print(
-        "- Core ML: not exported with several sizes yet (its enumerated shapes are not wired into "
-        "`export --sizes`); nothing is timed for it off Apple's OSes."
+        "- Load time: a LiteRT file of several signatures allocates a signature's tensors on its first "
+        "run, not when it is loaded, so its load column is not comparable with the fixed file's "
+        "(the rows' `first_run_ms` hold the rest)."
+    )
+    print(
+        "- Core ML: not exported with several sizes (`export --sizes` refuses it): its enumerated "
+        "shapes give an ML Program with symbolic shapes, which mobattn's reference executor, its only "
+        "validator off macOS, does not run; nothing is timed for it off Apple's OSes."
     )
 
 
@@ -138,12 +145,13 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=Path("results/benchmarks/flexible.jsonl"))
     parser.add_argument("--export-only", action="store_true")
     parser.add_argument("--measure-only", action="store_true")
+    parser.add_argument("--report-only", action="store_true", help="the table from --results' rows")
     args = parser.parse_args()
     args.attentions = args.attentions.split(",")
     args.targets = args.targets.split(",")
     args.sizes = sorted(int(s) for s in args.sizes.split(","))
     plan = args.out / "exports.json"
-    if args.measure_only:
+    if args.measure_only or args.report_only:
         made = json.loads(plan.read_text())
     else:
         os.makedirs(args.out, exist_ok=True)
@@ -151,7 +159,13 @@ def main() -> int:
         plan.write_text(json.dumps(made, default=str))
     if args.export_only:
         return 0
-    rows = api.measure(configs(made, args.sizes), results=args.results)
+    if args.report_only:
+        from mobattn.bench.results import read_rows
+        from mobattn.bench.row import latest
+
+        rows = latest(read_rows(args.results))
+    else:
+        rows = api.measure(configs(made, args.sizes), results=args.results)
     report(made, rows, args.sizes)
     return 0
 
