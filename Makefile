@@ -84,6 +84,10 @@ benchmarks: venv
 	$(BIN)/python bench/scripts/runtime_parity.py > $(BENCH)/runtime_parity.md
 	$(BIN)/mobattn sweep --preset litert-parity --results $(BENCH)/litert-parity.jsonl
 	$(BIN)/python bench/scripts/litert_parity.py > $(BENCH)/litert_parity.md
+	$(BIN)/mobattn export --model swiftformer_xs --to onnx,executorch,litert --sizes 224,256,288,320,384,448,512 --out /tmp/mobattn-sweep --force
+	$(BIN)/mobattn bench /tmp/mobattn-sweep/swiftformer_xs-sizes224-256-288-320-384-448-512.onnx --results $(BENCH)/resolution-one-artifact.jsonl
+	$(BIN)/mobattn bench /tmp/mobattn-sweep/swiftformer_xs-sizes224-256-288-320-384-448-512.pte --results $(BENCH)/resolution-one-artifact.jsonl
+	$(BIN)/mobattn bench /tmp/mobattn-sweep/swiftformer_xs-sizes224-256-288-320-384-448-512.tflite --results $(BENCH)/resolution-one-artifact.jsonl
 	$(BIN)/python bench/scripts/flexible_cost.py --out /tmp/mobattn-flexible --results $(BENCH)/flexible.jsonl > $(BENCH)/flexible_cost.md
 	$(BIN)/python bench/scripts/litert_coverage.py > $(BENCH)/litert_coverage.md
 	$(BIN)/python bench/scripts/mobile_usability.py > $(BENCH)/mobile_usability.md

@@ -49,6 +49,13 @@ BENCHMARK_COMMANDS = [
     f"python bench/scripts/runtime_parity.py > {R}/runtime_parity.md",
     f"mobattn sweep --preset litert-parity --results {R}/litert-parity.jsonl",
     f"python bench/scripts/litert_parity.py > {R}/litert_parity.md",
+    "mobattn export --model swiftformer_xs --to onnx,executorch,litert --sizes 224,256,288,320,384,448,512 "
+    "--out /tmp/mobattn-sweep --force",
+    *(
+        f"mobattn bench /tmp/mobattn-sweep/swiftformer_xs-sizes224-256-288-320-384-448-512.{suffix} "
+        f"--results {R}/resolution-one-artifact.jsonl"
+        for suffix in ("onnx", "pte", "tflite")
+    ),
     f"python bench/scripts/flexible_cost.py --out /tmp/mobattn-flexible --results {R}/flexible.jsonl "
     f"> {R}/flexible_cost.md",
     f"python bench/scripts/litert_coverage.py > {R}/litert_coverage.md",

@@ -135,6 +135,31 @@ def report(made: dict, rows: list[Row], sizes: list[int]) -> None:
     )
 
 
+def print_sweep(path: Path) -> None:
+    """A resolution sweep of one model from one artifact per runtime (`bench FILE` on each
+    runtime's file of several sizes), if its rows are there."""
+    from mobattn.bench.results import read_rows
+    from mobattn.bench.row import latest
+
+    if not path.is_file():
+        return
+    rows = [r for r in latest(read_rows(path)) if r.ok and r.kind == "file"]
+    runtimes = list(dict.fromkeys(r.backend for r in rows))
+    sizes = sorted({r.resolution[0] for r in rows})
+    cell = {(r.backend, r.resolution[0]): r for r in rows}
+    files = ", ".join(sorted({Path(r.file).name for r in rows}))
+    print(f"\n**A resolution sweep from one artifact per runtime** ({files}):")
+    print("median ms, default profile, 1 thread; ~ marks a noisy row.\n")
+    print("| size | " + " | ".join(runtimes) + " |")
+    print("| --- | " + " | ".join("---" for _ in runtimes) + " |")
+    for size in sizes:
+        cells = []
+        for runtime in runtimes:
+            row = cell.get((runtime, size))
+            cells.append(f"{row.median_ms:.2f}{' ~' if row.noisy else ''}" if row else "-")
+        print(f"| {size} | " + " | ".join(cells) + " |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="swiftformer_xs")
@@ -143,6 +168,12 @@ def main() -> int:
     parser.add_argument("--sizes", default="224,320,512")
     parser.add_argument("--out", type=Path, default=Path("/tmp/mobattn-flexible"))
     parser.add_argument("--results", type=Path, default=Path("results/benchmarks/flexible.jsonl"))
+    parser.add_argument(
+        "--sweep",
+        type=Path,
+        default=Path("results/benchmarks/resolution-one-artifact.jsonl"),
+        help="rows of `bench FILE` on one file of several sizes per runtime, tabulated after",
+    )
     parser.add_argument("--export-only", action="store_true")
     parser.add_argument("--measure-only", action="store_true")
     parser.add_argument("--report-only", action="store_true", help="the table from --results' rows")
@@ -167,6 +198,7 @@ def main() -> int:
     else:
         rows = api.measure(configs(made, args.sizes), results=args.results)
     report(made, rows, args.sizes)
+    print_sweep(args.sweep)
     return 0
 
 
