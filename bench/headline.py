@@ -74,19 +74,22 @@ def headline_markdown(folder: Path = Path("results/benchmarks")) -> str:
     fits = {f.group["attention"]: f.k for f in fit_exponents(d64)}
     linear = [a for a in LINEAR if a in fits]
     linear_k = [fits[a] for a in linear]
-    parity = [r for r in _ok(folder, "runtime-parity") if r.threads == 1]
-    attention_ratios = _ratios([r for r in parity if r.kind == "attention"], "executorch", "onnxruntime")
-    model_ratios = _ratios(_ok(folder, "families"), "executorch", "onnxruntime")
-    litert = _ratios(_ok(folder, "litert-parity"), "litert", "onnxruntime")
+    parity = [r for r in _ok(folder, "litert-parity") if r.threads == 1]  # the three runtimes, one sweep
+    attention_ratios = _ratios(parity, "executorch", "onnxruntime")
+    litert = _ratios(parity, "litert", "onnxruntime")
+    families = _ok(folder, "families")
+    model_ratios = _ratios(families, "executorch", "onnxruntime")
+    litert_models = _ratios(families, "litert", "onnxruntime")
     precision = _ok(folder, "precision-models")
     int8 = {
         b: _median(precision, backend=b, precision="int8") / _median(precision, backend=b, precision="fp32")
-        for b in ("onnxruntime", "executorch")
+        for b in ("onnxruntime", "executorch", "litert")
     }
     (et_lo, _), (et_hi, et_worst) = attention_ratios[0], attention_ratios[-1]
     (lt_lo, _), (lt_hi, lt_worst) = litert[0], litert[-1]
     sizes = sorted({r.hw[0] for r in parity if r.kind == "attention"})
-    noisy = ", flagged noisy" if lt_worst.noisy else ""
+    dims = " and ".join(str(d) for d in sorted({r.dim for r in parity}))
+    et_noisy, lt_noisy = (", flagged noisy" if w.noisy else "" for w in (et_worst, lt_worst))
     return textwrap.fill(
         f"**Headline findings** (batch 1, fp32, 1 thread unless said; computed from the committed rows "
         f"in `results/benchmarks/` by `bench/headline.py`; [BENCHMARKS.md](BENCHMARKS.md) has every "
@@ -95,13 +98,14 @@ def headline_markdown(folder: Path = Path("results/benchmarks")) -> str:
         f"at 128x128 {mhsa128 / eaa128:.0f}x ({mhsa128:.0f} vs {eaa128:.1f} ms), with fitted exponents "
         f"k of latency ~ N^k of {fits['mhsa']:.2f} for MHSA, {fits['hilo']:.2f} for HiLo and "
         f"{min(linear_k):.2f}-{max(linear_k):.2f} for {listed([NAMES[a] for a in linear], 'and')} "
-        f"({machine_of(scaling)}). ExecuTorch's XNNPACK runs every mechanism's deployable form at "
-        f"{et_lo:.2f}-{et_hi:.2f}x onnxruntime's latency (dims 64 and 128, {sizes[0]}x{sizes[0]} to "
-        f"{sizes[-1]}x{sizes[-1]} tokens; the worst {_where(et_worst)}), and the "
-        f"{len(model_ratios)} models of the zoo at {model_ratios[0][0]:.2f}-{model_ratios[-1][0]:.2f}x; "
-        f"LiteRT runs the mechanisms at {lt_lo:.2f}-{lt_hi:.2f}x onnxruntime's (dim 64, 14x14 to 56x56; "
-        f"the worst {_where(lt_worst)}{noisy}). int8 pays on whole models: swiftformer_s in onnxruntime "
-        f"{int8['onnxruntime']:.2f}x and in ExecuTorch {int8['executorch']:.2f}x its fp32 latency "
+        f"({machine_of(scaling)}). In one sweep (dims {dims}, {sizes[0]}x{sizes[0]} to "
+        f"{sizes[-1]}x{sizes[-1]} tokens), ExecuTorch's XNNPACK runs every mechanism's deployable form at "
+        f"{et_lo:.2f}-{et_hi:.2f}x onnxruntime's latency (the worst {_where(et_worst)}{et_noisy}) "
+        f"and LiteRT at {lt_lo:.2f}-{lt_hi:.2f}x (the worst {_where(lt_worst)}{lt_noisy}); the "
+        f"{len(model_ratios)} models of the zoo run at {model_ratios[0][0]:.2f}-{model_ratios[-1][0]:.2f}x "
+        f"on ExecuTorch and {litert_models[0][0]:.2f}-{litert_models[-1][0]:.2f}x on LiteRT. int8 pays on "
+        f"whole models: swiftformer_s in onnxruntime {int8['onnxruntime']:.2f}x, in ExecuTorch "
+        f"{int8['executorch']:.2f}x and in LiteRT {int8['litert']:.2f}x its fp32 latency "
         f"({machine_of(parity + precision)}).",
         width=100,
         break_long_words=False,
