@@ -1,4 +1,5 @@
-"""One artifact for several input sizes (``mobattn export --sizes 224,256,320``).
+"""One artifact for several input sizes (``mobattn export --sizes 224,256,320``), and
+ONNX's ``--dynamic`` axes.
 
 Each runtime has its own way, so each target says what it writes:
 
@@ -60,6 +61,30 @@ def torch_dims(sizes: tuple[int, ...]) -> dict[int, torch.export.Dim]:
         2: step * torch.export.Dim("height_steps", min=low, max=high),
         3: step * torch.export.Dim("width_steps", min=low, max=high),
     }
+
+
+def dynamic_shapes(subject: Subject, dynamic: bool, sizes: tuple[int, ...] | None = None) -> tuple | None:
+    """``--dynamic``: batch always, and H and W too for models (a bare mixer's grid is
+    fixed); ``--sizes``: H and W bounded by the smallest and largest size."""
+    dims = {}
+    if dynamic:
+        dims[0] = torch.export.Dim("batch", min=1, max=1024)
+        if subject.is_model:
+            dims[2] = torch.export.Dim("height", min=32, max=4096)
+            dims[3] = torch.export.Dim("width", min=32, max=4096)
+    if sizes:
+        dims.update(torch_dims(sizes))
+    return (dims,) if dims else None
+
+
+def second_input_shape(subject: Subject) -> tuple[int, ...]:
+    """Another valid shape for a dynamic artifact: batch + 1, and for models a
+    different resolution."""
+    shape = list(subject.input_shape)
+    shape[0] += 1
+    if subject.is_model:
+        shape[2], shape[3] = shape[2] + 64, shape[3] + 32
+    return tuple(shape)
 
 
 def shapes(subject: Subject, sizes: tuple[int, ...]) -> list[tuple[int, ...]]:

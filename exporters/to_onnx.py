@@ -33,37 +33,22 @@ from .onnx_profile import onnxruntime_op_profile
 from .onnx_session import RUNTIME_OPTIONS, ort_session, providers_for  # noqa: F401  (re-exported)
 from .record import ExportResult, Runner, check_runtime_options
 from .silence import quiet
-from .sizes import check_sizes, parse_metadata, shapes_note, text, torch_dims, validation_set, with_sizes
+from .sizes import (
+    check_sizes,
+    dynamic_shapes,
+    parse_metadata,
+    second_input_shape,
+    shapes_note,
+    text,
+    validation_set,
+    with_sizes,
+)
 from .subject import Subject, artifact_metadata
 
 DEFAULT_OPSET = 20
 MODEL_VERSION = 1  # ONNX's integer model_version: bumped when an export of the same subject changes
 VALIDATION_INPUTS = 3
 FORMS = ("reference", "mobile")  # see exporters.deploy
-
-
-def dynamic_shapes(subject: Subject, dynamic: bool, sizes: tuple[int, ...] | None = None) -> tuple | None:
-    """``--dynamic``: batch always, and H and W too for models (a bare mixer's grid is
-    fixed); ``--sizes``: H and W bounded by the smallest and largest size."""
-    dims = {}
-    if dynamic:
-        dims[0] = torch.export.Dim("batch", min=1, max=1024)
-        if subject.is_model:
-            dims[2] = torch.export.Dim("height", min=32, max=4096)
-            dims[3] = torch.export.Dim("width", min=32, max=4096)
-    if sizes:
-        dims.update(torch_dims(sizes))
-    return (dims,) if dims else None
-
-
-def second_input_shape(subject: Subject) -> tuple[int, ...]:
-    """Another valid shape for a dynamic artifact: batch + 1, and for models a
-    different resolution."""
-    shape = list(subject.input_shape)
-    shape[0] += 1
-    if subject.is_model:
-        shape[2], shape[3] = shape[2] + 64, shape[3] + 32
-    return tuple(shape)
 
 
 def op_histogram(model: onnx.ModelProto) -> dict[str, int]:
