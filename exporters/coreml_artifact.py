@@ -11,6 +11,7 @@ from pathlib import Path
 from mobattn.errors import MobattnError
 
 from .agreement import Agreement
+from .sizes import parse_metadata, shapes_note, with_sizes
 from .subject import Subject
 
 RUNTIME_OPTIONS: dict = {}  # no runner here, so no runtime options
@@ -50,10 +51,14 @@ def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -
         facts["claim_disagrees"] = f"its metadata says {claimed!r}, its program is {facts['content']}"
     if image and not subject.is_model:
         raise MobattnError(f"{path.name} takes an image; describe it with --model")
+    sizes = parse_metadata(meta.get("sizes"))
+    inputs = with_sizes(subject, inputs, sizes)
     try:
         agreement = validate_coreml(path, subject, criterion, image, inputs=inputs)
     except Unvalidated as exc:
         raise MobattnError(str(exc)) from None
+    if sizes:
+        agreement.add_note(f"{shapes_note(inputs)} (enumerated shapes)")
     return agreement, facts
 
 

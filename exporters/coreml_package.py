@@ -27,6 +27,7 @@ def set_metadata(
     target: str,
     image: bool,
     classifier: bool,
+    sizes: tuple[int, ...] | None = None,
 ) -> None:
     """What an iOS developer reads in Xcode: author, license, descriptions of every input
     and output, the preview type, and whether normalisation is still the app's job."""
@@ -56,6 +57,7 @@ def set_metadata(
         "compression": compress or "none",
         "min_target": target,
         "normalization": "folded into the image input: pass raw RGB" if image else "apply mean/std below",
+        **({"sizes": ",".join(map(str, sizes))} if sizes else {}),
     }
     if image:  # an app must not normalise twice
         meta.pop("mean", None)

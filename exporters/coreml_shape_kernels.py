@@ -119,6 +119,15 @@ def _shape(x):
     return torch.tensor(list(np.asarray(x).shape), dtype=torch.int32)
 
 
+@kernel("gather")
+def _gather(x, indices, axis=0, batch_dims=0, validate_indices=False):
+    """Entries of ``x`` along ``axis`` (a flexible-shape program gathers its input's
+    height and width out of ``shape``); negative indices count from the end."""
+    if int(batch_dims) != 0:
+        raise ValueError("gather with batch_dims is not in the reference executor")
+    return torch.from_numpy(np.ascontiguousarray(np.take(np.asarray(x), np.asarray(indices), axis=int(axis))))
+
+
 @kernel("fill")
 def _fill(shape, value=0.0):
     return torch.full(_ints(shape), float(value))

@@ -124,7 +124,7 @@ TARGETS: dict[str, Target] = {
             ".mlpackage",
             ("fp16", "fp32"),
             "fp16",
-            ("min_target", "image", "compress", "layout"),
+            ("min_target", "image", "compress", "layout", "sizes"),
             "Core ML on macOS, mobattn's reference executor elsewhere",
             "Core ML ML Program through torch.export",
             "mobattn.exporters.to_coreml",

@@ -53,6 +53,7 @@ from .deploy import deployable
 from .fold import fold_for_inference
 from .record import ExportResult
 from .silence import quiet
+from .sizes import check_sizes, shapes, shapes_note, torch_dims, validation_set
 from .subject import Subject
 
 TARGETS = ("iOS16", "iOS17", "iOS18", "iOS26")
@@ -113,7 +114,7 @@ def op_histogram(spec) -> dict[str, int]:
     return dict(Counter(op.type for op in _main_block(spec).operations if op.type != "const").most_common())
 
 
-def check_spec(path: Path, subject: Subject, image: bool) -> tuple[dict, list[str]]:
+def check_spec(path: Path, subject: Subject, image: bool, sizes=None) -> tuple[dict, list[str]]:
     """Load the saved package as a spec; return (op histogram, problems)."""
     ct = coremltools()
     spec = ct.utils.load_spec(str(path))
@@ -132,6 +133,10 @@ def check_spec(path: Path, subject: Subject, image: bool) -> tuple[dict, list[st
                 problems.append(f"image input is {kind.WhichOneof('Type')} {got}")
         elif tuple(kind.multiArrayType.shape) != tuple(subject.input_shape):
             problems.append(f"input shape {tuple(kind.multiArrayType.shape)} != {subject.input_shape}")
+        elif sizes:
+            listed = {tuple(e.shape) for e in kind.multiArrayType.enumeratedShapes.shapes}
+            if listed != set(shapes(subject, sizes)):
+                problems.append(f"enumerated shapes {sorted(listed)} != the sizes {list(sizes)}")
     expected = (
         [LABEL_OUTPUT, PROBABILITIES_OUTPUT] if is_classifier(subject, image) else [subject.output_name]
     )
@@ -164,7 +169,13 @@ def check_options(
     image: bool = False,
     compress: str | None = None,
     layout: str = "default",
+    sizes: tuple[int, ...] | None = None,
 ) -> None:
+    if sizes and (image or layout == "ane"):
+        raise MobattnError(
+            "--sizes takes a tensor input in the default layout: drop --image-input or --layout ane"
+        )
+    check_sizes(subject, sizes)
     if layout not in LAYOUTS:
         raise MobattnError(f"--layout must be {' or '.join(LAYOUTS)}, got '{layout}'")
     if layout == "ane" and not subject.is_model:
@@ -188,12 +199,16 @@ def export(
     image: bool = False,
     compress: str | None = None,
     layout: str = "default",
+    sizes: tuple[int, ...] | None = None,
 ) -> ExportResult:
     """Write ``path`` (.mlpackage) and return the facts of the export.
 
     ``layout="ane"`` exports the Neural Engine layout of :mod:`.deploy.ane`, validated
-    against the reference module like any export."""
-    check_options(subject, precision, min_target=min_target, image=image, compress=compress, layout=layout)
+    against the reference module like any export. ``sizes``: Core ML's enumerated shapes
+    (:mod:`.sizes`), validated at each."""
+    options = dict(min_target=min_target, image=image, compress=compress, layout=layout, sizes=sizes)
+    check_options(subject, precision, **options)
+    sizes = check_sizes(subject, sizes)
     ct = coremltools()
     start = time.perf_counter()
     module = fold_for_inference(subject.module)
@@ -202,6 +217,9 @@ def export(
     classifier = is_classifier(subject, image)
     if image:
         input_type, module = image_input(subject, module)
+    elif sizes:  # the Neural Engine prefers enumerated shapes to ranges
+        enumerated = ct.EnumeratedShapes(shapes=shapes(subject, sizes), default=subject.input_shape)
+        input_type = ct.TensorType(name=subject.input_name, shape=enumerated)
     else:
         input_type = ct.TensorType(name=subject.input_name, shape=subject.input_shape)
     extra = {}
@@ -213,7 +231,9 @@ def export(
         )
     output_name = "probabilities" if classifier else subject.output_name
     with quiet(), torch.no_grad():
-        program = torch.export.export(module, (subject.example_input(),)).run_decompositions({})
+        dims = (torch_dims(sizes),) if sizes else None
+        program = torch.export.export(module, (subject.example_input(),), dynamic_shapes=dims)
+        program = program.run_decompositions({})
         mlmodel = ct.convert(
             program,
             inputs=[input_type],
@@ -225,18 +245,21 @@ def export(
         )
         if compress:
             mlmodel = _compress(mlmodel, compress)
-    set_metadata(mlmodel, subject, precision, compress, min_target, image, classifier)
+    set_metadata(mlmodel, subject, precision, compress, min_target, image, classifier, sizes)
     with quiet():
         mlmodel.save(str(path))
     seconds = time.perf_counter() - start
     remove_side_files(path)
     make_readable(path)
-    histogram, problems = check_spec(path, subject, image)
+    histogram, problems = check_spec(path, subject, image, sizes)
     if problems:
         raise MobattnError(f"Core ML package failed its spec check: {'; '.join(problems)}")
     unvalidated = None
     try:
-        agreement = validate_coreml(path, subject, criterion_for(precision, compress), image)
+        inputs = validation_set(subject, sizes) if sizes else None
+        agreement = validate_coreml(path, subject, criterion_for(precision, compress), image, inputs)
+        if sizes:
+            agreement.add_note(f"{shapes_note(inputs)} (enumerated shapes)")
     except Unvalidated as exc:
         agreement, unvalidated = None, str(exc)
     from .coreml_reference import load_program
@@ -248,6 +271,7 @@ def export(
         agreement,
         {
             "layout": layout,
+            **({"sizes": list(sizes)} if sizes else {}),
             **({"layout_caveats": caveats} if (caveats := ane_caveats(subject, layout)) else {}),
             "ane": analyze(program, spec)["summary"],
             "min_target": min_target,

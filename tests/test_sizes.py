@@ -19,7 +19,7 @@ MODEL = "--model swiftformer_xs"
         (f"{MODEL} --to onnx --sizes 256,320 --resolution 224", "must include the example resolution"),
         (f"{MODEL} --to onnx --sizes 224,abc", "--sizes must be integers"),
         (f"{MODEL} --to executorch --precision int8 --sizes 224,256", "drop --sizes"),
-        (f"{MODEL} --to coreml --sizes 224,256", "--sizes"),
+        (f"{MODEL} --to coreml --sizes 224,256 --image-input", "tensor input"),
     ],
 )
 def test_sizes_that_cannot_apply_are_one_line(cli, tmp_path, args, fragment):
@@ -50,3 +50,16 @@ def test_one_artifact_validated_and_timed_at_every_size(cli, tmp_path, target):
     assert [r["resolution"] for r in rows] == [[224, 224], [256, 256]]
     assert all(r["status"] == "ok" for r in rows)
     assert_one_line_error(cli(f"bench {path} --resolution 288"), "takes sizes 224,256")
+
+
+@pytest.mark.slow  # a Core ML export run by the reference executor at each size (about 20 s)
+def test_core_ml_enumerated_shapes_validated_at_every_size(cli, tmp_path):
+    pytest.importorskip("coremltools")
+    exported = cli(f"export {MODEL} --to coreml --sizes 224,256 --out {tmp_path} --json")
+    assert exported.code == 0, exported.err
+    (record,) = exported.json()
+    assert record["status"] == "ok" and record["details"]["sizes"] == [224, 256]
+    assert "1x3x256x256" in record["validation"]["note"]
+    validated = cli(f"validate {record['path']} --json")
+    assert validated.code == 0, validated.err
+    assert "1x3x256x256" in validated.json()[0]["note"]  # the file's own sizes, checked again
