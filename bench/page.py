@@ -243,7 +243,7 @@ def page_text(
         "",
         *[f"![{p.stem}]({p.as_posix()})" for p in rel],
         "",
-        *sections,
+        *[part for section in sections for part in (section, "")],  # a blank line after each
     ]
     for name, title in SECTIONS.items():
         section = next((f.read_text().strip() for s in sources if (f := s.parent / name).exists()), "")
