@@ -110,7 +110,7 @@ def _facts(path: Path, precision: bool = False) -> dict:
     found = {
         "input_shape": runner.input_shape,
         "input_dtype": runner.input_dtype,
-        "metadata": runner.metadata,
+        "metadata": runner.metadata or implementation.file_metadata(path),  # a runner may not read it
     }
     if precision:
         found["precision"] = implementation.file_precision(path)

@@ -230,12 +230,11 @@ def load_runner(path: Path, threads: int = 1, device: str = "cpu", **options) ->
     with quiet(), quiet_native_stderr():  # its log line goes to Python's stderr or fd 2
         set_threads(threads)  # before loading: the delegate takes the pool it finds
     try:
-        method = load_method(path)
+        method, metadata = _forward_and_metadata(path)
         shape, dtype = input_shape(method)
     except Exception as exc:  # noqa: BLE001 - any load failure is a corrupt artifact
         raise MobattnError(f"{path} is not a valid ExecuTorch program: {first_line(exc)}") from None
-    metadata = file_metadata(path)
-    sizes = parse_metadata(metadata.get("sizes"))
+    sizes = parse_metadata(metadata.get("sizes"))  # a file of several sizes: H and W are dynamic
 
     def bind(x):
         tensor = torch.as_tensor(x).to(dtype)
@@ -304,6 +303,21 @@ def inspect(path: Path, compute_plan: bool = False):
             "portable_ops": dict(portable.most_common()),
         },
     )
+
+
+def _forward_and_metadata(path: Path):
+    """``forward`` and the metadata pairs, from one load of the program (the metadata is a
+    constant method: reading it costs no second load, which the row's load time would count)."""
+    require_executorch()
+    from executorch.runtime import Runtime
+
+    with quiet(), quiet_native_stderr():
+        program = Runtime.get().load_program(str(path))
+        method = program.load_method("forward")
+        if METADATA_METHOD not in program.method_names:
+            return method, {}
+        said = json.loads(program.load_method(METADATA_METHOD).execute([])[0])
+    return method, ({str(k): str(v) for k, v in said.items()} if isinstance(said, dict) else {})
 
 
 def file_metadata(path: Path) -> dict:

@@ -293,6 +293,15 @@ def export(
     return ExportResult(seconds, histogram, agreement, details)
 
 
+def signature_sizes(loaded) -> tuple[int, ...] | None:
+    """The sizes of a file of one signature per size (``size_224``, ...), read from the
+    loaded interpreter; None for a file of one size."""
+    keys = list(loaded.get_signature_list())
+    if len(keys) < 2 or not all(k.startswith("size_") and k[5:].isdigit() for k in keys):
+        return None
+    return tuple(sorted(int(k[5:]) for k in keys))
+
+
 def _signatures(litert_torch, module, subject: Subject, sizes: tuple[int, ...]):
     """One signature per size, converted together (the weights are stored once)."""
     converter = litert_torch
@@ -310,8 +319,7 @@ def load_runner(path: Path, threads: int = 1, device: str = "cpu", **options) ->
         raise MobattnError(f"LiteRT runs on cpu here, not {device}")
     loaded = interpreter(path, threads)
     detail = loaded.get_input_details()[0]
-    metadata = read_metadata(path)
-    sizes = parse_metadata(metadata.get("sizes"))
+    sizes = signature_sizes(loaded)  # from the loaded file: no second read for the row's load time
     run = _run_function(loaded)
 
     def bind(x):
@@ -338,7 +346,6 @@ def load_runner(path: Path, threads: int = 1, device: str = "cpu", **options) ->
         bind=bind,
         run=run,
         details={"runtime": "LiteRT (XNNPACK)"},
-        metadata=metadata,
         keep=[loaded],
         op_profile=op_profile,
     )
@@ -360,10 +367,11 @@ def validate_file(path: Path, subject: Subject, precision: str | None, inputs) -
     """An existing .tflite against ``subject`` (``mobattn validate``), judged as what its
     tensors are unless ``precision`` says otherwise."""
     runner = load_runner(path)
-    subject.check_artifact(path, runner.input_shape, runner.metadata)
+    metadata = read_metadata(path)
+    subject.check_artifact(path, runner.input_shape, metadata)
     content = precision_of(runner.keep[0])
     criterion = precision or content
-    sizes = parse_metadata(runner.metadata.get("sizes"))
+    sizes = parse_metadata(metadata.get("sizes"))
     inputs = with_sizes(subject, inputs, sizes)
     agreement = validate_tflite(path, subject, criterion, inputs=inputs, run=runner.run, sizes=sizes)
     facts = {"criterion": criterion, "content": content, "delegation": delegation(runner.keep[0])}
