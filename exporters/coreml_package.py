@@ -14,6 +14,7 @@ import numpy as np
 from mobattn import __version__
 from mobattn.errors import MobattnError
 
+from .sizes import sizes_fact
 from .subject import Subject
 
 LABEL_OUTPUT, PROBABILITIES_OUTPUT = "classLabel", "classLabel_probs"  # coremltools names the second
@@ -57,7 +58,7 @@ def set_metadata(
         "compression": compress or "none",
         "min_target": target,
         "normalization": "folded into the image input: pass raw RGB" if image else "apply mean/std below",
-        **({"sizes": ",".join(map(str, sizes))} if sizes else {}),
+        **sizes_fact(sizes),
     }
     if image:  # an app must not normalise twice
         meta.pop("mean", None)

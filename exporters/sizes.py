@@ -30,11 +30,16 @@ from .subject import Subject
 STRIDE = 32
 
 
-def check_sizes(subject: Subject, sizes: tuple[int, ...] | None) -> tuple[int, ...] | None:
+def check_sizes(
+    subject: Subject, sizes: tuple[int, ...] | None, precision: str = "fp32"
+) -> tuple[int, ...] | None:
     """The sizes, sorted, of a model whose example resolution is one of them; one line
-    otherwise (a bare attention's token grid is fixed by its module)."""
+    otherwise (a bare attention's token grid is fixed by its module; int8 calibrates at
+    one input shape)."""
     if sizes is None:
         return None
+    if precision == "int8":
+        raise MobattnError("--precision int8 calibrates at one input shape; drop --sizes")
     if not subject.is_model:
         raise MobattnError("--sizes lists model input sizes; a bare attention's token grid is fixed (--hw)")
     from mobattn.catalogue import check_resolution_for
@@ -96,6 +101,11 @@ def shapes(subject: Subject, sizes: tuple[int, ...]) -> list[tuple[int, ...]]:
 def text(sizes: tuple[int, ...]) -> str:
     """The metadata and record form: ``224,256,320``."""
     return ",".join(map(str, sizes))
+
+
+def sizes_fact(sizes: tuple[int, ...] | None) -> dict[str, str]:
+    """The metadata pair of a file of several sizes (``sizes: 224,256,320``); none otherwise."""
+    return {"sizes": text(sizes)} if sizes else {}
 
 
 def parse_metadata(value: str | None) -> tuple[int, ...] | None:

@@ -40,6 +40,7 @@ from .sizes import (
     flexible_shape,
     parse_metadata,
     shapes_note,
+    sizes_fact,
     text,
     torch_dims,
     validation_set,
@@ -149,9 +150,7 @@ def check_options(
         raise MobattnError(f"ExecuTorch precision must be fp32 or int8, got '{precision}'")
     check_recipe(precision, calibration, int8_recipe)
     check_target(precision, calibration, int8_target)
-    if sizes and precision == "int8":
-        raise MobattnError("--precision int8 calibrates at one input shape; drop --sizes")
-    check_sizes(subject, sizes)
+    check_sizes(subject, sizes, precision)
 
 
 def export(
@@ -169,7 +168,7 @@ def export(
     options = dict(calibration=calibration, int8_recipe=int8_recipe, int8_target=int8_target, sizes=sizes)
     check_options(subject, precision, **options)
     sizes = check_sizes(subject, sizes)
-    metadata = artifact_metadata(subject, precision, FORM, **({"sizes": text(sizes)} if sizes else {}))
+    metadata = artifact_metadata(subject, precision, FORM, **sizes_fact(sizes))
     calibration = list(calibration) if calibration is not None else None
     with quiet():  # torchao's and torch's import-time log lines are not the user's output
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -313,11 +312,16 @@ def _forward_and_metadata(path: Path):
 
     with quiet(), quiet_native_stderr():
         program = Runtime.get().load_program(str(path))
-        method = program.load_method("forward")
-        if METADATA_METHOD not in program.method_names:
-            return method, {}
+        return program.load_method("forward"), _program_metadata(program)
+
+
+def _program_metadata(program) -> dict:
+    """The pairs of a loaded program's ``mobattn_metadata`` constant method; {} without one."""
+    if METADATA_METHOD not in program.method_names:
+        return {}
+    with quiet(), quiet_native_stderr():
         said = json.loads(program.load_method(METADATA_METHOD).execute([])[0])
-    return method, ({str(k): str(v) for k, v in said.items()} if isinstance(said, dict) else {})
+    return {str(k): str(v) for k, v in said.items()} if isinstance(said, dict) else {}
 
 
 def file_metadata(path: Path) -> dict:
@@ -329,10 +333,6 @@ def file_metadata(path: Path) -> dict:
         from executorch.runtime import Runtime
     try:
         with quiet(), quiet_native_stderr():
-            program = Runtime.get().load_program(str(path))
-            if METADATA_METHOD not in program.method_names:
-                return {}
-            said = json.loads(program.load_method(METADATA_METHOD).execute([])[0])
+            return _program_metadata(Runtime.get().load_program(str(path)))
     except Exception as exc:  # noqa: BLE001 - an unreadable program is a corrupt artifact
         raise MobattnError(f"cannot read {path}'s metadata: {first_line(exc)}") from None
-    return {str(k): str(v) for k, v in said.items()} if isinstance(said, dict) else {}

@@ -39,6 +39,7 @@ from .sizes import (
     parse_metadata,
     shapes_note,
     signature,
+    sizes_fact,
     text,
     validation_set,
     with_sizes,
@@ -208,9 +209,7 @@ def check_options(
         raise MobattnError(f"--to litert takes --precision fp32 or int8, not '{precision}'")
     check_recipe(precision, calibration, int8_recipe)
     check_target(precision, calibration, int8_target)
-    if sizes and precision == "int8":
-        raise MobattnError("--precision int8 calibrates at one input shape; drop --sizes")
-    check_sizes(subject, sizes)
+    check_sizes(subject, sizes, precision)
     if precision == "int8":
         try:
             import executorch.backends.xnnpack.quantizer  # noqa: F401
@@ -274,8 +273,7 @@ def export(
         edge = _signatures(litert_torch, module, subject, sizes) if sizes else None
         edge = edge or litert_torch.convert(module, (example,), **options)
         edge.export(str(path))
-        flexible = {"sizes": text(sizes)} if sizes else {}
-        write_metadata(path, artifact_metadata(subject, precision, FORM, **flexible))
+        write_metadata(path, artifact_metadata(subject, precision, FORM, **sizes_fact(sizes)))
     seconds = time.perf_counter() - start
     loaded = interpreter(path)
     report = delegation(loaded)  # of the first signature, where a file has several

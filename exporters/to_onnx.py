@@ -39,7 +39,7 @@ from .sizes import (
     parse_metadata,
     second_input_shape,
     shapes_note,
-    text,
+    sizes_fact,
     validation_set,
     with_sizes,
 )
@@ -121,9 +121,7 @@ def _add_metadata(
     form: str = "reference",
     sizes=None,
 ) -> None:
-    props = artifact_metadata(
-        subject, precision, form, dynamic=dynamic, **({"sizes": text(sizes)} if sizes else {})
-    )
+    props = artifact_metadata(subject, precision, form, dynamic=dynamic, **sizes_fact(sizes))
     del model.metadata_props[:]
     for key, value in props.items():
         entry = model.metadata_props.add()
@@ -183,9 +181,7 @@ def check_options(
         raise MobattnError(f"--form must be {' or '.join(FORMS)} for ONNX, got '{form}'")
     if precision == "int8" and dynamic:
         raise MobattnError("--precision int8 calibrates at one input shape; drop --dynamic")
-    if precision == "int8" and sizes:
-        raise MobattnError("--precision int8 calibrates at one input shape; drop --sizes")
-    check_sizes(subject, sizes)
+    check_sizes(subject, sizes, precision)
     check_recipe(precision, calibration, int8_recipe)
     check_target(precision, calibration, int8_target)
     if not MIN_OPSET <= opset <= MAX_OPSET:

@@ -37,7 +37,8 @@ from .console import console, err_console, make_table, print_json, print_status_
 @click.option(
     "--sizes",
     help="Models: one artifact for these input sizes, e.g. 224,256,320, validated at each (ONNX, "
-    "ExecuTorch: H and W dynamic between the smallest and largest; LiteRT: a signature per size).",
+    "ExecuTorch: H and W dynamic between the smallest and largest; LiteRT: a signature per size; "
+    "Core ML: enumerated shapes).",
 )
 @click.option("--no-simplify", "simplify", flag_value=False, default=None, help="ONNX: skip onnxsim.")
 @click.option("--opset", type=int, help="ONNX opset, 17..23 (default 20).")
