@@ -1,9 +1,10 @@
-"""Benchmark (not a test): several ONNX files timed side by side in one process,
-onnxruntime CPU, batch 1, interleaved rounds (each round runs every file in turn, so drift
-on a shared machine falls on all alike). Prints a Markdown table: median ms over every run
-of every round, the spread of the round medians, and each file's ratio to the first.
+"""Benchmark (not a test): several artifact files (.onnx, .pte, .tflite) timed side by side
+in one process, each in its own runtime on the CPU, batch 1, interleaved rounds (each round
+runs every file in turn, so drift on a shared machine falls on all alike). Prints a
+Markdown table: median ms over every run of every round, the spread of the round medians,
+and each file's ratio to the first.
 
-    python bench/scripts/onnx_side_by_side.py base.onnx other.onnx --threads 1 --runs 100 --rounds 5
+    python bench/scripts/side_by_side.py base.onnx other.onnx --threads 1 --runs 100 --rounds 5
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from mobattn.environment import environment
 from mobattn.exporters.files import size_bytes
-from mobattn.exporters.onnx_session import ort_session
+from mobattn.exporters.formats import target_for_file
 
 
 def main() -> int:
@@ -29,29 +30,29 @@ def main() -> int:
     args = parser.parse_args()
     sessions = []
     for path in args.files:
-        session = ort_session(path, args.threads)
-        spec = session.get_inputs()[0]
-        x = np.random.default_rng(0).standard_normal([d if isinstance(d, int) else 1 for d in spec.shape])
-        feed = {spec.name: x.astype(np.float32)}
+        runner = target_for_file(path).implementation().load_runner(path, threads=args.threads)
+        shape = [d if isinstance(d, int) else 1 for d in runner.input_shape]
+        x = np.random.default_rng(0).standard_normal(shape).astype(runner.input_dtype)
+        call = runner.bind(x)
         for _ in range(10):  # warm-up
-            session.run(None, feed)
-        sessions.append((path, session, feed))
+            call()
+        sessions.append((path, call, runner))
     times: dict[Path, list[float]] = {path: [] for path, _, _ in sessions}
     rounds: dict[Path, list[float]] = {path: [] for path, _, _ in sessions}
     for _ in range(args.rounds):
-        for path, session, feed in sessions:
+        for path, call, _ in sessions:
             mine = []
             for _ in range(args.runs):
                 start = time.perf_counter()
-                session.run(None, feed)
+                call()
                 mine.append((time.perf_counter() - start) * 1e3)
             times[path] += mine
             rounds[path].append(float(np.median(mine)))
     env = environment()
     print(
-        "Measured by `python bench/scripts/onnx_side_by_side.py` on "
+        "Measured by `python bench/scripts/side_by_side.py` on "
         f"{env.get('cpu')}, {env.get('cores')} cores "
-        f"(onnxruntime {env.get('onnxruntime')}, {args.threads} thread(s), {args.rounds} interleaved rounds "
+        f"({args.threads} thread(s), {args.rounds} interleaved rounds "
         f"of {args.runs} runs).\n"
     )
     print("| file | median ms | round medians (min-max) | x the first | size MB |")
