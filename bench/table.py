@@ -28,6 +28,9 @@ class TableRow:
     accuracy_source: str = "n/a"
     untrusted_eval: str = ""  # a measurement that may not replace the figure above, with why
     published_latency: str = "n/a"  # the authors' on-device latency with its device (never measured here)
+    # backend -> its artifact's top-1 agreement with torch fp32 on real images, trained
+    # weights (`mobattn fidelity`'s newest row for the model, mechanism, target, precision)
+    real_images: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,10 +86,13 @@ def untrusted_for(model: str, attention: str, resolution: int, evals: list[dict]
     return ""
 
 
-def build_rows(bench_rows: list[Row], evals: list[dict], backends: list[str]) -> list[TableRow]:
+def build_rows(
+    bench_rows: list[Row], evals: list[dict], backends: list[str], converted: list | None = None
+) -> list[TableRow]:
     """One table row per (model, attention, resolution, precision, machine) among the
     ``ok`` model rows; per backend, the newest row (:func:`row.latest`). Rows of different
-    machines never share a table row: their latencies are not comparable."""
+    machines never share a table row: their latencies are not comparable. ``converted``:
+    `mobattn fidelity`'s rows, joined as each backend's agreement on real images."""
     grouped: dict[tuple, dict[str, Row]] = {}
     for row in latest(bench_rows):
         if row.kind == "model" and row.ok and row.backend in backends:
@@ -130,17 +136,47 @@ def build_rows(bench_rows: list[Row], evals: list[dict], backends: list[str]) ->
                 published_latency=published_latency_for(model, attention, res)
                 if precision == "fp32"
                 else "n/a",
+                real_images=real_image_agreement(
+                    model, attention, precision, list(by_backend), converted or []
+                ),
             )
         )
     return table
 
 
-def _columns(backends: list[str], machines: bool, cold_start: bool = False) -> list[str]:
+def real_image_agreement(
+    model: str, attention: str, precision: str, backends: list[str], converted: list
+) -> dict:
+    """Per backend, the newest `mobattn fidelity` row of its target for this model,
+    mechanism and precision, as "98.57% of 700 (top-1 -0.14 pts)" (trained weights on real
+    images: what the conversion does to predictions, not these rows' random weights)."""
+    from .config import get_backend
+
+    found = {}
+    for backend in backends:
+        target = get_backend(backend).target
+        rows = [
+            r
+            for r in converted
+            if r.model == model
+            and (r.attention or attention) == attention
+            and r.target == target
+            and r.precision == precision
+        ]
+        if rows:
+            row = rows[-1]  # appended in order: the newest last
+            delta = "" if row.top1_delta is None else f" (top-1 {100 * row.top1_delta:+.2f} pts)"
+            found[backend] = f"{100 * row.agreement:.2f}% of {row.images}{delta}"
+    return found
+
+
+def _columns(backends: list[str], machines: bool, cold_start: bool = False, real: bool = False) -> list[str]:
     cols = ["model", "attention", "precision", "params (M)", "GMACs", "resolution"]
     cols += ["machine"] if machines else []
     for b in backends:
         cols += [f"{b} median (ms)", f"{b} p90 (ms)"]
         cols += [f"{b} load (ms)", f"{b} first run (ms)"] if cold_start else []
+        cols += [f"{b} agreement with fp32, real images (mobattn fidelity)"] if real else []
     return cols + [
         "cosine to torch fp32 (min over backends)",
         "peak memory (MiB, max over backends)",
@@ -151,7 +187,9 @@ def _columns(backends: list[str], machines: bool, cold_start: bool = False) -> l
     ]
 
 
-def _cells(row: TableRow, backends: list[str], machines: bool, cold_start: bool = False) -> list[str]:
+def _cells(
+    row: TableRow, backends: list[str], machines: bool, cold_start: bool = False, real: bool = False
+) -> list[str]:
     def f(value, spec):
         return "n/a" if value is None else format(value, spec)
 
@@ -164,6 +202,8 @@ def _cells(row: TableRow, backends: list[str], machines: bool, cold_start: bool 
         cells += [f(lat.get("median_ms"), ".2f") + noisy, f(lat.get("p90_ms"), ".2f")]
         if cold_start:
             cells += [f(lat.get("load_ms"), ".1f"), f(lat.get("first_run_ms"), ".2f")]
+        if real:
+            cells += [row.real_images.get(b, "n/a")]
     cosines = [lat["cosine"] for lat in row.latency.values() if lat.get("cosine") is not None]
     fidelity = f(min(cosines) if cosines else None, ".5f")
     return cells + [
@@ -199,8 +239,9 @@ def tex_escape(text: str) -> str:
 def render(rows: list[TableRow], backends: list[str], fmt: str, cold_start: bool = False) -> str:
     """The table in ``fmt``; ``cold_start`` adds each backend's load and first-run times."""
     machines = len({r.machine for r in rows}) > 1  # a column only when rows differ in it
-    cols = _columns(backends, machines, cold_start)
-    body = [_cells(r, backends, machines, cold_start) for r in rows]
+    real = any(r.real_images for r in rows)  # a column only when `mobattn fidelity` measured one
+    cols = _columns(backends, machines, cold_start, real)
+    body = [_cells(r, backends, machines, cold_start, real) for r in rows]
     if fmt == "json":
         return json.dumps([r.to_dict() for r in rows], indent=2) + "\n"
     if fmt == "csv":

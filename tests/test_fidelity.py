@@ -121,3 +121,28 @@ def test_report_shows_accuracy_after_conversion(cli, tmp_path):
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## Accuracy after conversion (vit, 40 images of eval.txt)" in report
     assert "| onnx int8 | 95.00% [83.0%, 99.0%]" in report and "| litert int8 |" in report
+
+
+def test_the_speed_table_shows_each_backends_agreement_on_real_images():
+    """`mobattn table` joins `mobattn fidelity`'s newest row per (model, target, precision):
+    a column per backend, only when some row has one."""
+    from dataclasses import replace
+
+    from test_report import model_row
+
+    from mobattn.bench.table import build_rows, render
+
+    speed = [
+        replace(model_row("deit_tiny", "mhsa", b, 10.0), precision="int8") for b in ("onnxruntime", "litert")
+    ]
+    older = _row(model="deit_tiny", agreement=0.90, images=700, top1_delta=-0.02)
+    newer = _row(model="deit_tiny", agreement=0.9857, images=700, top1_delta=-0.0014)
+    other = _row(model="deit_tiny", precision="fp16", agreement=0.5)  # not this row's precision
+    table = build_rows(speed, [], ["onnxruntime", "litert"], [older, newer, other])
+    assert table[0].real_images == {"onnxruntime": "98.57% of 700 (top-1 -0.14 pts)"}
+    text = render(table, ["onnxruntime", "litert"], "md")
+    header, _, line = text.splitlines()
+    assert "onnxruntime agreement with fp32, real images (mobattn fidelity)" in header
+    assert "| 98.57% of 700 (top-1 -0.14 pts) |" in line and "| n/a |" in line
+    plain = render(build_rows(speed, [], ["onnxruntime", "litert"]), ["onnxruntime", "litert"], "md")
+    assert "real images" not in plain  # no fidelity rows: the table as before

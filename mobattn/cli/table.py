@@ -58,6 +58,13 @@ FORMATS = ("md", "csv", "tex", "json")
     type=click.Path(dir_okay=False),
     help="Results of `mobattn eval` to join.",
 )
+@click.option(
+    "--fidelity",
+    default="results/fidelity.jsonl",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Rows of `mobattn fidelity` to join: each backend's agreement with fp32 on real images.",
+)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="md", show_default=True)
 @click.option("--json", "json_out", is_flag=True, help="Same as --format json.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the table here (else print it).")
@@ -82,6 +89,7 @@ def command(
     profile,
     results,
     accuracy,
+    fidelity,
     fmt,
     json_out,
     out,
@@ -124,6 +132,7 @@ def command(
     if out:
         check_writable(Path(out), force)
     evals = read_records(Path(accuracy))  # read (and checked) before anything is measured
+    converted = read_records(Path(fidelity))
     configs, skipped = [], []
     for model in model_list:
         own_size = size or tuple(model_entry(model).input_size[1:])
@@ -150,11 +159,11 @@ def command(
                 missing, results=results_path, title="table", cache=not no_cache
             ),
         )
+    from mobattn.bench.fidelity import rows_of
     from mobattn.bench.table import build_rows, render  # the published figures: the registries
 
-    text = render(
-        build_rows(rows, evals, backend_list), backend_list, "json" if json_out else fmt, cold_start
-    )
+    table_rows = build_rows(rows, evals, backend_list, rows_of(converted))
+    text = render(table_rows, backend_list, "json" if json_out else fmt, cold_start)
     if out:
         with staged(Path(out), force) as tmp:
             tmp.write_text(text)
