@@ -18,13 +18,17 @@ Recipes (``--int8-recipe``):
 - ``all-ops``: every op type the quantizer knows, MinMax ranges: mobattn's recipe before
   real images showed the collapse; a few percent faster where it holds (SwiftFormer-S,
   seeded weights: 0.58x fp32 against 0.60x for matmul-like ops only).
+- ``dynamic`` (ExecuTorch and LiteRT): outlier-aware's layers, int8 weights, each layer's
+  input quantized per token at run time instead of with a calibrated range
+  (:mod:`.pt2e_dynamic`): what keeps a trained ViT's predictions at int8 size there.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-RECIPES = ("outlier-aware", "all-ops")
+RECIPES = ("outlier-aware", "all-ops", "dynamic")
+STATIC_RECIPES = ("outlier-aware", "all-ops")  # ONNX's: its int8 is static QDQ
 DEFAULT_RECIPE = "outlier-aware"
 
 # A layer's input is outlier-dominated when its max |x| is this many times its 99.9th
@@ -60,9 +64,9 @@ def described(recipe: str, kept_float: dict[str, float]) -> dict:
     }
 
 
-def check_recipe(precision: str, calibration, recipe: str | None) -> None:
+def check_recipe(precision: str, calibration, recipe: str | None, recipes: tuple[str, ...] = RECIPES) -> None:
     """Refuse, before anything is built, calibration or a recipe for a float export and a
-    recipe mobattn does not have."""
+    recipe the target does not have (``recipes``)."""
     from mobattn.errors import MobattnError
 
     if calibration is not None and precision != "int8":
@@ -71,8 +75,11 @@ def check_recipe(precision: str, calibration, recipe: str | None) -> None:
         return
     if precision != "int8":
         raise MobattnError("--int8-recipe applies to --precision int8")
-    if recipe not in RECIPES:
-        raise MobattnError(f"--int8-recipe must be {' or '.join(RECIPES)}, got '{recipe}'")
+    if recipe not in recipes:
+        where = "" if recipes == RECIPES else " here (dynamic: ExecuTorch and LiteRT)"
+        raise MobattnError(
+            f"--int8-recipe must be {', '.join(recipes[:-1])} or {recipes[-1]}{where}, got '{recipe}'"
+        )
 
 
 def check_target(precision: str, calibration, target: float | None) -> None:

@@ -12,6 +12,7 @@ import torch
 
 from .calibration import stack_batches
 from .int8_recipe import DEFAULT_RECIPE, described, is_outlier, outlier_ratio
+from .pt2e_dynamic import DYNAMIC_ACTIVATIONS, NONE_FLOAT_ON_LITERT, litert_quantizer, xnnpack_config
 from .subject import Subject
 
 CALIBRATION_INPUTS = 8
@@ -35,40 +36,49 @@ def quantize_int8(
     recipe: str = DEFAULT_RECIPE,
     fold_weights: bool = True,
     keep_float: set[str] = frozenset(),
+    runtime: str = "executorch",
 ) -> tuple[torch.nn.Module, dict]:
-    """Post-training static int8 with the XNNPACK quantizer (pt2e flow), layers chosen by
-    ``recipe`` (see :mod:`.int8_recipe`): the quantized module and the record's facts.
-    ``fold_weights=False`` keeps each weight's quantize op (LiteRT's converter reads them);
-    the modules ``keep_float`` names stay float (the mixed-precision search's choice)."""
+    """Post-training int8 in the pt2e flow, layers chosen by ``recipe`` (see
+    :mod:`.int8_recipe`): the quantized module and the record's facts. Static recipes
+    calibrate each activation's range with the XNNPACK quantizer; ``dynamic`` quantizes
+    inputs at run time (:mod:`.pt2e_dynamic`; ``runtime="litert"`` takes litert-torch's
+    quantizer, whose converter makes dynamic-range kernels). ``fold_weights=False`` keeps
+    each weight's quantize op (LiteRT's converter reads them); the modules ``keep_float``
+    names stay float (the mixed-precision search's choice)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    config = get_symmetric_quantization_config(is_per_channel=True)
-    kept_float: dict[str, float] = {}
-    quantizer = XNNPACKQuantizer().set_global(config)
-    if recipe != "all-ops":
-        kept_float = outlier_modules(module, calibration)
-        # The quantizer's patterns for linear and conv layers only; its module-name filters
-        # are not used: they also test a conv's weight node, which carries no module path,
-        # so a conv named in set_module_name is never annotated.
-        quantizer.SUPPORTED_PATTERNS = [
-            p for p in XNNPACKQuantizer.SUPPORTED_PATTERNS if p.name.startswith(ARITHMETIC_PATTERNS)
-        ]
-    if recipe != "all-ops" or keep_float:
-        skipped = {**kept_float, **dict.fromkeys(keep_float, 0.0)}
-        quantizer.set_filter_function(lambda node: not _inside(node, skipped))
+    dynamic = recipe == "dynamic"
+    every_weight = dynamic and runtime == "litert"  # see litert_quantizer: no layer stays float
+    kept_float = outlier_modules(module, calibration) if recipe != "all-ops" and not every_weight else {}
+    skipped = {**kept_float, **dict.fromkeys(keep_float, 0.0)}
+    if every_weight:
+        quantizer = litert_quantizer()
+    else:
+        config = xnnpack_config() if dynamic else get_symmetric_quantization_config(is_per_channel=True)
+        quantizer = XNNPACKQuantizer().set_global(config)
+        if recipe != "all-ops":
+            # The quantizer's patterns for linear and conv layers only; its module-name filters
+            # are not used: they also test a conv's weight node, which carries no module path,
+            # so a conv named in set_module_name is never annotated.
+            quantizer.SUPPORTED_PATTERNS = [
+                p for p in XNNPACKQuantizer.SUPPORTED_PATTERNS if p.name.startswith(ARITHMETIC_PATTERNS)
+            ]
+        if skipped:
+            quantizer.set_filter_function(lambda node: not _inside(node, skipped))
     graph = torch.export.export(module, (example,)).module()
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
-        for x in calibration:
+        for x in calibration[: 1 if dynamic else None]:  # dynamic ranges calibrate nothing
             prepared(x)
     facts = {
         "weights": "int8, symmetric, per output channel",
-        "activations": "int8, per tensor (MinMax)",
+        "activations": DYNAMIC_ACTIVATIONS if dynamic else "int8, per tensor (histogram-calibrated)",
         **described(recipe, kept_float),
+        **({"float_layers": NONE_FLOAT_ON_LITERT} if every_weight else {}),
     }
     return convert_pt2e(prepared, fold_quantize=fold_weights), facts
 
@@ -79,7 +89,7 @@ ARITHMETIC_MODULES = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)
 ARITHMETIC_PATTERNS = ("linear", "conv")
 
 
-def _inside(node, modules: dict[str, float]) -> bool:
+def _inside(node, modules) -> bool:
     """Whether ``node`` was traced inside one of ``modules`` (by its module path)."""
     paths = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
     return any(path.removeprefix("L['self'].") in modules for path in paths)

@@ -10,6 +10,13 @@ back. A layer kept float keeps the layer upstream of it float too: an outlier a 
 output carries keeps that output's cosine near 1 and shows as its reader's loss. The graph
 measured is the one ExecuTorch lowers and litert-torch converts, run in
 torch (its quantize/dequantize pairs emulated): XNNPACK's int8 kernels round alike.
+
+Unless ``--int8-recipe`` names one, the static recipe is tried first, and the layers fall
+back on ``dynamic`` int8 if it is short: on the trained ViT-Ti static int8 stayed near 95%
+with any few layers float (its loss is spread over every layer's input and output range),
+while run-time ranges start near 97.5% at the same size and speed. A dynamic graph is
+judged in the runtime it is for (:mod:`.pt2e_judges`: no torch emulation tried rounds as
+XNNPACK does), its layers ranked in per-token emulation (:func:`.pt2e_dynamic.impact_ranked`).
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ import numpy as np
 import torch
 
 from .int8_recipe import fall_back
+from .pt2e_dynamic import impact_ranked, per_token
 from .pt2e_int8 import quantize_int8
+from .pt2e_judges import JUDGES
 
 MAX_STEPS = 8
 MAX_REFINEMENTS = 4
@@ -27,50 +36,107 @@ LAYER_OPS = ("aten.linear.default", "aten.conv2d.default", "aten.conv1d.default"
 
 
 def search(
-    module, example, calibration: list, held_out: list, recipe: str, target: float, fold_weights: bool
+    module,
+    example,
+    calibration: list,
+    held_out: list,
+    recipe: str,
+    target: float,
+    fold_weights: bool,
+    runtime: str = "executorch",
+    recipe_given: bool = True,
 ):
     """The quantized module meeting ``target`` with the fewest float layers found, and the
-    record's facts (``mixed_precision``: every step and each float layer)."""
+    record's facts (``mixed_precision``: every step and each float layer). Without a
+    recipe the user chose, the static recipe is tried first and kept if it meets the
+    target (its kernels are the fastest); else the search runs on ``dynamic`` int8
+    (:mod:`.pt2e_dynamic`), which a trained ViT keeps far better at the same size."""
     judged_on = held_out or calibration
     with torch.no_grad():
         reference = [module(x).argmax(-1) for x in judged_on]
+    tried: list[dict] = []
+    if not recipe_given and recipe != "dynamic":
+        quantized, facts = quantize_int8(module, example, calibration, recipe, fold_weights, runtime=runtime)
+        share = _agreement(quantized, judged_on, reference)
+        if share >= target:
+            return quantized, _with_search(facts, target, share, judged_on, held_out, [], [])
+        tried.append({"recipe": recipe, "float_layers": 0, "agreement": share})
+        recipe = "dynamic"
+    dynamic = recipe == "dynamic"
+    upstream: dict[str, str] = {}  # static only: a dynamic layer's output is never rounded
+    impacts: list = []
 
-    upstream: dict[str, str] = {}
+    def float_names(layers: list) -> set[str]:
+        return {name for name, _ in layers} | {upstream[n] for n, _ in layers if n in upstream}
 
     def trial(layers: list) -> tuple:
-        names = {name for name, _ in layers} | {upstream[n] for n, _ in layers if n in upstream}
-        quantized, facts = quantize_int8(module, example, calibration, recipe, fold_weights, keep_float=names)
-        return quantized, facts, _agreement(quantized, judged_on, reference)
+        names = float_names(layers)
+        quantized, facts = quantize_int8(module, example, calibration, recipe, fold_weights, names, runtime)
+        judged = JUDGES[runtime](example)(quantized) if dynamic else quantized  # see .pt2e_judges
+        return quantized, facts, _agreement(judged, judged_on, reference)
 
     def rank(quantized) -> list:
+        if dynamic:  # measured once, a layer at a time, in per-token emulation; near additive
+            if not impacts:
+                emulated = per_token(quantize_int8(module, example, calibration, recipe)[0])
+                impacts.extend(impact_ranked(module, emulated, calibration[:SENSITIVITY_INPUTS]))
+            return impacts
         if not upstream:  # the graph's layers, read once from the first quantized graph
             upstream.update(upstream_layers(quantized))
         return _ranked(module, quantized, calibration[:SENSITIVITY_INPUTS])
 
-    (quantized, facts, share), fallen, steps = fall_back(
-        trial, rank, lambda layer: layer[0], target, MAX_STEPS, MAX_REFINEMENTS
-    )
+    if dynamic and runtime == "litert":  # no layer can be float there (see litert_quantizer)
+        (quantized, facts, share), fallen = trial([]), []
+        steps = [{"float_layers": 0, "agreement": share}]
+    else:
+        (quantized, facts, share), fallen, steps = fall_back(
+            trial, rank, lambda layer: layer[0], target, MAX_STEPS, MAX_REFINEMENTS
+        )
+    why = _gain_said if dynamic else _loss_said(upstream)
+    return quantized, _with_search(facts, target, share, judged_on, held_out, tried + steps, fallen, why)
+
+
+def _gain_said(name: str, gain: float) -> str:
+    return f"logits KL to fp32 falls {gain:.2e} with its input unrounded"
+
+
+def _loss_said(upstream: dict[str, str]):
+    def said(name: str, loss: float) -> str:
+        return f"lost cosine {loss:.4f}" + (f"; with {upstream[name]}, upstream" if name in upstream else "")
+
+    return said
+
+
+def _with_search(facts, target, share, judged_on, held_out, steps, fallen, why=_gain_said) -> dict:
     facts["mixed_precision"] = {
         "target": target,
         "met": share >= target,
         "agreement": share,
         "judged_on": f"{sum(len(x) for x in judged_on)} {'held-out' if held_out else 'calibration'} images",
         "steps": steps,
-        "float_layers": {
-            name: f"lost cosine {loss:.4f}"
-            + (f"; with {upstream[name]}, upstream" if name in upstream else "")
-            for name, loss in fallen
-        },
+        "float_layers": {name: why(name, value) for name, value in fallen},
     }
-    return quantized, facts
+    return facts
 
 
-def quantize_for_target(module, example, inputs, recipe, fold_weights=True, target=None, held_out=None):
+def quantize_for_target(
+    module,
+    example,
+    inputs,
+    recipe,
+    fold_weights=True,
+    target=None,
+    held_out=None,
+    runtime="executorch",
+    recipe_given=True,
+):
     """:func:`.pt2e_int8.quantize_int8`, or with ``target`` (``--int8-target``) the search
     above, judged on ``held_out`` (image batches)."""
     if target is None:
-        return quantize_int8(module, example, inputs, recipe, fold_weights)
-    return search(module, example, inputs, held_out or [], recipe, target, fold_weights)
+        return quantize_int8(module, example, inputs, recipe, fold_weights, runtime=runtime)
+    return search(
+        module, example, inputs, held_out or [], recipe, target, fold_weights, runtime, recipe_given
+    )
 
 
 def _agreement(quantized, inputs: list, reference: list) -> float:

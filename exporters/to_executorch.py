@@ -184,7 +184,13 @@ def export(
             held_out = calibration_inputs(subject, validation_images) if validation_images else None
             recipe = int8_recipe or DEFAULT_RECIPE
             module, quantization = quantize_for_target(
-                module, example, inputs, recipe, target=int8_target, held_out=held_out
+                module,
+                example,
+                inputs,
+                recipe,
+                target=int8_target,
+                held_out=held_out,
+                recipe_given=int8_recipe is not None,
             )
         program = _exported(module, example, sizes)
         edge = to_edge_transform_and_lower(

@@ -29,6 +29,7 @@ from .fold import fold_for_inference
 from .int8_recipe import DEFAULT_RECIPE, check_recipe, check_target
 from .litert_metadata import read_metadata, write_metadata
 from .litert_profile import litert_op_profile
+from .pt2e_dynamic import litert_quant_config
 from .pt2e_int8 import calibration_inputs, described_inputs
 from .pt2e_search import quantize_for_target
 from .record import ExportResult, Runner, check_runtime_options
@@ -221,22 +222,20 @@ def check_options(
 
 def _quantized(module, subject: Subject, calibration, recipe: str | None, target=None, validation=None):
     """The module quantized in pt2e (:mod:`.pt2e_int8`, weights' quantize ops kept for the
-    converter) and the converter's matching quant config (static, per-channel)."""
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
-    from litert_torch.quantize.quant_config import QuantConfig
-
+    converter) and the converter's matching quant config (per-channel; static, or dynamic
+    range for the ``dynamic`` recipe)."""
     inputs = calibration_inputs(subject, calibration)
     held_out = calibration_inputs(subject, validation) if validation else None
+    chosen = dict(target=target, held_out=held_out, runtime="litert", recipe_given=recipe is not None)
     quantized, facts = quantize_for_target(
-        module, subject.example_input(), inputs, recipe or DEFAULT_RECIPE, False, target, held_out
+        module, subject.example_input(), inputs, recipe or DEFAULT_RECIPE, False, **chosen
     )
-    config = QuantConfig(
-        pt2e_quantizer=PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    )
+    dynamic = facts.get("recipe") == "dynamic"
+    config = litert_quant_config(dynamic)
     facts = {
         "calibration": described_inputs(calibration, inputs),
         **facts,
-        "io": "int8 (scale, zero point in the file)",
+        "io": "float (each layer quantizes its input)" if dynamic else "int8 (scale, zero point in the file)",
     }
     return quantized, config, facts
 

@@ -26,7 +26,7 @@ from .agreement import Agreement, agreement_on, judged_as
 from .calibration import validation_inputs, validation_note
 from .deploy import deployable
 from .fold import fold_for_inference
-from .int8_recipe import DEFAULT_RECIPE, check_recipe, check_target
+from .int8_recipe import DEFAULT_RECIPE, STATIC_RECIPES, check_recipe, check_target
 from .int8_search import search
 from .mobile_check import mobile_usability
 from .onnx_profile import onnxruntime_op_profile
@@ -182,7 +182,7 @@ def check_options(
     if precision == "int8" and dynamic:
         raise MobattnError("--precision int8 calibrates at one input shape; drop --dynamic")
     check_sizes(subject, sizes, precision)
-    check_recipe(precision, calibration, int8_recipe)
+    check_recipe(precision, calibration, int8_recipe, STATIC_RECIPES)
     check_target(precision, calibration, int8_target)
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise MobattnError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")

@@ -235,3 +235,28 @@ def test_the_pt2e_search_keeps_the_harmful_modules_in_float(images, planted):
     assert search["met"] and search["steps"][0]["agreement"] < 0.7 <= search["agreement"], search
     first = next(iter(search["float_layers"]))
     assert first.endswith("linear.fc2") and "upstream" in search["float_layers"][first]
+
+
+@pytest.mark.slow
+def test_the_pt2e_search_falls_back_on_run_time_ranges_when_static_int8_is_short(images, planted):
+    """Without a recipe the user chose, the search tries the static recipe first and, short
+    of the target, searches on dynamic int8 (ranges per token at run time), each trial
+    judged in ExecuTorch's runtime; the record says both."""
+    pytest.importorskip("executorch")
+    from mobattn.exporters import model_subject
+    from mobattn.exporters.calibration import split_images
+    from mobattn.exporters.deploy import deployable
+    from mobattn.exporters.fold import fold_for_inference
+    from mobattn.exporters.pt2e_int8 import calibration_inputs
+    from mobattn.exporters.pt2e_search import quantize_for_target
+
+    subject = model_subject("swiftformer_xs", resolution=(64, 64), weights=str(planted))
+    calibration, held_out = split_images(subject, str(images / "calib"))
+    module = deployable(fold_for_inference(subject.module), "xnnpack").eval()
+    inputs, judged = calibration_inputs(subject, calibration), calibration_inputs(subject, held_out)
+    example = subject.example_input()
+    _, facts = quantize_for_target(module, example, inputs, "all-ops", True, 0.7, judged, recipe_given=False)
+    search = facts["mixed_precision"]
+    assert search["steps"][0]["recipe"] == "all-ops" and search["steps"][0]["agreement"] < 0.7, search
+    assert facts["recipe"] == "dynamic" and "per token" in facts["activations"]
+    assert search["met"] and search["agreement"] >= 0.7, search

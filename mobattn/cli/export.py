@@ -72,7 +72,8 @@ from .console import console, err_console, make_table, print_json, print_status_
 @click.option(
     "--int8-recipe",
     help="int8 (ONNX, ExecuTorch, LiteRT): outlier-aware (default: matmul-like layers only, "
-    "outlier-dominated inputs kept in float) or all-ops (every op the quantizer knows).",
+    "outlier-dominated inputs kept in float), all-ops (every op the quantizer knows) or dynamic "
+    "(ExecuTorch, LiteRT: outlier-aware's layers, inputs quantized per token at run time).",
 )
 @click.option(
     "--int8-target",

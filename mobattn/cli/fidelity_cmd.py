@@ -36,7 +36,7 @@ from .console import console, err_console, make_table, print_json, print_warning
 @click.option(
     "--validation-images", type=click.Path(), help="int8: held-out images to judge it on (as `export`)."
 )
-@click.option("--int8-recipe", help="int8: outlier-aware (default) or all-ops (as `export`).")
+@click.option("--int8-recipe", help="int8: outlier-aware (default), all-ops or dynamic (as `export`).")
 @click.option(
     "--int8-target",
     type=float,

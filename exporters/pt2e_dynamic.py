@@ -1,0 +1,165 @@
+"""int8 with activations quantized at run time (``--int8-recipe dynamic``), for the two
+targets of the pt2e path: int8 weights (symmetric, per output channel) and each layer's
+input quantized per token when it runs, with no calibrated range.
+
+Why: a trained ViT's activations carry outliers in a few tokens (the class token) and
+channels. A static per-tensor range calibrated over them rounds the ordinary values
+coarsely at every layer's input and output. On the trained ViT-Ti (``../shared/real``)
+static int8 agrees with fp32 on about 95% of held-out images, whatever few layers are left
+float; run-time ranges per token agree on about 97.5% at the same size (``bench/scripts/
+int8_schemes.py``).
+
+- ExecuTorch: the XNNPACK quantizer's dynamic configuration; XNNPACK's ``qd8`` kernels
+  quantize each row (token) of a layer's input.
+- LiteRT: litert-torch's own quantizer with weights only annotated, which its converter
+  turns into dynamic-range kernels (TFLite's hybrid ops, XNNPACK's ``qd8`` again). Its
+  converter quantizes every Linear and Conv weight in that mode, so no layer stays float
+  there (:func:`litert_quantizer`).
+
+The torch graph the XNNPACK quantizer produces emulates one range per tensor, and
+litert-torch's graph none at all; :func:`per_token` rewrites a copy of the first to one
+range per token, which predicts both runtimes' files best, so that a search judges what
+they will compute.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+DYNAMIC_ACTIVATIONS = "int8, per token, quantized at run time"
+
+
+def xnnpack_config():
+    """The XNNPACK quantizer's dynamic configuration (ExecuTorch's artifact, and the graph
+    every dynamic search judges)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+
+    return get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)
+
+
+NONE_FLOAT_ON_LITERT = (
+    "none: LiteRT's converter makes a dynamic-range kernel of every Linear and Conv weight, "
+    "whatever the graph leaves float"
+)
+
+
+def litert_quantizer():
+    """litert-torch's quantizer, weights only: its converter makes dynamic-range kernels of
+    them. It cannot leave a layer float: in dynamic mode the converter quantizes every
+    Linear and Conv weight, annotated or not (litert-torch 0.10; its strict mode instead
+    makes annotated layers weight-only, float compute), so neither the outlier-aware
+    recipe's float layers nor a search's exist on LiteRT; the record says so. Every
+    depthwise conv becomes a dynamic-range kernel too, which XNNPACK lacks: SwiftFormer's
+    run on LiteRT's own kernels, and the record names them."""
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+
+    return PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True))
+
+
+def litert_quant_config(dynamic: bool):
+    """litert-torch's conversion config for a graph quantized in pt2e: per-channel weights,
+    static ranges or dynamic range kernels."""
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
+    return QuantConfig(pt2e_quantizer=PT2EQuantizer().set_global(config))
+
+
+def fake_quantize_per_token(x: torch.Tensor) -> torch.Tensor:
+    """``x`` rounded to int8 with one symmetric range per row of its last dimension (per
+    token). Of the emulations tried on the trained ViT-Ti (600 held-out images), this one
+    predicts the runtimes best: agreement 97.8%, logits cosine 0.9989, against 97.5% and
+    0.9987 for the ExecuTorch file and 97.7% and 0.9987 for the LiteRT one; an asymmetric
+    range per token says 98.5% and 0.9993, one range per tensor 97.7% and 0.9977."""
+    scale = (x.abs().amax(dim=-1, keepdim=True) / 127.0).clamp(min=1e-12)
+    return (x / scale).round().clamp(-127.0, 127.0) * scale
+
+
+def fake_quantize_per_image(x: torch.Tensor) -> torch.Tensor:
+    """A conv's input rounded as XNNPACK rounds it: one range per batch item (a row of an
+    NCHW tensor's last dimension is no token)."""
+    dims = tuple(range(1, x.dim()))
+    scale = (x.abs().amax(dim=dims, keepdim=True) / 127.0).clamp(min=1e-12)
+    return (x / scale).round().clamp(-127.0, 127.0) * scale
+
+
+ROUNDINGS = (fake_quantize_per_token, fake_quantize_per_image)
+
+
+def per_token(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """A copy of a dynamically quantized pt2e graph (the XNNPACK quantizer's) whose
+    run-time ranges are per token: each quantize, dequantize pair of a run-time range
+    becomes :func:`fake_quantize_per_token` (a conv's, :func:`fake_quantize_per_image`)."""
+    rewritten = copy.deepcopy(graph_module)
+    graph = rewritten.graph
+    for node in list(graph.nodes):
+        if node.op != "call_function" or "dequantize_per_tensor.tensor" not in str(node.target):
+            continue
+        quantize = node.args[0]
+        if not isinstance(quantize, torch.fx.Node) or "quantize_per_tensor.tensor" not in str(
+            quantize.target
+        ):
+            continue
+        conv = any("conv" in str(user.target) for user in node.users)
+        rounding = fake_quantize_per_image if conv else fake_quantize_per_token
+        with graph.inserting_before(node):
+            emulated = graph.call_function(rounding, (quantize.args[0],))
+        node.replace_all_uses_with(emulated)
+    graph.eliminate_dead_code()
+    rewritten.recompile()
+    return rewritten
+
+
+def layer_reading(node: torch.fx.Node) -> str | None:
+    """The module path of the layer that reads ``node`` (a rounding of its input)."""
+    for user in node.users:
+        stack = list(user.meta.get("nn_module_stack", {}).values())
+        if stack:
+            return stack[-1][0].removeprefix("L['self'].")
+    return None
+
+
+def without_rounding(emulated: torch.fx.GraphModule, layers: set[str]) -> torch.fx.GraphModule:
+    """A copy of a :func:`per_token` graph whose ``layers`` read their input unrounded."""
+    copied = copy.deepcopy(emulated)
+    for node in list(copied.graph.nodes):
+        if (
+            node.op == "call_function"
+            and node.target is fake_quantize_per_token
+            and layer_reading(node) in layers
+        ):
+            node.replace_all_uses_with(node.args[0])
+    copied.graph.eliminate_dead_code()
+    copied.recompile()
+    return copied
+
+
+def impact_ranked(module, emulated: torch.fx.GraphModule, inputs: list) -> list[tuple[str, float]]:
+    """The layers of a :func:`per_token` graph, the most harmful first, by how much the
+    logits' KL divergence from the float module's falls when that one layer reads its input
+    unrounded (measured on ``inputs``). Why measured: on the trained ViT-Ti the cosine a
+    layer's input loses ranks every MLP's second layer first, yet keeping those float did
+    not move agreement; this ranking's first layer (the patch embedding) did."""
+    with torch.no_grad():
+        reference = [module(x) for x in inputs]
+
+    def divergence(graph) -> float:
+        with torch.no_grad():
+            pairs = [
+                (graph(x).log_softmax(-1), r.log_softmax(-1)) for x, r in zip(inputs, reference, strict=True)
+            ]
+        return sum(
+            float(torch.nn.functional.kl_div(q, p, log_target=True, reduction="sum")) for q, p in pairs
+        )
+
+    base = divergence(emulated)
+    layers = [layer_reading(n) for n in emulated.graph.nodes if n.target in ROUNDINGS]
+    gains = [
+        (name, base - divergence(without_rounding(emulated, {name})))
+        for name in dict.fromkeys(layers)
+        if name
+    ]
+    return sorted([g for g in gains if g[1] > 0], key=lambda g: -g[1])

@@ -1,0 +1,78 @@
+"""int8 with ranges chosen at run time (``--int8-recipe dynamic``, ExecuTorch and LiteRT):
+int8 weights, each layer's input quantized per token when it runs. The search judges such
+a graph in per-token emulation, as XNNPACK's kernels round."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import assert_one_line_error
+
+
+def test_per_token_emulation_gives_each_token_its_own_range():
+    """A token 1000x the others spoils one range per tensor; per token it does not."""
+    pytest.importorskip("executorch")
+    import torch
+
+    from mobattn.exporters.pt2e_dynamic import per_token
+    from mobattn.exporters.pt2e_int8 import quantize_int8
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(16, 8)).eval()
+    example = torch.randn(1, 6, 16)
+    quantized, facts = quantize_int8(module, example, [example], recipe="dynamic")
+    assert "per token" in facts["activations"]
+    emulated = per_token(quantized)
+    targets = [str(n.target) for n in emulated.graph.nodes if n.op == "call_function"]
+    assert any("fake_quantize_per_token" in t for t in targets)
+    assert not any("dequantize_per_tensor.tensor" in t for t in targets)
+    x = torch.randn(1, 6, 16)
+    x[0, 0] *= 1000.0  # one outlier token
+    with torch.no_grad():
+        exact, per_tensor, per_row = module(x), quantized(x), emulated(x)
+    ordinary = slice(1, None)
+    error = lambda y: float((y[0, ordinary] - exact[0, ordinary]).abs().max())  # noqa: E731
+    assert error(per_row) < 0.05 < error(per_tensor)
+
+
+def test_onnx_refuses_the_dynamic_recipe_in_one_line(cli, tmp_path):
+    result = cli(
+        f"export --model swiftformer_xs --resolution 32 --to onnx --precision int8 --int8-recipe dynamic "
+        f"--out {tmp_path}"
+    )
+    assert_one_line_error(result, "dynamic: ExecuTorch and LiteRT")
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["executorch", "litert"])
+def test_a_dynamic_int8_file_is_written_run_and_judged(cli, tmp_path, target):
+    pytest.importorskip("executorch")
+    if target == "litert":
+        pytest.importorskip("ai_edge_litert")
+    from PIL import Image
+
+    folder = tmp_path / "calib" / "a"
+    folder.mkdir(parents=True)
+    for i in range(12):
+        pixels = np.random.default_rng(i).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+    result = cli(
+        f"export --model swiftformer_xs --resolution 64 --to {target} --precision int8 --int8-recipe dynamic "
+        f"--calibration {tmp_path / 'calib'} --out {tmp_path / 'out'} --json"
+    )
+    assert result.code == 0, result.err
+    record = result.json()[0]
+    assert record["status"] == "ok" and record["path"].endswith(
+        f"-int8-dynamic{'.pte' if target == 'executorch' else '.tflite'}"
+    )
+    quantization = record["details"]["quantization"]
+    assert quantization["recipe"] == "dynamic" and "per token" in quantization["activations"]
+    assert record["validation"]["criterion"] == "top1_agreement"
+    off = record["details"].get("not_delegated") or {}
+    if target == "litert":  # XNNPACK has no dynamic-range depthwise conv: named, not hidden
+        assert quantization["io"].startswith("float") and set(off) <= {"DEPTHWISE_CONV_2D"}, off
+        assert quantization["float_layers"].startswith("none: LiteRT's converter")
+    else:
+        assert not off, off
