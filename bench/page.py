@@ -77,7 +77,7 @@ BENCHMARK_COMMANDS = [
 NOTES = ("export_speed.txt", "fidelity.txt")  # benchmark outputs shown verbatim when present
 SECTIONS = {  # markdown outputs of bench/scripts, shown as sections in this order
     "accuracy_after_conversion.md": "Accuracy after conversion: what `export` ships of a trained network",
-    "int8_target.md": "Accuracy-aware mixed precision: --int8-target on the trained ViT-Ti (ONNX, ExecuTorch, LiteRT)",
+    "int8_target.md": "Accuracy-aware mixed precision: --int8-target on the trained ViT-Ti, three runtimes",
     "real_fidelity.md": "A trained network on real images: what each format, precision and compression moves",
     "int8_recipe_speed.md": "What the int8 recipes cost in latency, per runtime",
     "command_overhead.md": "One configuration per command: what it costs beyond its measurement",
