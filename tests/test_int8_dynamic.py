@@ -59,7 +59,7 @@ def test_a_dynamic_int8_file_is_written_run_and_judged(cli, tmp_path, target):
         pixels = np.random.default_rng(i).integers(0, 256, (24, 24, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(folder / f"{i}.png")
     result = cli(
-        f"export --model swiftformer_xs --resolution 64 --to {target} --precision int8 --int8-recipe dynamic "
+        f"export --model swiftformer_xs --resolution 32 --to {target} --precision int8 --int8-recipe dynamic "
         f"--calibration {tmp_path / 'calib'} --out {tmp_path / 'out'} --json"
     )
     assert result.code == 0, result.err
