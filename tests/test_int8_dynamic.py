@@ -76,3 +76,42 @@ def test_a_dynamic_int8_file_is_written_run_and_judged(cli, tmp_path, target):
         assert quantization["float_layers"].startswith("none: LiteRT's converter")
     else:
         assert not off, off
+
+
+def test_a_layer_read_unrounded_loses_its_rounding_whatever_its_kind():
+    """The impact ranking unrounds one layer at a time: a conv's input (one range per image)
+    as well as a linear's (one per token)."""
+    pytest.importorskip("executorch")
+    import torch
+
+    from mobattn.exporters.pt2e_dynamic import (
+        fake_quantize_per_image,
+        fake_quantize_per_token,
+        per_token,
+        without_rounding,
+    )
+    from mobattn.exporters.pt2e_int8 import quantize_int8
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3)
+            self.linear = torch.nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.linear(self.conv(x).flatten(2).transpose(1, 2))
+
+    torch.manual_seed(0)
+    example = torch.randn(1, 3, 8, 8)
+    emulated = per_token(quantize_int8(Net().eval(), example, [example], recipe="dynamic")[0])
+
+    def roundings(graph):
+        return sorted(
+            n.target.__name__
+            for n in graph.graph.nodes
+            if n.op == "call_function" and "fake" in str(n.target)
+        )
+
+    assert roundings(emulated) == sorted([fake_quantize_per_image.__name__, fake_quantize_per_token.__name__])
+    assert roundings(without_rounding(emulated, {"conv"})) == [fake_quantize_per_token.__name__]
+    assert roundings(without_rounding(emulated, {"linear"})) == [fake_quantize_per_image.__name__]
