@@ -77,8 +77,9 @@ def search(
 
     def rank(quantized) -> list:
         if dynamic:  # measured once, a layer at a time, in per-token emulation; near additive
+            # (ExecuTorch's graph, the XNNPACK quantizer's: LiteRT never falls back, below)
             if not impacts:
-                emulated = per_token(quantize_int8(module, example, calibration, recipe)[0])
+                emulated = per_token(quantized)
                 impacts.extend(impact_ranked(module, emulated, calibration[:SENSITIVITY_INPUTS]))
             return impacts
         if not upstream:  # the graph's layers, read once from the first quantized graph
