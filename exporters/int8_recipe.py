@@ -102,11 +102,14 @@ def fall_back(trial, rank, key, target: float, max_steps: int = 8, max_refinemen
     returns (quantized, facts, agreement); ``rank(quantized)`` lists the layers that hurt,
     most harmful first; ``key`` names a layer. While short of ``target``, keep the worst 1,
     then 2, 4, ... more float, ranked again after each repair (a repaired layer unmasks the
-    next); then bisect an overshooting last step back. Returns the chosen (quantized, facts,
+    next); then bisect an overshooting last step back. Short of the target when the steps
+    or the ranking run out, the best step is kept (the fewest float layers among equals):
+    more float layers need not agree more. Returns the chosen (quantized, facts,
     agreement), the float layers and every step."""
     quantized, facts, share = trial([])
     steps = [{"float_layers": 0, "agreement": share}]
     fallen: list = []
+    best = ((quantized, facts, share), [])
     count = 1
     while share < target and len(steps) <= max_steps:
         known = {key(layer) for layer in fallen}
@@ -116,7 +119,11 @@ def fall_back(trial, rank, key, target: float, max_steps: int = 8, max_refinemen
         fallen += ranked[:count]
         quantized, facts, share = trial(fallen)
         steps.append({"float_layers": len(fallen), "agreement": share})
+        if share > best[0][2]:
+            best = ((quantized, facts, share), list(fallen))
         count *= 2
+    if share < target:
+        return *best, steps
     if share >= target and len(steps) > 2:  # the last doubling overshot: bisect back
         low, high = steps[-2]["float_layers"], len(fallen)
         for _ in range(max_refinements):

@@ -11,15 +11,12 @@ float; run-time ranges per token agree on about 98.3% at the same size
 
 - ExecuTorch: the XNNPACK quantizer's dynamic configuration; XNNPACK's ``qd8`` kernels
   quantize each row (token) of a layer's input.
-- LiteRT: litert-torch's own quantizer with weights only annotated, which its converter
-  turns into dynamic-range kernels (TFLite's hybrid ops, XNNPACK's ``qd8`` again). Its
-  converter quantizes every Linear and Conv weight in that mode, so no layer stays float
-  there (:func:`litert_quantizer`).
+- LiteRT: the float file, its Linear and Conv layers made dynamic-range kernels by
+  ai-edge-quantizer (:mod:`.litert_dynamic`: XNNPACK's ``qd8`` kernels again).
 
-The torch graph the XNNPACK quantizer produces emulates one range per tensor, and
-litert-torch's graph none at all; :func:`per_token` rewrites a copy of the first to one
-range per token, which predicts both runtimes' files best, so that a search judges what
-they will compute.
+The torch graph the XNNPACK quantizer produces emulates one range per tensor;
+:func:`per_token` rewrites a copy of it to one range per token, which ranks the layers a
+search may keep float (:func:`impact_ranked`).
 """
 
 from __future__ import annotations
@@ -39,33 +36,15 @@ def xnnpack_config():
     return get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)
 
 
-NONE_FLOAT_ON_LITERT = (
-    "none: LiteRT's converter makes a dynamic-range kernel of every Linear and Conv weight, "
-    "whatever the graph leaves float"
-)
-
-
-def litert_quantizer(dynamic: bool = True):
-    """litert-torch's quantizer, weights only: its converter makes dynamic-range kernels of
-    them. It cannot leave a layer float: in dynamic mode the converter quantizes every
-    Linear and Conv weight, annotated or not (litert-torch 0.10; its strict mode instead
-    makes annotated layers weight-only, float compute), so neither the outlier-aware
-    recipe's float layers nor a search's exist on LiteRT; the record says so. Every
-    depthwise conv becomes a dynamic-range kernel too, which XNNPACK lacks: SwiftFormer's
-    run on LiteRT's own kernels, and the record names them. (``dynamic=False``: its static
-    configuration, which the converter's config names for a static graph.)"""
+def litert_quant_config():
+    """litert-torch's conversion config for a graph the XNNPACK quantizer made static int8
+    (its static, per-channel configuration). Dynamic int8 on LiteRT is quantized on the
+    float file instead (:mod:`.litert_dynamic`)."""
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
-
-    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
-    return PT2EQuantizer().set_global(config)
-
-
-def litert_quant_config(dynamic: bool):
-    """litert-torch's conversion config for a graph quantized in pt2e: per-channel weights,
-    static ranges or dynamic range kernels."""
     from litert_torch.quantize.quant_config import QuantConfig
 
-    return QuantConfig(pt2e_quantizer=litert_quantizer(dynamic))
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
+    return QuantConfig(pt2e_quantizer=PT2EQuantizer().set_global(config))
 
 
 def fake_quantize_per_token(x: torch.Tensor) -> torch.Tensor:

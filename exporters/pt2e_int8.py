@@ -12,7 +12,7 @@ import torch
 
 from .calibration import stack_batches
 from .int8_recipe import DEFAULT_RECIPE, described, is_outlier, outlier_ratio
-from .pt2e_dynamic import DYNAMIC_ACTIVATIONS, NONE_FLOAT_ON_LITERT, litert_quantizer, xnnpack_config
+from .pt2e_dynamic import DYNAMIC_ACTIVATIONS, xnnpack_config
 from .subject import Subject
 
 CALIBRATION_INPUTS = 8
@@ -41,8 +41,8 @@ def quantize_int8(
     """Post-training int8 in the pt2e flow, layers chosen by ``recipe`` (see
     :mod:`.int8_recipe`): the quantized module and the record's facts. Static recipes
     calibrate each activation's range with the XNNPACK quantizer; ``dynamic`` quantizes
-    inputs at run time (:mod:`.pt2e_dynamic`; ``runtime="litert"`` takes litert-torch's
-    quantizer, whose converter makes dynamic-range kernels). ``fold_weights=False`` keeps
+    inputs at run time (:mod:`.pt2e_dynamic`; for ``runtime="litert"`` the result is a
+    :class:`.litert_dynamic.DynamicFile`, quantized on the float file). ``fold_weights=False`` keeps
     each weight's quantize op (LiteRT's converter reads them); the modules ``keep_float``
     names stay float (the mixed-precision search's choice)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
@@ -52,34 +52,35 @@ def quantize_int8(
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     dynamic = recipe == "dynamic"
-    every_weight = dynamic and runtime == "litert"  # see litert_quantizer: no layer stays float
-    kept_float = outlier_modules(module, calibration) if recipe != "all-ops" and not every_weight else {}
+    kept_float = outlier_modules(module, calibration) if recipe != "all-ops" else {}
     skipped = {**kept_float, **dict.fromkeys(keep_float, 0.0)}
-    if every_weight:
-        quantizer = litert_quantizer()
-    else:
-        config = xnnpack_config() if dynamic else get_symmetric_quantization_config(is_per_channel=True)
-        quantizer = XNNPACKQuantizer().set_global(config)
-        if recipe != "all-ops":
-            # The quantizer's patterns for linear and conv layers only; its module-name filters
-            # are not used: they also test a conv's weight node, which carries no module path,
-            # so a conv named in set_module_name is never annotated.
-            quantizer.SUPPORTED_PATTERNS = [
-                p for p in XNNPACKQuantizer.SUPPORTED_PATTERNS if p.name.startswith(ARITHMETIC_PATTERNS)
-            ]
-        if skipped:
-            quantizer.set_filter_function(lambda node: not _inside(node, skipped))
+    facts = {
+        "weights": "int8, symmetric, per output channel",
+        "activations": DYNAMIC_ACTIVATIONS if dynamic else "int8, per tensor (histogram-calibrated)",
+        **described(recipe, kept_float),
+    }
+    if dynamic and runtime == "litert":  # quantized on the float file: see .litert_dynamic
+        from .litert_dynamic import QUANTIZER, quantized_file
+
+        file = quantized_file(module, example, set(skipped))
+        lost = sorted(set(skipped) - file.float_layers)
+        return file, {**facts, "quantizer": QUANTIZER, **({"not_found_in_file": lost} if lost else {})}
+    config = xnnpack_config() if dynamic else get_symmetric_quantization_config(is_per_channel=True)
+    quantizer = XNNPACKQuantizer().set_global(config)
+    if recipe != "all-ops":
+        # The quantizer's patterns for linear and conv layers only; its module-name filters
+        # are not used: they also test a conv's weight node, which carries no module path,
+        # so a conv named in set_module_name is never annotated.
+        quantizer.SUPPORTED_PATTERNS = [
+            p for p in XNNPACKQuantizer.SUPPORTED_PATTERNS if p.name.startswith(ARITHMETIC_PATTERNS)
+        ]
+    if skipped:
+        quantizer.set_filter_function(lambda node: not _inside(node, skipped))
     graph = torch.export.export(module, (example,)).module()
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for x in calibration[: 1 if dynamic else None]:  # dynamic ranges calibrate nothing
             prepared(x)
-    facts = {
-        "weights": "int8, symmetric, per output channel",
-        "activations": DYNAMIC_ACTIVATIONS if dynamic else "int8, per tensor (histogram-calibrated)",
-        **described(recipe, kept_float),
-        **({"float_layers": NONE_FLOAT_ON_LITERT} if every_weight else {}),
-    }
     return convert_pt2e(prepared, fold_quantize=fold_weights), facts
 
 

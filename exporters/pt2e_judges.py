@@ -5,15 +5,15 @@ Why not in torch: XNNPACK's and LiteRT's run-time rounding is not what any torch
 emulation tried computes. On the trained ViT-Ti the closest emulation
 (:func:`.pt2e_dynamic.per_token`) said 98.6% agreement on 500 held-out images where the
 ExecuTorch file agreed on 97.8%; a search judged in torch stopped short of its target in
-the file. Each trial costs one lowering (about 30 s for the ViT-Ti on ExecuTorch, 15 s on
-LiteRT, here); the ranking stays in torch (:func:`.pt2e_dynamic.impact_ranked`).
+the file. Each trial costs one lowering (about 30 s for the ViT-Ti on ExecuTorch here; on
+LiteRT one ai-edge-quantizer pass over the float file, a few seconds); the ranking stays in
+torch (:func:`.pt2e_dynamic.impact_ranked`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
 from .silence import quiet, quiet_native_stderr
@@ -44,19 +44,9 @@ def executorch_judge(example: torch.Tensor) -> Judge:
 
 
 def litert_judge(example: torch.Tensor) -> Judge:
-    """A dynamically quantized module (litert-torch's quantizer) converted to LiteRT with
-    dynamic-range kernels and run in its interpreter (float input and output)."""
-
-    def judge(quantized: torch.nn.Module):
-        import litert_torch
-
-        from .pt2e_dynamic import litert_quant_config
-
-        with quiet(), quiet_native_stderr():
-            edge = litert_torch.convert(quantized, (example,), quant_config=litert_quant_config(True))
-        return lambda x: torch.from_numpy(np.asarray(edge(x)))
-
-    return judge
+    """A LiteRT dynamic int8 trial is already the file LiteRT runs
+    (:class:`.litert_dynamic.DynamicFile`): judged as it is."""
+    return lambda quantized: quantized
 
 
 JUDGES = {"executorch": executorch_judge, "litert": litert_judge}

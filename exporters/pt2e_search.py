@@ -77,22 +77,21 @@ def search(
 
     def rank(quantized) -> list:
         if dynamic:  # measured once, a layer at a time, in per-token emulation; near additive
-            # (ExecuTorch's graph, the XNNPACK quantizer's: LiteRT never falls back, below)
-            if not impacts:
-                emulated = per_token(quantized)
+            if not impacts:  # on the XNNPACK quantizer's graph (a LiteRT trial is a file already)
+                graph = quantized if runtime != "litert" else xnnpack_graph()
+                emulated = per_token(graph)
                 impacts.extend(impact_ranked(module, emulated, calibration[:SENSITIVITY_INPUTS]))
             return impacts
         if not upstream:  # the graph's layers, read once from the first quantized graph
             upstream.update(upstream_layers(quantized))
         return _ranked(module, quantized, calibration[:SENSITIVITY_INPUTS])
 
-    if dynamic and runtime == "litert":  # no layer can be float there (see litert_quantizer)
-        (quantized, facts, share), fallen = trial([]), []
-        steps = [{"float_layers": 0, "agreement": share}]
-    else:
-        (quantized, facts, share), fallen, steps = fall_back(
-            trial, rank, lambda layer: layer[0], target, MAX_STEPS, MAX_REFINEMENTS
-        )
+    def xnnpack_graph():
+        return quantize_int8(module, example, calibration, recipe, runtime="executorch")[0]
+
+    (quantized, facts, share), fallen, steps = fall_back(
+        trial, rank, lambda layer: layer[0], target, MAX_STEPS, MAX_REFINEMENTS
+    )
     why = _gain_said if dynamic else _loss_said(upstream)
     return quantized, _with_search(facts, target, share, judged_on, held_out, tried + steps, fallen, why)
 

@@ -27,6 +27,7 @@ from .calibration import validation_inputs, validation_note
 from .deploy import deployable
 from .fold import fold_for_inference
 from .int8_recipe import DEFAULT_RECIPE, check_recipe, check_target
+from .litert_dynamic import DynamicFile
 from .litert_metadata import read_metadata, write_metadata
 from .litert_profile import litert_op_profile
 from .pt2e_dynamic import litert_quant_config
@@ -222,8 +223,8 @@ def check_options(
 
 def _quantized(module, subject: Subject, calibration, recipe: str | None, target=None, validation=None):
     """The module quantized in pt2e (:mod:`.pt2e_int8`, weights' quantize ops kept for the
-    converter) and the converter's matching quant config (per-channel; static, or dynamic
-    range for the ``dynamic`` recipe)."""
+    converter) and the converter's quant config; for the ``dynamic`` recipe, the file
+    itself (:class:`.litert_dynamic.DynamicFile`) and no config."""
     inputs = calibration_inputs(subject, calibration)
     held_out = calibration_inputs(subject, validation) if validation else None
     chosen = dict(target=target, held_out=held_out, runtime="litert", recipe_given=recipe is not None)
@@ -231,7 +232,7 @@ def _quantized(module, subject: Subject, calibration, recipe: str | None, target
         module, subject.example_input(), inputs, recipe or DEFAULT_RECIPE, False, **chosen
     )
     dynamic = facts.get("recipe") == "dynamic"
-    config = litert_quant_config(dynamic)
+    config = None if dynamic else litert_quant_config()  # a dynamic result is a file already
     facts = {
         "calibration": described_inputs(calibration, inputs),
         **facts,
@@ -269,9 +270,12 @@ def export(
             module, options["quant_config"], quantization = _quantized(
                 module, subject, calibration, int8_recipe, int8_target, validation_images
             )
-        edge = _signatures(litert_torch, module, subject, sizes) if sizes else None
-        edge = edge or litert_torch.convert(module, (example,), **options)
-        edge.export(str(path))
+        if isinstance(module, DynamicFile):  # quantized on the float file (.litert_dynamic)
+            path.write_bytes(module.content)
+        else:
+            edge = _signatures(litert_torch, module, subject, sizes) if sizes else None
+            edge = edge or litert_torch.convert(module, (example,), **options)
+            edge.export(str(path))
         write_metadata(path, artifact_metadata(subject, precision, FORM, **sizes_fact(sizes)))
     seconds = time.perf_counter() - start
     loaded = interpreter(path)
