@@ -9,8 +9,8 @@ makes depthwise convs dynamic-range kernels, which XNNPACK lacks (SwiftFormer's 
 LiteRT's own kernels). ai-edge-quantizer's recipe names the layers instead, by the module
 path litert-torch writes into each op's output tensor name: FULLY_CONNECTED and CONV_2D
 become int8 weights with each input quantized per row at run time (XNNPACK's ``qd8``
-kernels, as ExecuTorch's), the layers the recipe or the search keeps float stay float, and
-a depthwise conv stays a float kernel XNNPACK takes.
+kernels, as ExecuTorch's), the layers the recipe or the search keeps float compute in float
+(from int8 weights), and a depthwise conv stays a float kernel XNNPACK takes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ import torch
 
 from .silence import quiet, quiet_native_stderr
 
-QUANTIZER = "ai-edge-quantizer on the float file (FULLY_CONNECTED, CONV_2D; depthwise convs stay float)"
+QUANTIZER = (
+    "ai-edge-quantizer on the float file: FULLY_CONNECTED and CONV_2D dynamic-range int8, float layers "
+    "int8 weights with float compute, depthwise convs float"
+)
 _float_files: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -105,23 +108,24 @@ def _shape_free(weight: np.ndarray) -> np.ndarray:
 
 def quantized_file(module: torch.nn.Module, example: torch.Tensor, float_layers: set[str]) -> DynamicFile:
     """``module``'s float file with every Linear and Conv layer but ``float_layers``
-    (module paths) made dynamic-range int8 (symmetric, per output channel). A layer whose
+    (module paths) made dynamic-range int8 (symmetric, per output channel). A float layer
+    keeps int8 weights, dequantized when the file loads (XNNPACK takes the DEQUANTIZE), and
+    computes in float: its input's rounding is what hurts, not its weights' (as ONNX's
+    ``weight_only``), and the file stays int8-sized. A layer whose
     op is not found in the file (see :func:`op_names`) cannot stay float: the file's
     ``float_layers`` are those that did."""
     from ai_edge_quantizer import qtyping, quantizer
-    from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
     converted = float_file(module, example)
     kept = float_layers & converted.op_names.keys()
     chosen = quantizer.Quantizer(converted.content)
-    for op in (qtyping.TFLOperationName.FULLY_CONNECTED, qtyping.TFLOperationName.CONV_2D):
+    layer_ops = (qtyping.TFLOperationName.FULLY_CONNECTED, qtyping.TFLOperationName.CONV_2D)
+    for op in layer_ops:
         chosen.add_dynamic_config(".*", op, 8)
-    for path in sorted(kept):  # a later rule wins: float
-        chosen.update_quantization_recipe(
-            f"^{re.escape(converted.op_names[path])};$",  # its scope: the output's name and ";"
-            qtyping.TFLOperationName.ALL_SUPPORTED,
-            algorithm_key=AlgorithmName.NO_QUANTIZE,
-        )
+    for path in sorted(kept):  # a later rule wins: float compute, int8 weights
+        scope = f"^{re.escape(converted.op_names[path])};$"  # its scope: the output's name and ";"
+        for op in layer_ops:
+            chosen.add_weight_only_config(scope, op, 8)
     with quiet(), quiet_native_stderr():
         content = chosen.quantize(enable_progress_report=False).quantized_model
     return DynamicFile(bytes(content), frozenset(kept))

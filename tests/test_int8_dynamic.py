@@ -118,9 +118,9 @@ def test_a_layer_read_unrounded_loses_its_rounding_whatever_its_kind():
 
 def test_litert_keeps_float_the_layers_named_and_finds_them_by_their_weights():
     """On LiteRT a dynamic int8 file is quantized layer by layer on the float file: the
-    layers named stay float (found by their weights, the graph's last one included, whose
-    output takes the graph's name), the rest get int8 weights, and one not in the model is
-    not claimed float."""
+    layers named compute in float from dequantized int8 weights (found by their weights, the
+    graph's last one included, whose output takes the graph's name), the rest are
+    dynamic-range int8, and one not in the model is not claimed float."""
     pytest.importorskip("ai_edge_quantizer")
     pytest.importorskip("ai_edge_litert")
     import torch
@@ -147,13 +147,18 @@ def test_litert_keeps_float_the_layers_named_and_finds_them_by_their_weights():
     file = quantized_file(net, x, {"stages.1.0", "head", "not.a.layer"})
     assert file.float_layers == {"stages.1.0", "head"}
     loaded = Interpreter(model_content=file.content)
+    ops = loaded._get_ops_details()
     tensors = {t["index"]: t for t in loaded.get_tensor_details()}
+    dequantized = {op["outputs"][0] for op in ops if op["op_name"] == "DEQUANTIZE"}
     weights = Counter(
-        tensors[op["inputs"][1]]["dtype"].__name__
-        for op in loaded._get_ops_details()
+        "dequantized" if op["inputs"][1] in dequantized else tensors[op["inputs"][1]]["dtype"].__name__
+        for op in ops
         if op["op_name"] == "FULLY_CONNECTED"
     )
-    assert weights == {"int8": 3, "float32": 2}, weights
+    assert weights == {"int8": 3, "dequantized": 2}, weights
+    assert {tensors[op["inputs"][0]]["dtype"].__name__ for op in ops if op["op_name"] == "DEQUANTIZE"} == {
+        "int8"
+    }
     with torch.no_grad():
         expected = net(x)
     assert torch.nn.functional.cosine_similarity(file(x).flatten(), expected.flatten(), dim=0) > 0.99
