@@ -103,9 +103,11 @@ def fall_back(trial, rank, key, target: float, max_steps: int = 8, max_refinemen
     most harmful first; ``key`` names a layer. While short of ``target``, keep the worst 1,
     then 2, 4, ... more float, ranked again after each repair (a repaired layer unmasks the
     next); then bisect an overshooting last step back. Short of the target when the steps
-    or the ranking run out, the best step is kept (the fewest float layers among equals):
-    more float layers need not agree more. Returns the chosen (quantized, facts,
-    agreement), the float layers and every step."""
+    or the ranking run out, the step that agreed most is kept, the later (more float) one
+    among equals: more float layers need not agree more on a few hundred images, but they
+    are closer to float (on the trained ViT-Ti's ONNX search, 3 and 23 float layers agreed
+    alike on its 500 images and on 97.0% and 98.57% of 700 unseen ones). Returns the
+    chosen (quantized, facts, agreement), the float layers and every step."""
     quantized, facts, share = trial([])
     steps = [{"float_layers": 0, "agreement": share}]
     fallen: list = []
@@ -119,7 +121,7 @@ def fall_back(trial, rank, key, target: float, max_steps: int = 8, max_refinemen
         fallen += ranked[:count]
         quantized, facts, share = trial(fallen)
         steps.append({"float_layers": len(fallen), "agreement": share})
-        if share > best[0][2]:
+        if share >= best[0][2]:
             best = ((quantized, facts, share), list(fallen))
         count *= 2
     if share < target:

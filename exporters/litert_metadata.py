@@ -14,17 +14,24 @@ from mobattn.errors import MobattnError, first_line
 
 NAME = "mobattn"
 IDENTIFIER = b"TFL3"  # the TFLite flatbuffer's file identifier
+FLATBUFFER_LIMIT = 2**31  # a flatbuffer's offsets are 32-bit
 
 
 def write_metadata(path: Path, metadata: dict[str, str]) -> None:
     """Rewrite ``path`` with ``metadata`` added (any earlier ``mobattn`` entry replaced).
-    A model whose buffers live outside the flatbuffer (over 2 GB) is left as it is."""
+    Buffers stored after the flatbuffer (ai-edge-quantizer writes its files so) are moved
+    into it; a model too large for that (2 GB) is left as it is."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    model = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
-    if any((buffer.offset or 0) > 1 for buffer in model.buffers or []):
-        return  # offsets into the file would move: not rewritten
+    content = path.read_bytes()
+    if len(content) >= FLATBUFFER_LIMIT:
+        return  # its offsets into the file would move: not rewritten
+    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    for buffer in model.buffers or []:
+        if (buffer.offset or 0) > 1:
+            buffer.data = np.frombuffer(content, np.uint8, count=buffer.size, offset=buffer.offset)
+            buffer.offset = buffer.size = 0
     entry = schema.BufferT()
     entry.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), np.uint8)
     model.buffers.append(entry)

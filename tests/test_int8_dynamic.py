@@ -75,6 +75,8 @@ def test_a_dynamic_int8_file_is_written_run_and_judged(cli, tmp_path, target):
     assert not record["details"].get("not_delegated"), record["details"]  # depthwise convs stay float
     if target == "litert":  # quantized on the float file, layer by layer
         assert quantization["io"].startswith("float") and "ai-edge-quantizer" in quantization["quantizer"]
+    inspected = cli(f"inspect {record['path']} --json")  # the file names its subject
+    assert inspected.code == 0 and inspected.json()[0]["metadata"]["model"] == "swiftformer_xs", inspected.out
 
 
 def test_a_layer_read_unrounded_loses_its_rounding_whatever_its_kind():

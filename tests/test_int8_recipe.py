@@ -126,8 +126,8 @@ def test_validate_divergence_reports_layers_or_refuses_other_formats(tmp_path, c
 
 def test_the_search_loop_keeps_its_best_step_when_the_target_is_out_of_reach():
     """More float layers need not agree more (each step is judged on a few hundred images):
-    short of the target, the loop keeps the step that agreed most, with its layers, and the
-    fewest float layers among equals; met, it keeps the fewest that meet it."""
+    short of the target, the loop keeps the step that agreed most, with its layers, the
+    later (closer to float) among equals; met, it keeps the fewest that meet it."""
     from mobattn.exporters.int8_recipe import fall_back
 
     def search(agreements: dict[int, float], target: float):
@@ -136,8 +136,10 @@ def test_the_search_loop_keeps_its_best_step_when_the_target_is_out_of_reach():
 
         return fall_back(trial, lambda _: ["a", "b", "c", "d", "e", "f", "g"], str, target)
 
-    (chosen, _, share), fallen, steps = search({0: 0.90, 1: 0.95, 3: 0.93, 7: 0.95}, 0.99)
-    assert (chosen, share, fallen) == ("1 float", 0.95, ["a"])
+    (chosen, _, share), fallen, steps = search({0: 0.90, 1: 0.95, 3: 0.96, 7: 0.94}, 0.99)
+    assert (chosen, share, fallen) == ("3 float", 0.96, ["a", "b", "c"])
     assert [s["float_layers"] for s in steps] == [0, 1, 3, 7]  # every step stays in the record
+    (chosen, _, share), _, _ = search({0: 0.90, 1: 0.96, 3: 0.93, 7: 0.96}, 0.99)
+    assert (chosen, share) == ("7 float", 0.96)
     (chosen, _, share), fallen, _ = search({0: 0.90, 1: 0.95, 2: 0.99, 3: 0.99}, 0.99)
     assert (chosen, fallen) == ("2 float", ["a", "b"])
