@@ -6,8 +6,8 @@ Why not litert-torch's own dynamic mode: its converter quantizes every Linear an
 weight in that mode, whatever the pt2e graph leaves float (litert-torch 0.10: 49 of the
 ViT-Ti's 49 FULLY_CONNECTED were int8 with 14 layers left float in the graph), and it
 makes depthwise convs dynamic-range kernels, which XNNPACK lacks (SwiftFormer's ran on
-LiteRT's own kernels). ai-edge-quantizer's recipe names the layers instead, by the module
-path litert-torch writes into each op's output tensor name: FULLY_CONNECTED and CONV_2D
+LiteRT's own kernels). ai-edge-quantizer's recipe names the ops instead (each by its
+output's name, the op found by its weights, :func:`op_names`): FULLY_CONNECTED and CONV_2D
 become int8 weights with each input quantized per row at run time (XNNPACK's ``qd8``
 kernels, as ExecuTorch's), the layers the recipe or the search keeps float compute in float
 (from int8 weights), and a depthwise conv stays a float kernel XNNPACK takes.
@@ -58,6 +58,7 @@ class FloatFile:
 
 
 def float_file(module: torch.nn.Module, example: torch.Tensor) -> FloatFile:
+    """``module`` converted by litert-torch in float, once per module and input shape."""
     known = _float_files.get(module)
     if known is not None and known.shape == tuple(example.shape):
         return known
@@ -111,9 +112,9 @@ def quantized_file(module: torch.nn.Module, example: torch.Tensor, float_layers:
     (module paths) made dynamic-range int8 (symmetric, per output channel). A float layer
     keeps int8 weights, dequantized when the file loads (XNNPACK takes the DEQUANTIZE), and
     computes in float: its input's rounding is what hurts, not its weights' (as ONNX's
-    ``weight_only``), and the file stays int8-sized. A layer whose
-    op is not found in the file (see :func:`op_names`) cannot stay float: the file's
-    ``float_layers`` are those that did."""
+    ``weight_only``), and the file stays int8-sized. A layer whose op is not found in the
+    file (see :func:`op_names`) cannot stay float: the file's ``float_layers`` are those
+    that did."""
     from ai_edge_quantizer import qtyping, quantizer
 
     converted = float_file(module, example)
