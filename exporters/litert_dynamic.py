@@ -92,7 +92,7 @@ def op_names(module: torch.nn.Module, content: bytes) -> dict[str, str]:
     ]
     found = {}
     for path, layer in module.named_modules():
-        if not isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d)):
+        if not isinstance(layer, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)):
             continue
         weight = _shape_free(layer.weight.detach().numpy())
         same = [op for w, op in candidates if w.shape == weight.shape and np.allclose(w, weight, atol=1e-4)]
