@@ -5,10 +5,10 @@ its XNNPACK delegate (the CPU path Android uses) runs it.
 Optional: ``pip install 'mobattn[litert]'`` (``make`` installs it); without it, asking for
 LiteRT is one line that says how to get it.
 
-The module converted is the ``litert`` deployable form (:mod:`.deploy`): the ``xnnpack``
-form ExecuTorch uses, with no batch-1 ``bmm``; the record counts the ops the interpreter's XNNPACK
-delegate took and names every op left on LiteRT's default kernels (:func:`delegation`).
-"""
+The module converted is the ``litert`` deployable form (:mod:`.deploy`): the ``xnnpack`` form
+ExecuTorch uses, with no batch-1 ``bmm``; int8 ops XNNPACK takes only in float are computed in
+float between int8 tensors (:mod:`.litert_float_ops`). The record counts the ops the delegate
+took and names every op left on LiteRT's default kernels (:func:`delegation`)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from .deploy import deployable
 from .fold import fold_for_inference
 from .int8_recipe import DEFAULT_RECIPE, check_recipe, check_target
 from .litert_dynamic import DynamicFile
+from .litert_float_ops import float_between_file
 from .litert_metadata import read_metadata, write_metadata
 from .litert_profile import litert_op_profile
 from .pt2e_dynamic import litert_quant_config
@@ -139,8 +140,7 @@ def _from_output(detail: dict, y: np.ndarray) -> np.ndarray:
 
 
 def _run_function(loaded):
-    """Input -> first output in float, for one interpreter (not thread-safe, as LiteRT's
-    is not)."""
+    """Input -> first output in float, for one interpreter (not thread-safe, as LiteRT's is not)."""
     inp, out = loaded.get_input_details()[0], loaded.get_output_details()[0]
 
     def run(x):
@@ -184,8 +184,7 @@ def validate_tflite(
     run=None,
     sizes: tuple[int, ...] | None = None,
 ) -> Agreement:
-    """LiteRT's interpreter (XNNPACK) against torch on random inputs at every promised
-    size (or ``inputs``)."""
+    """LiteRT's interpreter (XNNPACK) against torch on random inputs at every size (or ``inputs``)."""
     if run is None:
         run = _run_function(interpreter(path))
     criterion = judged_as(precision, bool(inputs))
@@ -276,6 +275,8 @@ def export(
             edge = _signatures(litert_torch, module, subject, sizes) if sizes else None
             edge = edge or litert_torch.convert(module, (example,), **options)
             edge.export(str(path))
+            if quantization:  # int8 GELUs and the like: computed in float on XNNPACK
+                quantization["float_between_int8"] = float_between_file(path)
         write_metadata(path, artifact_metadata(subject, precision, FORM, **sizes_fact(sizes)))
     seconds = time.perf_counter() - start
     loaded = interpreter(path)
