@@ -87,6 +87,21 @@ def variants(targets: list[str], precisions: list[str] | None) -> tuple[list[Var
     return chosen, skipped
 
 
+def taking_int8_options(subject, chosen: list[Variant], **int8_options) -> tuple[list[Variant], list[str]]:
+    """The variants whose target takes the int8 options asked (a recipe, a target: each
+    target's own ``check_options``), and a line for each int8 variant whose target does not
+    (``--int8-recipe dynamic`` is ExecuTorch's and LiteRT's): refused before any image is read."""
+    kept, refused = [], []
+    for variant in chosen:
+        try:
+            if variant.precision == "int8":
+                TARGETS[variant.target].implementation().check_options(subject, "int8", **int8_options)
+            kept.append(variant)
+        except MobattnError as exc:
+            refused.append(f"{variant.name}: {exc}")
+    return kept, refused
+
+
 def runner_for(path: Path, target: str, subject) -> Callable[[np.ndarray], np.ndarray]:
     """One image batch to its logits, in the target's runtime (Core ML off macOS: mobattn's
     ML Program reference executor)."""

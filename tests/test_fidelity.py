@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from helpers import assert_one_line_error
-from mobattn.bench.fidelity import paired_delta, variants
+from mobattn.bench.fidelity import paired_delta, taking_int8_options, variants
 
 
 def test_the_paired_top1_change_and_its_interval():
@@ -28,6 +28,19 @@ def test_variants_are_what_each_target_takes_and_the_rest_is_said():
     assert skipped == ["executorch fp16: executorch takes fp32, int8"]
     chosen, _ = variants(["coreml"], None)
     assert [v.name for v in chosen] == ["coreml fp16"]  # the target's own default
+
+
+def test_an_int8_option_a_target_lacks_is_refused_for_that_target_alone():
+    """``--int8-recipe dynamic`` is ExecuTorch's and LiteRT's: ONNX's int8 is not measured
+    (said why), the rest is; asked of ONNX alone, one line and exit 2 (below)."""
+    pytest.importorskip("executorch")
+    from mobattn.exporters import model_subject
+
+    subject = model_subject("swiftformer_xs", None, (64, 64))
+    chosen, _ = variants(["onnx", "executorch"], ["fp32", "int8"])
+    kept, refused = taking_int8_options(subject, chosen, calibration="c.txt", int8_recipe="dynamic")
+    assert [v.name for v in kept] == ["onnx fp32", "executorch fp32", "executorch int8"]
+    assert len(refused) == 1 and refused[0].startswith("onnx int8: --int8-recipe must be")
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +65,8 @@ def test_bad_requests_are_one_line(cli, labelled, tmp_path):
     assert_one_line_error(cli(f"{base} --limit 0"), "--limit must be positive")
     assert_one_line_error(cli(f"{base} --to tflite"), "export target")
     assert_one_line_error(cli(f"{base} --validation-images {labelled}"), "give --calibration too")
+    dynamic_on_onnx = cli(f"{base} --to onnx --precision int8 --calibration {labelled} --int8-recipe dynamic")
+    assert_one_line_error(dynamic_on_onnx, "onnx int8: --int8-recipe must be outlier-aware or all-ops here")
     assert not (tmp_path / "f.jsonl").exists()  # nothing half-written
 
 

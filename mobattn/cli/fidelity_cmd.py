@@ -92,7 +92,7 @@ def command(
     artifact was measured and stored, 1 when one could not be made (or the rows could not
     be stored: they are printed anyway).
     """
-    from mobattn.bench.fidelity import measure_all, variants
+    from mobattn.bench.fidelity import measure_all, taking_int8_options, variants
     from mobattn.exporters.formats import get_target
 
     target_list = parse_csv(targets, "--to")
@@ -110,8 +110,14 @@ def command(
     check_recipe("int8", calibration, int8_recipe)  # before any image is read
     check_target("int8", calibration, int8_target)
     _check_appendable(Path(results))  # before minutes of measuring, not after
-    subject, evaluation, calibration_options = _prepare(
-        model, attention, resolution, weights, data, files, limit, calibration, validation_images
+    subject = _subject(model, attention, resolution, weights)
+    int8_options = dict(calibration=calibration, int8_recipe=int8_recipe, int8_target=int8_target)
+    chosen, refused = taking_int8_options(subject, chosen, **int8_options)
+    if not chosen:
+        raise MobattnError("; ".join(refused))
+    skipped += refused
+    evaluation, calibration_options = _prepare(
+        subject, model, data, files, limit, calibration, validation_images
     )
     calibration_options.update(
         {k: v for k, v in (("int8_recipe", int8_recipe), ("int8_target", int8_target)) if v}
@@ -149,20 +155,26 @@ def command(
     return 0 if appended and len(rows) == len(measured) else 1
 
 
-def _prepare(model, attention, resolution, weights, data, files, limit, calibration, validation_images):
-    """The subject, the evaluation images with torch fp32's answers, and int8's options."""
-    from mobattn.bench.fidelity import evaluation_of
-    from mobattn.evaluate import load_image, preprocess
+def _subject(model, attention, resolution, weights):
+    """The model as the exporters take it, at the resolution asked (else its own)."""
     from mobattn.exporters import model_subject
-    from mobattn.exporters.calibration import split_images
-    from mobattn.image_sources import read_source
-    from mobattn.models import get_model_config
     from mobattn.parsing import parse_resolution
 
     from .common import own_resolution
 
     size = parse_resolution(str(resolution) if resolution else own_resolution(model))
-    subject = model_subject(model, attention, size, weights=weights)
+    return model_subject(model, attention, size, weights=weights)
+
+
+def _prepare(subject, model, data, files, limit, calibration, validation_images):
+    """The evaluation images with torch fp32's answers, and int8's options."""
+    from mobattn.bench.fidelity import evaluation_of
+    from mobattn.evaluate import load_image, preprocess
+    from mobattn.exporters.calibration import split_images
+    from mobattn.image_sources import read_source
+    from mobattn.models import get_model_config
+
+    size = tuple(subject.input_shape[-2:])  # (height, width)
     source = read_source(data, files, labels=False)
     samples = source.samples[:limit] if limit else source.samples
     if not samples:
@@ -183,7 +195,7 @@ def _prepare(model, attention, resolution, weights, data, files, limit, calibrat
         options["validation_images"] = held_out or None
     elif validation_images:
         raise MobattnError("--validation-images judges an int8 calibrated on images: give --calibration too")
-    return subject, evaluation, options
+    return evaluation, options
 
 
 def _check_appendable(results: Path) -> None:
