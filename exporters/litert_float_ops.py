@@ -12,6 +12,9 @@ float GELU of each of the 256 dequantized inputs rounded to the output's scale."
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
+
+from .litert_metadata import FLATBUFFER_LIMIT, IDENTIFIER
 
 FLOAT_ONLY = ("GELU",)  # int8 in LiteRT's kernels, float only in XNNPACK's delegate
 DEQUANTIZE_INT8, QUANTIZE_INT8, FLOAT_VERSION = 2, 2, 1  # operator versions by tensor type
@@ -25,6 +28,8 @@ def float_between(content: bytes) -> tuple[bytes, dict[str, int]]:
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
+    if len(content) >= FLATBUFFER_LIMIT:
+        return content, {}  # its buffers' offsets would move: left as it is
     model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
     names = {value: name for name, value in vars(schema.BuiltinOperator).items() if name.isupper()}
     rewritten: Counter[str] = Counter()
@@ -32,7 +37,7 @@ def float_between(content: bytes) -> tuple[bytes, dict[str, int]]:
         operators = []
         for op in subgraph.operators or []:
             name = names.get(_builtin(model.operatorCodes[op.opcodeIndex]))
-            if name in FLOAT_ONLY and _is_int8(schema, subgraph.tensors[op.inputs[0]]):
+            if name in FLOAT_ONLY and _int8_in_and_out(schema, subgraph, op):
                 operators += _in_float(schema, model, subgraph, op, getattr(schema.BuiltinOperator, name))
                 rewritten[name] += 1
             else:
@@ -41,7 +46,7 @@ def float_between(content: bytes) -> tuple[bytes, dict[str, int]]:
     if not rewritten:
         return content, {}
     builder = flatbuffers.Builder(len(content) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    builder.Finish(model.Pack(builder), file_identifier=IDENTIFIER)
     return bytes(builder.Output()), dict(rewritten)
 
 
@@ -94,14 +99,13 @@ def _builtin(code) -> int:
     return max(code.builtinCode, code.deprecatedBuiltinCode)
 
 
-def _is_int8(schema, tensor) -> bool:
-    return tensor.type == schema.TensorType.INT8
+def _int8_in_and_out(schema, subgraph, op) -> bool:
+    tensors = (subgraph.tensors[op.inputs[0]], subgraph.tensors[op.outputs[0]])
+    return all(t.type == schema.TensorType.INT8 for t in tensors)
 
 
-def float_between_file(path) -> dict[str, int]:
+def float_between_file(path: Path) -> dict[str, int]:
     """:func:`float_between` on the file at ``path``, rewritten in place where it changed."""
-    from pathlib import Path
-
     content = Path(path).read_bytes()
     new_content, rewritten = float_between(content)
     if rewritten:
