@@ -14,6 +14,17 @@ import pytest  # noqa: E402
 from helpers import CliResult
 
 
+def pytest_configure(config):
+    """One torch thread in each pytest-xdist worker: ``make test`` runs two workers on two
+    cores, and two threads each left four spinning on two cores (the pt2e search's test took
+    615 s beside the other worker, 114 s alone). A test that asks for threads still gets
+    them, and a process a test starts keeps torch's own default."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
 @pytest.fixture
 def cli(capsys):
     """Run one ``mobattn`` command line in-process: ``cli("list models --json")``."""
