@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from .litert_metadata import FLATBUFFER_LIMIT, IDENTIFIER
+from .litert_metadata import packed, unpacked
 
 FLOAT_ONLY = ("GELU",)  # int8 in LiteRT's kernels, float only in XNNPACK's delegate
 DEQUANTIZE_INT8, QUANTIZE_INT8, FLOAT_VERSION = 2, 2, 1  # operator versions by tensor type
@@ -25,12 +25,11 @@ def float_between(content: bytes) -> tuple[bytes, dict[str, int]]:
     """``content`` with each int8 op of :data:`FLOAT_ONLY` computed in float between a
     DEQUANTIZE and a QUANTIZE, and how many of each were rewritten (the file unchanged, and
     {}, where there were none)."""
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    if len(content) >= FLATBUFFER_LIMIT:
-        return content, {}  # its buffers' offsets would move: left as it is
-    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    model = unpacked(content)
+    if model is None:  # too large to repack: left as it is
+        return content, {}
     names = {value: name for name, value in vars(schema.BuiltinOperator).items() if name.isupper()}
     rewritten: Counter[str] = Counter()
     for subgraph in model.subgraphs or []:
@@ -45,9 +44,7 @@ def float_between(content: bytes) -> tuple[bytes, dict[str, int]]:
         subgraph.operators = operators
     if not rewritten:
         return content, {}
-    builder = flatbuffers.Builder(len(content) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=IDENTIFIER)
-    return bytes(builder.Output()), dict(rewritten)
+    return packed(model), dict(rewritten)
 
 
 def _in_float(schema, model, subgraph, op, builtin: int) -> list:

@@ -19,28 +19,45 @@ FLATBUFFER_LIMIT = 2**31  # a flatbuffer's offsets are 32-bit
 
 def write_metadata(path: Path, metadata: dict[str, str]) -> None:
     """Rewrite ``path`` with ``metadata`` added (any earlier ``mobattn`` entry replaced).
-    Buffers stored after the flatbuffer (ai-edge-quantizer writes its files so) are moved
-    into it; a model too large for that (2 GB) is left as it is."""
-    import flatbuffers
+    A model too large to repack (2 GB) is left as it is."""
     from ai_edge_litert import schema_py_generated as schema
 
     content = path.read_bytes()
-    if len(content) >= FLATBUFFER_LIMIT:
-        return  # its offsets into the file would move: not rewritten
-    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
-    for buffer in model.buffers or []:
-        if (buffer.offset or 0) > 1:
-            buffer.data = np.frombuffer(content, np.uint8, count=buffer.size, offset=buffer.offset)
-            buffer.offset = buffer.size = 0
+    model = unpacked(content)
+    if model is None:
+        return
     entry = schema.BufferT()
     entry.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), np.uint8)
     model.buffers.append(entry)
     named = schema.MetadataT()
     named.name, named.buffer = NAME, len(model.buffers) - 1
     model.metadata = [m for m in model.metadata or [] if _text(m.name) != NAME] + [named]
+    path.write_bytes(packed(model))
+
+
+def unpacked(content: bytes):
+    """The .tflite ``content`` as schema objects to edit (``ModelT``), buffers stored after
+    the flatbuffer (ai-edge-quantizer writes its files so) moved into it; None for a model
+    too large for that (2 GB: its offsets into the file would move)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    if len(content) >= FLATBUFFER_LIMIT:
+        return None
+    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    for buffer in model.buffers or []:
+        if (buffer.offset or 0) > 1:
+            buffer.data = np.frombuffer(content, np.uint8, count=buffer.size, offset=buffer.offset)
+            buffer.offset = buffer.size = 0
+    return model
+
+
+def packed(model) -> bytes:
+    """An edited ``ModelT`` as .tflite bytes."""
+    import flatbuffers
+
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=IDENTIFIER)
-    path.write_bytes(bytes(builder.Output()))
+    return bytes(builder.Output())
 
 
 def read_metadata(path: Path) -> dict[str, str]:
